@@ -1,0 +1,283 @@
+//! The `tessera` command line. Secrets (passwords, client secrets) are read
+//! from standard input, never from arguments, so they stay out of shell
+//! history and process listings.
+
+use std::io::{BufRead, IsTerminal};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::config::{LogFormat, Settings};
+use crate::domain::{ClientSecret, PasswordHasher, PlainPassword, Scope, Username};
+use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
+use crate::startup::{Application, Options};
+use crate::store::{self, clients, users};
+
+/// Grant types a client may be registered for.
+pub const GRANT_TYPES: [&str; 2] = ["password", "refresh_token"];
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "OAuth 2.0 token issuer")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Apply pending database migrations before becoming ready.
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        username: String,
+        /// Read the password from standard input (required: never pass it as an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[command(flatten)]
+        scope: ScopeArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client. Without --public or --secret-stdin a secret is
+    /// generated and printed once.
+    Create {
+        client_id: String,
+        /// A public client (mobile app): no secret, identified by client_id alone.
+        #[arg(long, conflicts_with = "secret_stdin")]
+        public: bool,
+        /// Read the client secret (at least 32 characters) from standard input.
+        #[arg(long)]
+        secret_stdin: bool,
+        /// Comma-separated grant types: password, refresh_token.
+        #[arg(long = "grant", value_delimiter = ',', required = true)]
+        grants: Vec<String>,
+        #[command(flatten)]
+        scope: ScopeArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key. It is published at once and starts signing
+    /// after --delay (default keys.rotation_delay); the old key stays
+    /// published until the tokens it signed have expired.
+    Rotate {
+        #[arg(long, value_parser = parse_duration)]
+        delay: Option<Duration>,
+        /// Algorithm of the new key (default keys.algorithm): ES256, EdDSA or RS256.
+        #[arg(long)]
+        algorithm: Option<SigningAlgorithm>,
+    },
+    /// Show every key with its state and dates.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct ScopeArg {
+    /// Allowed scopes, space-separated or repeated.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+}
+
+impl ScopeArg {
+    fn parse(&self) -> anyhow::Result<Scope> {
+        Scope::from_tokens(&self.scopes).context("--scope")
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::duration::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a duration (e.g. 0s, 10m, 1h)"))
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load()?;
+    let serving = matches!(cli.command, Command::Serve { .. });
+    // Commands other than `serve` only log warnings, keeping their output clean.
+    let level = if serving {
+        settings.log.level.clone()
+    } else {
+        "warn".to_owned()
+    };
+    let format = if serving {
+        settings.log.format
+    } else {
+        LogFormat::Pretty
+    };
+    crate::telemetry::init(format, &level, std::io::stderr)?;
+
+    match cli.command {
+        Command::Serve { migrate } => {
+            let app = Application::build(settings, Options { migrate }).await?;
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            let pool = connect(&settings).await?;
+            store::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User(UserCommand::Create {
+            username,
+            password_stdin: _,
+            scope,
+        }) => {
+            let username = Username::parse(&username)?;
+            let scope = scope.parse()?;
+            let password = PlainPassword::new_password(
+                read_secret("password")?,
+                settings.password.max_length,
+            )?;
+            let hasher = PasswordHasher::new(&settings.password, 1)?;
+            let hash = hasher.hash(password).await?;
+            let pool = connect(&settings).await?;
+            let id = users::insert(
+                &pool,
+                username.as_str(),
+                &hash,
+                &scope.tokens(),
+                Clock::default().now(),
+            )
+            .await?;
+            println!("created user {username} with id {id}");
+            Ok(())
+        }
+        Command::Client(ClientCommand::Create {
+            client_id,
+            public,
+            secret_stdin,
+            grants,
+            scope,
+        }) => {
+            if client_id.is_empty()
+                || client_id.len() > 255
+                || client_id.chars().any(|c| c.is_control() || c == ':')
+            {
+                bail!("client_id must be 1 to 255 characters, without control characters or `:`");
+            }
+            for grant in &grants {
+                if !GRANT_TYPES.contains(&grant.as_str()) {
+                    bail!(
+                        "--grant: unknown grant type `{grant}` (supported: {})",
+                        GRANT_TYPES.join(", ")
+                    );
+                }
+            }
+            let scope = scope.parse()?;
+            let (secret, generated) = match (public, secret_stdin) {
+                (true, _) => (None, false),
+                (false, true) => (
+                    Some(ClientSecret::parse(read_secret("client secret")?)?),
+                    false,
+                ),
+                (false, false) => (Some(ClientSecret::generate()), true),
+            };
+            let pool = connect(&settings).await?;
+            let hash = secret.as_ref().map(|s| s.hash());
+            let now = Clock::default().now();
+            clients::insert(
+                &pool,
+                &client_id,
+                hash.as_ref().map(|h| h.as_bytes()),
+                &grants,
+                &scope.tokens(),
+                now,
+            )
+            .await?;
+            println!("created client {client_id}");
+            if let (Some(secret), true) = (secret, generated) {
+                println!("client_secret: {}", secret.expose());
+                eprintln!("Store this secret now: it is not shown again and cannot be recovered.");
+            }
+            Ok(())
+        }
+        Command::Keys(command) => {
+            let pool = connect(&settings).await?;
+            let ring = KeyRing::new(
+                KeyEncryptionKey::new(&settings.encryption_key()?)?,
+                settings.tokens.access_ttl,
+            )?;
+            let now = Clock::default().now();
+            if let KeysCommand::Rotate { delay, algorithm } = command {
+                let algorithm = algorithm.unwrap_or(settings.keys.algorithm);
+                let delay = delay.unwrap_or(settings.keys.rotation_delay);
+                let kid = ring.rotate(&pool, algorithm, now, delay).await?;
+                println!(
+                    "new {} key {kid} activates in {}s",
+                    algorithm.as_str(),
+                    delay.as_secs()
+                );
+            }
+            ring.reload(&pool, now).await?;
+            println!(
+                "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
+                "KID", "ALG", "STATE", "ACTIVATES", "RETIRED", "EXPIRES"
+            );
+            let date = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
+            };
+            for key in ring.list(now) {
+                println!(
+                    "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
+                    key.kid,
+                    key.algorithm.as_str(),
+                    format!("{:?}", key.state).to_lowercase(),
+                    key.activates_at.to_rfc3339(),
+                    date(key.retired_at),
+                    date(key.expires_at)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = store::pool(&settings.database)?;
+    store::wait_until_reachable(&pool, Duration::from_secs(10)).await?;
+    Ok(pool)
+}
+
+/// One line from standard input, without its line ending.
+fn read_secret(what: &str) -> anyhow::Result<SecretString> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("Enter the {what}, then press Enter:");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from standard input"))?;
+    let trimmed = line.trim_end_matches(['\r', '\n']).to_owned();
+    if trimmed.is_empty() {
+        bail!("no {what} on standard input");
+    }
+    Ok(SecretString::from(trimmed))
+}

@@ -1,0 +1,301 @@
+//! Layered configuration: `config/base.yaml`, then `config/<TESSERA_ENV>.yaml`,
+//! then `TESSERA__SECTION__KEY` environment variables. `Settings::load` parses
+//! and validates; a bad value fails startup with one line naming the key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::keys::SigningAlgorithm;
+
+/// The dev-only key-encryption secret shipped in `config/local.yaml`.
+const LOCAL_DEV_ENCRYPTION_KEY: &str = "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub issuer: String,
+    pub audience: String,
+    pub keys: KeySettings,
+    pub tokens: TokenSettings,
+    pub password: PasswordSettings,
+    pub log: LogSettings,
+    /// Filled from `TESSERA_ENV`, not from the files.
+    #[serde(skip, default)]
+    pub environment: Environment,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    #[serde(with = "duration")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub public_addr: String,
+    pub admin_addr: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeySettings {
+    pub algorithm: SigningAlgorithm,
+    pub encryption_key: Option<SecretString>,
+    /// How long verifiers may cache the JWKS.
+    #[serde(with = "duration")]
+    pub jwks_max_age: Duration,
+    /// How long a rotated-in key is published before it starts signing, so
+    /// verifiers holding a cached JWKS learn of it first.
+    #[serde(with = "duration")]
+    pub rotation_delay: Duration,
+    /// How often each instance re-reads the key table.
+    #[serde(with = "duration")]
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenSettings {
+    #[serde(with = "duration")]
+    pub access_ttl: Duration,
+    #[serde(with = "duration")]
+    pub refresh_ttl: Duration,
+    #[serde(with = "duration")]
+    pub refresh_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PasswordSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub max_length: usize,
+    pub max_concurrent: usize,
+    pub max_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    #[default]
+    Local,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Environment::Local => "local",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl TryFrom<String> for Environment {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.to_lowercase().as_str() {
+            "local" => Ok(Self::Local),
+            "production" => Ok(Self::Production),
+            other => {
+                bail!("TESSERA_ENV: unknown environment `{other}` (use `local` or `production`)")
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `config/` (or `TESSERA_CONFIG_DIR`), the overlay named by
+    /// `TESSERA_ENV` (default `local`) and `TESSERA__*` variables, then validates.
+    pub fn load() -> anyhow::Result<Settings> {
+        let dir = std::env::var_os("TESSERA_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let environment =
+            Environment::try_from(std::env::var("TESSERA_ENV").unwrap_or_else(|_| "local".into()))?;
+        let overlay = format!("{}.yaml", environment.as_str());
+        let raw = config::Config::builder()
+            .add_source(config::File::from(dir.join("base.yaml")))
+            .add_source(config::File::from(dir.join(overlay)).required(false))
+            .add_source(
+                config::Environment::with_prefix("TESSERA")
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()
+            .with_context(|| format!("configuration: cannot read {}", dir.display()))?;
+        let mut settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: presence of secrets, sane lifetimes, key sizes.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let Some(url) = &self.database.url else {
+            bail!("configuration: database.url is not set (TESSERA__DATABASE__URL)");
+        };
+        if url.expose_secret().trim().is_empty() {
+            bail!("configuration: database.url is empty");
+        }
+        if self.database.max_connections == 0 {
+            bail!("configuration: database.max_connections must be at least 1");
+        }
+        if self.issuer.trim().is_empty() {
+            bail!(
+                "configuration: issuer must be the public base URL, e.g. https://auth.example.com"
+            );
+        }
+        if self.audience.trim().is_empty() {
+            bail!("configuration: audience must not be empty");
+        }
+        for (name, ttl) in [
+            ("tokens.access_ttl", self.tokens.access_ttl),
+            ("tokens.refresh_ttl", self.tokens.refresh_ttl),
+            ("keys.jwks_max_age", self.keys.jwks_max_age),
+            ("keys.reload_interval", self.keys.reload_interval),
+        ] {
+            if ttl.is_zero() {
+                bail!("configuration: {name} must be greater than zero");
+            }
+        }
+        if self.tokens.refresh_grace >= self.tokens.refresh_ttl {
+            bail!("configuration: tokens.refresh_grace must be shorter than tokens.refresh_ttl");
+        }
+        self.encryption_key()?;
+        if self.password.memory_kib < 19456
+            || self.password.iterations < 2
+            || self.password.parallelism < 1
+        {
+            bail!(
+                "configuration: password.* is below OWASP's argon2id minimum (memory_kib >= 19456, iterations >= 2, parallelism >= 1)"
+            );
+        }
+        if self.password.max_length < 8 || self.password.max_length > 4096 {
+            bail!("configuration: password.max_length must be between 8 and 4096 bytes");
+        }
+        if self.http.max_body_bytes < 512 {
+            bail!("configuration: http.max_body_bytes must be at least 512");
+        }
+        Ok(())
+    }
+
+    /// The 32-byte key-encryption key, decoded. Errors name the key.
+    pub fn encryption_key(&self) -> anyhow::Result<[u8; 32]> {
+        let Some(secret) = &self.keys.encryption_key else {
+            bail!(
+                "configuration: keys.encryption_key is not set (TESSERA__KEYS__ENCRYPTION_KEY, 32 bytes base64)"
+            );
+        };
+        if self.environment == Environment::Production
+            && secret.expose_secret() == LOCAL_DEV_ENCRYPTION_KEY
+        {
+            bail!(
+                "configuration: keys.encryption_key is the public local-dev key; generate one with `openssl rand -base64 32`"
+            );
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(secret.expose_secret().trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        bytes.ok_or_else(|| {
+            anyhow::anyhow!("configuration: keys.encryption_key must be 32 bytes, base64-encoded")
+        })
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database
+            .url
+            .as_ref()
+            .map(|u| u.expose_secret())
+            .unwrap_or_default()
+    }
+
+    pub fn password_concurrency(&self) -> usize {
+        match self.password.max_concurrent {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        }
+    }
+}
+
+/// Durations are written `30s`, `10m`, `12h`, `30d` or as plain seconds.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => parse(&t).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "`{t}` is not a duration (use e.g. 30s, 10m, 12h, 30d)"
+                ))
+            }),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Duration> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits.parse().ok()?;
+        let factor = match unit.trim() {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86400,
+            _ => return None,
+        };
+        n.checked_mul(factor).map(Duration::from_secs)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn parses_units_and_rejects_garbage() {
+            assert_eq!(parse("90"), Some(Duration::from_secs(90)));
+            assert_eq!(parse("10m"), Some(Duration::from_secs(600)));
+            assert_eq!(parse("30d"), Some(Duration::from_secs(30 * 86400)));
+            assert_eq!(parse("0s"), Some(Duration::ZERO));
+            assert_eq!(parse("ten minutes"), None);
+            assert_eq!(parse("5w"), None);
+            assert_eq!(parse(""), None);
+        }
+    }
+}

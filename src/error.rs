@@ -1,0 +1,189 @@
+//! The one place domain errors become HTTP responses.
+//!
+//! Every error leaves as the RFC 6749 §5.2 shape `{"error", "error_description"}`
+//! with `Cache-Control: no-store`. Descriptions are fixed strings written here
+//! or in the grant code, never echoes of the request, so no secret can leak
+//! through them. Internal errors are logged and answered with a bare
+//! `server_error`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed request: missing, repeated or unparsable parameters.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The body exceeded `http.max_body_bytes`.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// Unknown client, wrong or missing secret, disabled client.
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// Bad credentials, or a refresh token that is unknown, spent, expired or revoked.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("the client is not allowed to use this grant type")]
+    UnauthorizedClient,
+    #[error("grant_type is not supported")]
+    UnsupportedGrantType,
+    #[error("{0}")]
+    InvalidScope(&'static str),
+    /// Overloaded (hashing queue full) or not ready (no signing key yet).
+    #[error("the server is busy, retry shortly")]
+    TemporarilyUnavailable,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) | Error::PayloadTooLarge => "invalid_request",
+            Error::InvalidClient => "invalid_client",
+            Error::InvalidGrant(_) => "invalid_grant",
+            Error::UnauthorizedClient => "unauthorized_client",
+            Error::UnsupportedGrantType => "unsupported_grant_type",
+            Error::InvalidScope(_) => "invalid_scope",
+            Error::TemporarilyUnavailable => "temporarily_unavailable",
+            Error::Internal(_) => "server_error",
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Error::InvalidRequest(description.into())
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    error_description: String,
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::InvalidClient => StatusCode::UNAUTHORIZED,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Error::Internal(e) = self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        match self {
+            Error::InvalidClient => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"tessera\""),
+                ));
+            }
+            Error::TemporarilyUnavailable => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
+        }
+        let description = match self {
+            Error::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        response.json(Body {
+            error: self.code(),
+            error_description: description,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn each_error_maps_to_its_rfc6749_code_and_status() {
+        let cases = [
+            (
+                Error::invalid_request("x"),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                Error::PayloadTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+            ),
+            (
+                Error::InvalidClient,
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+            ),
+            (
+                Error::InvalidGrant("x"),
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+            ),
+            (
+                Error::UnauthorizedClient,
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+            ),
+            (
+                Error::UnsupportedGrantType,
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+            ),
+            (
+                Error::InvalidScope("x"),
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+            ),
+            (
+                Error::TemporarilyUnavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+            ),
+            (
+                Error::Internal(anyhow::anyhow!("db password is hunter2")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(error.code(), code);
+            assert_eq!(error.status_code(), status);
+            let response = error.error_response();
+            assert_eq!(
+                response.headers().get(header::CACHE_CONTROL).unwrap(),
+                "no-store"
+            );
+        }
+    }
+
+    #[test]
+    fn internal_details_and_auth_challenges() {
+        let response = Error::Internal(anyhow::anyhow!("db password is hunter2")).error_response();
+        let bytes = response.into_body().try_into_bytes().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"], "server_error");
+        assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"));
+        let response = Error::InvalidClient.error_response();
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

@@ -1,0 +1,59 @@
+//! The grant types of the token endpoint (RFC 6749 §4.3, §6) and what they
+//! share: client authentication and the token response.
+
+pub mod client;
+pub mod password;
+pub mod refresh;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{AccessClaims, Scope};
+use crate::error::Error;
+use crate::state::AppState;
+
+/// The successful token response (RFC 6749 §5.1).
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signs an access token for `subject` with the key active at `now`.
+pub fn access_token(
+    state: &AppState,
+    subject: String,
+    client_id: &str,
+    scope: &Scope,
+    now: DateTime<Utc>,
+) -> Result<(String, u64), Error> {
+    let settings = &state.settings;
+    let ttl = settings.tokens.access_ttl;
+    let claims = AccessClaims::new(
+        &settings.issuer,
+        &settings.audience,
+        subject,
+        client_id,
+        scope.to_string(),
+        now,
+        ttl,
+    );
+    // No active key only happens before the first load; readiness covers it.
+    let signer = state
+        .keys
+        .signer(now)
+        .ok_or(Error::TemporarilyUnavailable)?;
+    Ok((claims.sign(&signer)?, ttl.as_secs()))
+}

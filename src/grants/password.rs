@@ -1,0 +1,91 @@
+//! Resource owner password credentials grant (RFC 6749 §4.3).
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use super::client::Client;
+use super::{TokenResponse, access_token};
+use crate::domain::password::{HashError, Verified};
+use crate::domain::{PlainPassword, RefreshToken, Scope, Username};
+use crate::error::Error;
+use crate::state::AppState;
+use crate::store::{refresh, users};
+
+/// One message for unknown user, wrong password and disabled user.
+const BAD_CREDENTIALS: &str = "invalid username or password";
+
+#[tracing::instrument(skip_all, fields(client_id = %client.id(), user_id = tracing::field::Empty))]
+pub async fn grant(
+    state: &AppState,
+    client: &Client,
+    username: &str,
+    password: SecretString,
+    requested: Option<Scope>,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, Error> {
+    let username = Username::parse(username).map_err(|e| Error::invalid_request(e.to_string()))?;
+    let password = PlainPassword::for_login(password, state.settings.password.max_length)
+        .map_err(|e| Error::invalid_request(e.to_string()))?;
+
+    let user = users::find_by_username(&state.pool, username.as_str()).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    // Unknown users are verified against a dummy hash: same work, same answer.
+    let verified = state
+        .hasher
+        .verify(password, stored)
+        .await
+        .map_err(|e| match e {
+            HashError::Busy => Error::TemporarilyUnavailable,
+            HashError::Internal(e) => Error::Internal(e),
+        })?;
+    let user = match (verified, user) {
+        (Verified::No, _) | (_, None) => return Err(Error::InvalidGrant(BAD_CREDENTIALS)),
+        (Verified::Yes, Some(user)) => user,
+        (Verified::YesRehashed(new_hash), Some(user)) => {
+            users::upgrade_password_hash(&state.pool, user.id, &user.password_hash, &new_hash, now)
+                .await?;
+            tracing::info!(user_id = %user.id, "upgraded password hash to the configured cost");
+            user
+        }
+    };
+    tracing::Span::current().record("user_id", tracing::field::display(user.id));
+    if user.disabled {
+        return Err(Error::InvalidGrant(BAD_CREDENTIALS));
+    }
+
+    let client_scopes = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
+    let user_scopes = Scope::from_tokens(&user.scopes).map_err(anyhow::Error::from)?;
+    let allowed = client_scopes.intersection(&user_scopes);
+    let scope = match requested {
+        Some(requested) if !requested.is_empty() => {
+            if !requested.is_subset(&allowed) {
+                return Err(Error::InvalidScope(
+                    "requested scope exceeds what this user and client may have",
+                ));
+            }
+            requested
+        }
+        _ => allowed,
+    };
+
+    let refresh_token = RefreshToken::generate();
+    let ttl = chrono::Duration::from_std(state.settings.tokens.refresh_ttl)
+        .map_err(anyhow::Error::from)?;
+    let scope_text = scope.to_string();
+    let family = refresh::NewFamily {
+        user_id: user.id,
+        client_id: client.id(),
+        scope: &scope_text,
+        expires_at: now + ttl,
+    };
+    refresh::create_family(&state.pool, family, &refresh_token.hash(), now).await?;
+
+    let (access, expires_in) = access_token(state, user.id.to_string(), client.id(), &scope, now)?;
+    Ok(TokenResponse {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(refresh_token.expose().to_owned()),
+        scope: scope_text,
+    })
+}

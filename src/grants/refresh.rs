@@ -1,0 +1,108 @@
+//! Refresh token grant (RFC 6749 §6) with rotation and reuse detection
+//! (RFC 9700 §4.14.2).
+//!
+//! Every use spends the presented token and issues a child. A spent token
+//! presented again means it leaked: the whole family is revoked. The one
+//! exception is a client that lost the response: within `tokens.refresh_grace`
+//! of the first use, and only while the child is unused, the child is revoked
+//! and a fresh one issued instead. All of it happens under the family's row
+//! lock in one transaction, so concurrent refreshes cannot both win.
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::client::Client;
+use super::{TokenResponse, access_token};
+use crate::domain::opaque::MAX_OPAQUE_LEN;
+use crate::domain::{RefreshToken, Scope, TokenHash};
+use crate::error::Error;
+use crate::state::AppState;
+use crate::store::refresh;
+
+const INVALID: &str = "refresh token is invalid, expired or revoked";
+
+enum Decision {
+    Rotate,
+    /// Lost response: replace the unused child.
+    ReplaceChild(uuid::Uuid),
+    Reuse,
+}
+
+#[tracing::instrument(skip_all, fields(client_id = %client.id(), family_id = tracing::field::Empty))]
+pub async fn grant(
+    state: &AppState,
+    client: &Client,
+    presented: SecretString,
+    requested: Option<Scope>,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, Error> {
+    if presented.expose_secret().is_empty() || presented.expose_secret().len() > MAX_OPAQUE_LEN {
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    let hash = TokenHash::of(presented.expose_secret());
+    let mut tx = state.pool.begin().await?;
+    let Some((family, token)) = refresh::lock_by_token(&mut tx, &hash).await? else {
+        return Err(Error::InvalidGrant(INVALID));
+    };
+    tracing::Span::current().record("family_id", tracing::field::display(family.id));
+    // Bound to the client it was issued to; another client learns nothing.
+    if family.client_id != client.id() || family.revoked_at.is_some() || family.expires_at <= now {
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    if family.user_disabled {
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    let granted = Scope::parse(&family.scope).map_err(anyhow::Error::from)?;
+    let scope = match requested {
+        Some(requested) if !requested.is_empty() => {
+            if !requested.is_subset(&granted) {
+                return Err(Error::InvalidScope(
+                    "requested scope exceeds the scope originally granted",
+                ));
+            }
+            requested
+        }
+        _ => granted,
+    };
+
+    let grace = chrono::Duration::from_std(state.settings.tokens.refresh_grace)
+        .map_err(anyhow::Error::from)?;
+    let decision = match (token.revoked_at, token.used_at) {
+        (Some(_), _) => Decision::Reuse,
+        (None, None) => Decision::Rotate,
+        (None, Some(used_at)) if now < used_at + grace => {
+            match refresh::live_child(&mut tx, token.id).await? {
+                Some(child) if child.used_at.is_none() => Decision::ReplaceChild(child.id),
+                _ => Decision::Reuse,
+            }
+        }
+        (None, Some(_)) => Decision::Reuse,
+    };
+
+    match decision {
+        Decision::Reuse => {
+            refresh::revoke_family(&mut tx, family.id, "reuse", now).await?;
+            tx.commit().await?;
+            tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
+            return Err(Error::InvalidGrant(INVALID));
+        }
+        Decision::Rotate => refresh::mark_used(&mut tx, family.id, token.id, now).await?,
+        Decision::ReplaceChild(child) => {
+            refresh::revoke_token(&mut tx, child, now).await?;
+            refresh::touch_family(&mut tx, family.id, now).await?;
+        }
+    }
+    let child = RefreshToken::generate();
+    refresh::insert_token(&mut tx, family.id, Some(token.id), &child.hash(), now).await?;
+    // Sign before committing: if signing fails, the presented token stays usable.
+    let (access, expires_in) =
+        access_token(state, family.user_id.to_string(), client.id(), &scope, now)?;
+    tx.commit().await?;
+    Ok(TokenResponse {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(child.expose().to_owned()),
+        scope: scope.to_string(),
+    })
+}

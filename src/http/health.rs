@@ -1,0 +1,21 @@
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// The process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// The database answers and a signing key is loaded.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let keys = state.keys.signer(state.clock.now()).is_some();
+    let body = json!({"database": database, "keys": keys});
+    if database && keys {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,267 @@
+//! Signing keys: generated here, sealed in Postgres, loaded by every instance.
+//!
+//! Every instance reads the same table and derives the signing key and the
+//! JWKS from activation times (see `schedule`), so instances on one database
+//! agree without talking to each other.
+
+mod material;
+mod schedule;
+
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, anyhow};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+pub use material::KeyEncryptionKey;
+pub use schedule::{KeyState, Phase};
+
+use crate::store::keys::{self as key_store, StoredKey};
+
+/// The asymmetric algorithms Tessera signs with. There is deliberately no HMAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlgorithm {
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
+        }
+    }
+
+    pub fn jwt(self) -> Algorithm {
+        match self {
+            Self::Es256 => Algorithm::ES256,
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Rs256 => Algorithm::RS256,
+        }
+    }
+}
+
+impl FromStr for SigningAlgorithm {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ES256" => Ok(Self::Es256),
+            "EdDSA" => Ok(Self::EdDsa),
+            "RS256" => Ok(Self::Rs256),
+            other => Err(anyhow!(
+                "unknown signing algorithm `{other}` (ES256, EdDSA or RS256)"
+            )),
+        }
+    }
+}
+
+/// What a token is signed with: the active key and its id.
+#[derive(Clone)]
+pub struct Signer {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    pub key: Arc<EncodingKey>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish()
+    }
+}
+
+/// A key as `keys list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    pub state: KeyState,
+    pub created_at: DateTime<Utc>,
+    pub activates_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+struct LoadedKey {
+    kid: String,
+    algorithm: SigningAlgorithm,
+    created_at: DateTime<Utc>,
+    activates_at: DateTime<Utc>,
+    public: Jwk,
+    /// `None` for keys that can no longer sign (retired or expired when loaded).
+    private: Option<Arc<EncodingKey>>,
+}
+
+/// The in-memory copy of the key table, refreshed by `reload`.
+pub struct KeyRing {
+    kek: KeyEncryptionKey,
+    access_ttl: chrono::Duration,
+    keys: RwLock<Arc<Vec<LoadedKey>>>,
+}
+
+impl KeyRing {
+    pub fn new(kek: KeyEncryptionKey, access_ttl: std::time::Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            kek,
+            access_ttl: chrono::Duration::from_std(access_ttl)
+                .context("tokens.access_ttl is too large")?,
+            keys: RwLock::new(Arc::new(Vec::new())),
+        })
+    }
+
+    fn snapshot(&self) -> Arc<Vec<LoadedKey>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn phases(&self, keys: &[LoadedKey], now: DateTime<Utc>) -> Vec<Phase> {
+        let activations: Vec<_> = keys.iter().map(|k| k.activates_at).collect();
+        schedule::phases(&activations, now, self.access_ttl)
+    }
+
+    /// Re-reads the key table; decrypts only keys that are pending or active.
+    #[tracing::instrument(skip_all)]
+    pub async fn reload(&self, pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let stored = key_store::list(pool).await?;
+        let activations: Vec<_> = stored.iter().map(|k| k.activates_at).collect();
+        let phases = schedule::phases(&activations, now, self.access_ttl);
+        let mut loaded = Vec::with_capacity(stored.len());
+        for (key, phase) in stored.into_iter().zip(phases) {
+            let algorithm = SigningAlgorithm::from_str(&key.algorithm)?;
+            let public: Jwk = serde_json::from_value(key.public_jwk)
+                .with_context(|| format!("stored public key {} is not a JWK", key.kid))?;
+            let private = match phase.state {
+                KeyState::Pending | KeyState::Active => {
+                    let der = self.kek.open(&key.kid, &key.private_key_encrypted)?;
+                    Some(Arc::new(material::encoding_key(algorithm, &der)?))
+                }
+                KeyState::Retired | KeyState::Expired => None,
+            };
+            loaded.push(LoadedKey {
+                kid: key.kid,
+                algorithm,
+                created_at: key.created_at,
+                activates_at: key.activates_at,
+                public,
+                private,
+            });
+        }
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok(())
+    }
+
+    /// The key that signs at `now`, if one is loaded.
+    pub fn signer(&self, now: DateTime<Utc>) -> Option<Signer> {
+        let keys = self.snapshot();
+        let phases = self.phases(&keys, now);
+        keys.iter()
+            .zip(phases)
+            .find(|(_, p)| p.state == KeyState::Active)
+            .and_then(|(k, _)| {
+                k.private.as_ref().map(|private| Signer {
+                    kid: k.kid.clone(),
+                    algorithm: k.algorithm,
+                    key: private.clone(),
+                })
+            })
+    }
+
+    /// Every key that may have signed a live token, or is about to sign.
+    pub fn jwks(&self, now: DateTime<Utc>) -> JwkSet {
+        let keys = self.snapshot();
+        let phases = self.phases(&keys, now);
+        let mut published: Vec<Jwk> = keys
+            .iter()
+            .zip(phases)
+            .filter(|(_, p)| p.is_published())
+            .map(|(k, _)| k.public.clone())
+            .collect();
+        // Newest first: the key most likely needed is found first.
+        published.reverse();
+        JwkSet { keys: published }
+    }
+
+    pub fn list(&self, now: DateTime<Utc>) -> Vec<KeyInfo> {
+        let keys = self.snapshot();
+        let phases = self.phases(&keys, now);
+        keys.iter()
+            .zip(phases)
+            .map(|(k, p)| KeyInfo {
+                kid: k.kid.clone(),
+                algorithm: k.algorithm,
+                state: p.state,
+                created_at: k.created_at,
+                activates_at: k.activates_at,
+                retired_at: p.retired_at,
+                expires_at: p.expires_at,
+            })
+            .collect()
+    }
+
+    /// Creates the first key if no key has ever activated. Safe to race:
+    /// the store serialises it with an advisory lock.
+    #[tracing::instrument(skip_all)]
+    pub async fn ensure_initial_key(
+        &self,
+        pool: &PgPool,
+        algorithm: SigningAlgorithm,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let new_key = self.new_key(algorithm, now, now)?;
+        if key_store::insert_if_none_active(pool, &new_key, now).await? {
+            tracing::info!(kid = %new_key.kid, alg = algorithm.as_str(), "generated the first signing key");
+        }
+        Ok(())
+    }
+
+    /// Adds a key that starts signing at `now + delay`; until then it is only
+    /// published. The current key retires when the new one activates.
+    #[tracing::instrument(skip_all)]
+    pub async fn rotate(
+        &self,
+        pool: &PgPool,
+        algorithm: SigningAlgorithm,
+        now: DateTime<Utc>,
+        delay: std::time::Duration,
+    ) -> anyhow::Result<String> {
+        let activates_at =
+            now + chrono::Duration::from_std(delay).context("keys.rotation_delay is too large")?;
+        let new_key = self.new_key(algorithm, now, activates_at)?;
+        key_store::insert(pool, &new_key).await?;
+        tracing::info!(kid = %new_key.kid, alg = algorithm.as_str(), %activates_at, "rotated signing key");
+        Ok(new_key.kid)
+    }
+
+    fn new_key(
+        &self,
+        algorithm: SigningAlgorithm,
+        now: DateTime<Utc>,
+        activates_at: DateTime<Utc>,
+    ) -> anyhow::Result<StoredKey> {
+        let der = material::generate(algorithm)?;
+        let encoding = material::encoding_key(algorithm, &der)?;
+        // The RFC 7638 thumbprint is a stable, collision-free kid.
+        let probe = Jwk::from_encoding_key(&encoding, algorithm.jwt())?;
+        let kid = probe.thumbprint(ThumbprintHash::SHA256)?;
+        let public = material::public_jwk(algorithm, &encoding, &kid)?;
+        Ok(StoredKey {
+            private_key_encrypted: self.kek.seal(&kid, &der)?,
+            public_jwk: serde_json::to_value(&public)?,
+            kid,
+            algorithm: algorithm.as_str().to_owned(),
+            created_at: now,
+            activates_at,
+        })
+    }
+}

@@ -1,0 +1,25 @@
+//! Tessera: an OAuth 2.0 token issuer.
+//!
+//! - `http`: routes, body parsing, handlers (thin: read "now", parse, call a grant)
+//! - `grants`: the token endpoint's grant types and client authentication
+//! - `domain`: validated types (scopes, usernames, passwords, opaque tokens, JWT claims)
+//! - `keys`: signing keys, their schedule and the JWKS
+//! - `store`: every SQL statement
+//! - `config`, `telemetry`, `startup`, `cli`: wiring
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grants;
+pub mod http;
+pub mod keys;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

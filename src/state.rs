@@ -1,0 +1,19 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::PasswordHasher;
+use crate::keys::KeyRing;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub keys: Arc<KeyRing>,
+    pub hasher: PasswordHasher,
+    pub clock: Clock,
+}

@@ -1,0 +1,74 @@
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_key_encrypted: Vec<u8>,
+    pub public_jwk: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub activates_at: DateTime<Utc>,
+}
+
+/// Every key, oldest activation first.
+#[tracing::instrument(skip_all)]
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
+    sqlx::query_as::<_, StoredKey>(
+        "SELECT kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at
+         FROM signing_keys ORDER BY activates_at, created_at, kid",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+#[tracing::instrument(skip_all, fields(kid = %key.kid))]
+pub async fn insert(pool: &PgPool, key: &StoredKey) -> sqlx::Result<()> {
+    insert_with(pool, key).await
+}
+
+async fn insert_with<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    key: &StoredKey,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.kid)
+    .bind(&key.algorithm)
+    .bind(&key.private_key_encrypted)
+    .bind(&key.public_jwk)
+    .bind(key.created_at)
+    .bind(key.activates_at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Inserts `key` unless some key has already activated by `now`. Instances
+/// starting together serialise on an advisory lock, so exactly one key is made.
+#[tracing::instrument(skip_all, fields(kid = %key.kid))]
+pub async fn insert_if_none_active(
+    pool: &PgPool,
+    key: &StoredKey,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    const FIRST_KEY_LOCK: i64 = 0x0074_6573_7365_7261; // "tessera" in ASCII
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(FIRST_KEY_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let (exists,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE activates_at <= $1)")
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+    if exists {
+        return Ok(false);
+    }
+    insert_with(&mut *tx, key).await?;
+    tx.commit().await?;
+    Ok(true)
+}

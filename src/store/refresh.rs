@@ -1,0 +1,181 @@
+//! Refresh-token families. Every decision about a presented token is made
+//! while holding its family's row lock, so concurrent refreshes serialise.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::TokenHash;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FamilyRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_disabled: bool,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: Uuid,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewFamily<'a> {
+    pub user_id: Uuid,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Starts a family (one login) with its first token.
+#[tracing::instrument(skip_all, fields(client_id = family.client_id, user_id = %family.user_id))]
+pub async fn create_family(
+    pool: &PgPool,
+    family: NewFamily<'_>,
+    first: &TokenHash,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(family.user_id)
+    .bind(family.client_id)
+    .bind(family.scope)
+    .bind(now)
+    .bind(family.expires_at)
+    .execute(&mut *tx)
+    .await?;
+    insert_token(&mut tx, id, None, first, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Locks the family of the token with this hash and returns it with the
+/// token as it is now (read after the lock, so never stale).
+#[tracing::instrument(skip_all)]
+pub async fn lock_by_token(
+    conn: &mut PgConnection,
+    hash: &TokenHash,
+) -> sqlx::Result<Option<(FamilyRow, TokenRow)>> {
+    let family_id: Option<(Uuid,)> =
+        sqlx::query_as("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash.as_bytes())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((family_id,)) = family_id else {
+        return Ok(None);
+    };
+    let family = sqlx::query_as::<_, FamilyRow>(
+        "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled
+         FROM refresh_families f JOIN users u ON u.id = f.user_id
+         WHERE f.id = $1 FOR UPDATE OF f",
+    )
+    .bind(family_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let token = sqlx::query_as::<_, TokenRow>(
+        "SELECT id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+    )
+    .bind(hash.as_bytes())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some((family, token)))
+}
+
+/// The child issued when `parent` was used, if it is still live.
+pub async fn live_child(conn: &mut PgConnection, parent: Uuid) -> sqlx::Result<Option<TokenRow>> {
+    sqlx::query_as::<_, TokenRow>(
+        "SELECT id, used_at, revoked_at FROM refresh_tokens
+         WHERE parent_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(parent)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn insert_token(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    parent_id: Option<Uuid>,
+    hash: &TokenHash,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(family_id)
+    .bind(parent_id)
+    .bind(hash.as_bytes())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Spends a token and records the family's last use.
+pub async fn mark_used(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
+        .bind(token_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    touch_family(conn, family_id, now).await
+}
+
+pub async fn touch_family(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE refresh_families SET last_used_at = $2 WHERE id = $1")
+        .bind(family_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke_token(
+    conn: &mut PgConnection,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+        .bind(token_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke_family(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family_id)
+    .bind(now)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
