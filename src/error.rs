@@ -39,8 +39,15 @@ pub enum Error {
 }
 
 impl From<sqlx::Error> for Error {
+    /// An unreachable or exhausted database is a retryable 503, not a 500.
     fn from(e: sqlx::Error) -> Self {
-        Error::Internal(e.into())
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Error::TemporarilyUnavailable
+            }
+            e => Error::Internal(e.into()),
+        }
     }
 }
 

@@ -98,7 +98,8 @@ impl Application {
             result = self.init => result.context("startup task panicked")?,
         };
         if let Err(e) = initialised {
-            handle.stop(true).await;
+            // The server only processes the stop while it is polled.
+            let _ = tokio::join!(handle.stop(true), server);
             return Err(e);
         }
         let reload = tokio::spawn(reload_keys(self.state));

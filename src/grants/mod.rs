@@ -21,6 +21,9 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+    /// Who the token is for (user id, or client id); logged, not sent.
+    #[serde(skip)]
+    pub subject: String,
 }
 
 impl std::fmt::Debug for TokenResponse {

@@ -14,7 +14,7 @@ use crate::store::{refresh, users};
 /// One message for unknown user, wrong password and disabled user.
 const BAD_CREDENTIALS: &str = "invalid username or password";
 
-#[tracing::instrument(skip_all, fields(client_id = %client.id(), user_id = tracing::field::Empty))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), user_id = tracing::field::Empty))]
 pub async fn grant(
     state: &AppState,
     client: &Client,
@@ -87,5 +87,6 @@ pub async fn grant(
         expires_in,
         refresh_token: Some(refresh_token.expose().to_owned()),
         scope: scope_text,
+        subject: user.id.to_string(),
     })
 }

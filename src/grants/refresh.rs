@@ -28,7 +28,7 @@ enum Decision {
     Reuse,
 }
 
-#[tracing::instrument(skip_all, fields(client_id = %client.id(), family_id = tracing::field::Empty))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), family_id = tracing::field::Empty))]
 pub async fn grant(
     state: &AppState,
     client: &Client,
@@ -104,5 +104,6 @@ pub async fn grant(
         expires_in,
         refresh_token: Some(child.expose().to_owned()),
         scope: scope.to_string(),
+        subject: family.user_id.to_string(),
     })
 }

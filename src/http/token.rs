@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine;
 use secrecy::SecretString;
 use serde::Deserialize;
+use tracing_actix_web::RootSpan;
 
 use super::body;
 use crate::domain::Scope;
@@ -28,11 +29,12 @@ struct TokenRequest {
     client_secret: Option<SecretString>,
 }
 
-#[tracing::instrument(name = "token", skip_all, fields(grant_type = tracing::field::Empty, client_id = tracing::field::Empty))]
+#[tracing::instrument(level = "debug", name = "token", skip_all)]
 pub async fn token(
     req: HttpRequest,
     payload: Payload,
     state: web::Data<AppState>,
+    root: RootSpan,
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let raw = body::read(payload, state.settings.http.max_body_bytes).await?;
@@ -45,11 +47,10 @@ pub async fn token(
     if !matches!(grant_type, "password" | "refresh_token") {
         return Err(Error::UnsupportedGrantType);
     }
-    let span = tracing::Span::current();
-    span.record("grant_type", grant_type);
+    root.record("grant_type", grant_type);
 
     let credentials = client_credentials(&req, request.client_id, request.client_secret)?;
-    span.record("client_id", credentials.client_id.as_str());
+    root.record("client_id", credentials.client_id.as_str());
     let client = client::authenticate(&state, credentials).await?;
     if !client.may_use(grant_type) {
         return Err(Error::UnauthorizedClient);
@@ -77,6 +78,7 @@ pub async fn token(
             refresh::grant(&state, &client, token, scope, now).await?
         }
     };
+    root.record("user_id", response.subject.as_str());
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))

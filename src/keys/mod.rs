@@ -131,7 +131,7 @@ impl KeyRing {
     }
 
     /// Re-reads the key table; decrypts only keys that are pending or active.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reload(&self, pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<()> {
         let stored = key_store::list(pool).await?;
         let activations: Vec<_> = stored.iter().map(|k| k.activates_at).collect();
@@ -211,7 +211,7 @@ impl KeyRing {
 
     /// Creates the first key if no key has ever activated. Safe to race:
     /// the store serialises it with an advisory lock.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn ensure_initial_key(
         &self,
         pool: &PgPool,
@@ -227,7 +227,7 @@ impl KeyRing {
 
     /// Adds a key that starts signing at `now + delay`; until then it is only
     /// published. The current key retires when the new one activates.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate(
         &self,
         pool: &PgPool,

@@ -18,7 +18,7 @@ pub enum CreateClientError {
     Db(#[from] sqlx::Error),
 }
 
-#[tracing::instrument(skip(pool, secret_hash))]
+#[tracing::instrument(level = "debug", skip(pool, secret_hash))]
 pub async fn insert(
     pool: &PgPool,
     client_id: &str,
@@ -48,7 +48,7 @@ pub async fn insert(
     Ok(())
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find(pool: &PgPool, client_id: &str) -> sqlx::Result<Option<ClientRow>> {
     sqlx::query_as::<_, ClientRow>(
         "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients WHERE client_id = $1",

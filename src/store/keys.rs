@@ -12,7 +12,7 @@ pub struct StoredKey {
 }
 
 /// Every key, oldest activation first.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
     sqlx::query_as::<_, StoredKey>(
         "SELECT kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at
@@ -22,7 +22,7 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
     .await
 }
 
-#[tracing::instrument(skip_all, fields(kid = %key.kid))]
+#[tracing::instrument(level = "debug", skip_all, fields(kid = %key.kid))]
 pub async fn insert(pool: &PgPool, key: &StoredKey) -> sqlx::Result<()> {
     insert_with(pool, key).await
 }
@@ -48,7 +48,7 @@ async fn insert_with<'e, E: sqlx::PgExecutor<'e>>(
 
 /// Inserts `key` unless some key has already activated by `now`. Instances
 /// starting together serialise on an advisory lock, so exactly one key is made.
-#[tracing::instrument(skip_all, fields(kid = %key.kid))]
+#[tracing::instrument(level = "debug", skip_all, fields(kid = %key.kid))]
 pub async fn insert_if_none_active(
     pool: &PgPool,
     key: &StoredKey,

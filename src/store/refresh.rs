@@ -33,7 +33,7 @@ pub struct NewFamily<'a> {
 }
 
 /// Starts a family (one login) with its first token.
-#[tracing::instrument(skip_all, fields(client_id = family.client_id, user_id = %family.user_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = family.client_id, user_id = %family.user_id))]
 pub async fn create_family(
     pool: &PgPool,
     family: NewFamily<'_>,
@@ -61,7 +61,7 @@ pub async fn create_family(
 
 /// Locks the family of the token with this hash and returns it with the
 /// token as it is now (read after the lock, so never stale).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn lock_by_token(
     conn: &mut PgConnection,
     hash: &TokenHash,

@@ -19,7 +19,7 @@ pub enum CreateUserError {
     Db(#[from] sqlx::Error),
 }
 
-#[tracing::instrument(skip(pool, password_hash))]
+#[tracing::instrument(level = "debug", skip(pool, password_hash))]
 pub async fn insert(
     pool: &PgPool,
     username: &str,
@@ -49,7 +49,7 @@ pub async fn insert(
     Ok(id)
 }
 
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn find_by_username(pool: &PgPool, username: &str) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as::<_, UserRow>(
         "SELECT id, username, password_hash, scopes, disabled FROM users WHERE username = $1",
@@ -61,7 +61,7 @@ pub async fn find_by_username(pool: &PgPool, username: &str) -> sqlx::Result<Opt
 
 /// Replaces a hash only if it is still the one we verified, so an upgrade
 /// racing a password change never undoes the change.
-#[tracing::instrument(skip(pool, old_hash, new_hash))]
+#[tracing::instrument(level = "debug", skip(pool, old_hash, new_hash))]
 pub async fn upgrade_password_hash(
     pool: &PgPool,
     id: Uuid,

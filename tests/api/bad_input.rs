@@ -1,0 +1,87 @@
+//! Hostile and broken requests: always a 4xx in the RFC 6749 shape, never a
+//! 500, never a write.
+
+use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, spawn_app};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+async fn writes(app: &TestApp) -> (i64, i64, i64) {
+    (
+        app.count("refresh_families").await,
+        app.count("refresh_tokens").await,
+        app.count("users").await,
+    )
+}
+
+#[tokio::test]
+async fn malformed_requests_get_invalid_request() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let before = writes(&app).await;
+    let long_username = "u".repeat(2000);
+    let long_password = "p".repeat(5000);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (FORM, b"grant_type=password&grant_type=password&client_id=mobile".to_vec(), 400, "invalid_request"),
+        (FORM, b"client_id=mobile&username=alice".to_vec(), 400, "invalid_request"),
+        (FORM, b"grant_type=implicit&client_id=mobile".to_vec(), 400, "unsupported_grant_type"),
+        (FORM, b"grant_type=password&client_id=mobile&password=x".to_vec(), 400, "invalid_request"),
+        (FORM, b"grant_type=refresh_token&client_id=mobile".to_vec(), 400, "invalid_request"),
+        (FORM, b"grant_type=password&client_id=mobile&username=\xff\xfe&password=x".to_vec(), 400, "invalid_request"),
+        (FORM, b"grant_type=password&client_id=mobile&username=%ff%fe&password=x".to_vec(), 400, "invalid_request"),
+        (FORM, format!("grant_type=password&client_id=mobile&username={long_username}&password=x").into_bytes(), 400, "invalid_request"),
+        (FORM, format!("grant_type=password&client_id=mobile&username=alice&password={long_password}").into_bytes(), 400, "invalid_request"),
+        ("application/json", b"{\"grant_type\": \"password\",".to_vec(), 400, "invalid_request"),
+        ("application/json", b"[1,2,3]".to_vec(), 400, "invalid_request"),
+        ("application/json", b"{\"grant_type\":\"password\",\"client_id\":\"mobile\",\"username\":\"alice\",\"password\":12345678}".to_vec(), 400, "invalid_request"),
+        ("text/plain", b"grant_type=password".to_vec(), 400, "invalid_request"),
+        (FORM, vec![b'a'; 20_000], 413, "invalid_request"),
+    ];
+    for (content_type, body, status, code) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+        let response = app.post_token_raw(content_type, body).await;
+        assert_eq!(response.status().as_u16(), status, "{content_type} {shown}");
+        let text = response.text().await.unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON for {shown}: {text}"));
+        assert_eq!(json["error"], code, "{shown}: {json}");
+        assert!(
+            !text.contains("12345678"),
+            "error bodies must not echo values: {text}"
+        );
+    }
+    assert_eq!(writes(&app).await, before);
+}
+
+#[tokio::test]
+async fn sql_metacharacters_are_just_characters() {
+    let app = spawn_app().await;
+    app.seed().await;
+    for username in [
+        "alice' OR '1'='1",
+        "alice'; DROP TABLE users; --",
+        "\\\"alice\"",
+        "%",
+        "_lice",
+    ] {
+        assert_oauth_error(
+            app.password_grant("mobile", username, PASSWORD).await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+    }
+    assert_eq!(app.count("users").await, 1);
+    assert_eq!(
+        app.password_grant("mobile", "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_not_500s() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/auth/token").await.status().as_u16() / 100, 4);
+    assert_eq!(app.get("/admin/users").await.status(), 404);
+}

@@ -1,0 +1,204 @@
+//! The `tessera` binary as an operator uses it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::helpers::{TestApp, spawn_app};
+
+fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("TESSERA_ENV")
+        .env_remove("RUST_LOG");
+    if let Some(app) = app {
+        command.env("TESSERA__DATABASE__URL", &app.db.url);
+    }
+    command
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run tessera");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn operators_create_users_and_clients_from_the_cli() {
+    let app = spawn_app().await;
+    let password = "a long cli password";
+    let user = tessera(
+        Some(&app),
+        &[
+            "user",
+            "create",
+            "carol",
+            "--password-stdin",
+            "--scope",
+            "read write",
+        ],
+        &format!("{password}\n"),
+        &[],
+    );
+    assert!(user.status.success(), "{}", stderr(&user));
+    assert!(!stdout(&user).contains(password) && !stderr(&user).contains(password));
+
+    let public = tessera(
+        Some(&app),
+        &[
+            "client",
+            "create",
+            "ios",
+            "--public",
+            "--grant",
+            "password,refresh_token",
+            "--scope",
+            "read",
+        ],
+        "",
+        &[],
+    );
+    assert!(public.status.success(), "{}", stderr(&public));
+
+    let body = app.password_grant("ios", "carol", password).await;
+    assert_eq!(body.status(), 200);
+    let body: serde_json::Value = body.json().await.unwrap();
+    assert_eq!(body["scope"], "read");
+
+    // A generated secret is printed once and works.
+    let confidential = tessera(
+        Some(&app),
+        &["client", "create", "svc", "--grant", "password"],
+        "",
+        &[],
+    );
+    assert!(confidential.status.success(), "{}", stderr(&confidential));
+    let out = stdout(&confidential);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .expect("secret printed")
+        .trim()
+        .to_owned();
+    let url = format!("{}/auth/token", app.address);
+    let ok = app
+        .http
+        .post(&url)
+        .basic_auth("svc", Some(&secret))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "carol"),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT secret_hash FROM clients WHERE client_id = 'svc'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains(&secret));
+
+    // A chosen secret comes from stdin; a short one is refused.
+    let short = tessera(
+        Some(&app),
+        &[
+            "client",
+            "create",
+            "weak",
+            "--secret-stdin",
+            "--grant",
+            "password",
+        ],
+        "short\n",
+        &[],
+    );
+    assert!(!short.status.success());
+    let duplicate = tessera(
+        Some(&app),
+        &["user", "create", "carol", "--password-stdin"],
+        "another password\n",
+        &[],
+    );
+    assert!(!duplicate.status.success());
+    assert!(stderr(&duplicate).contains("already exists"));
+    let bad_grant = tessera(
+        Some(&app),
+        &["client", "create", "x", "--public", "--grant", "implicit"],
+        "",
+        &[],
+    );
+    assert!(stderr(&bad_grant).contains("unknown grant type"));
+}
+
+#[tokio::test]
+async fn keys_list_and_rotate() {
+    let app = spawn_app().await;
+    let list = tessera(Some(&app), &["keys", "list"], "", &[]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let kid = app.jwks().await["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(stdout(&list).contains(&kid) && stdout(&list).contains("active"));
+
+    let rotated = tessera(
+        Some(&app),
+        &["keys", "rotate", "--delay", "0s", "--algorithm", "EdDSA"],
+        "",
+        &[],
+    );
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let out = stdout(&rotated);
+    assert!(out.contains("retired") && out.contains("EdDSA"), "{out}");
+    app.state
+        .keys
+        .reload(&app.pool, app.state.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(app.jwks().await["keys"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_configuration_fails_with_one_line_naming_the_key() {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("TESSERA__TOKENS__ACCESS_TTL", "0")], "tokens.access_ttl"),
+        (&[("TESSERA__DATABASE__URL", "")], "database.url"),
+        (&[("TESSERA__KEYS__ALGORITHM", "HS256")], "HS256"),
+        (
+            &[("TESSERA__KEYS__ENCRYPTION_KEY", "too-short")],
+            "keys.encryption_key",
+        ),
+        (
+            &[
+                ("TESSERA_ENV", "production"),
+                ("TESSERA__DATABASE__URL", "postgres://x@localhost/x"),
+            ],
+            "keys.encryption_key",
+        ),
+    ];
+    for (env, expected) in cases {
+        let output = tessera(None, &["serve"], "", env);
+        assert!(!output.status.success());
+        let err = stderr(&output);
+        assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+        assert!(err.contains(expected), "expected `{expected}` in: {err}");
+    }
+}

@@ -1,0 +1,354 @@
+//! `spawn_app()` starts the real service on a random port against a fresh
+//! database (dropped when the last `TestApp` using it goes away).
+
+use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
+use tessera::clock::Clock;
+use tessera::config::{LogFormat, Settings};
+use tessera::domain::{ClientSecret, PasswordHasher, PlainPassword};
+use tessera::startup::{Application, Options};
+use tessera::state::AppState;
+use tessera::store::{self, clients, users};
+use uuid::Uuid;
+
+use crate::postgres;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Everything every test app logs, for tests that inspect logs.
+pub static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    tessera::telemetry::init(
+        LogFormat::Json,
+        "debug,h2=info,hyper=info,reqwest=info",
+        move || CaptureWriter(sink.clone()),
+    )
+    .expect("install test subscriber");
+    buffer
+});
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stderr().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+/// A database created for one test and dropped afterwards.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> TestDatabase {
+        let server = postgres::server_url();
+        let name = format!("tessera_test_{}", Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(server)
+            .await
+            .expect("connect to Postgres");
+        conn.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+            .await
+            .expect("create test database");
+        let base = server.rsplit_once('/').map(|(b, _)| b).unwrap();
+        let url = format!("{base}/{name}");
+        let pool = PgPool::connect(&url).await.unwrap();
+        store::migrate(&pool).await.unwrap();
+        pool.close().await;
+        TestDatabase { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(postgres::server_url()).await {
+                    let _ = conn
+                        .execute(AssertSqlSafe(format!(
+                            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                        )))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub state: AppState,
+    pub db: Arc<TestDatabase>,
+    pub http: reqwest::Client,
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::load().expect("load config/");
+    settings.database.url = Some(SecretString::from(database_url.to_owned()));
+    settings.database.max_connections = 10;
+    settings.http.public_addr = "127.0.0.1:0".into();
+    settings.http.admin_addr = "127.0.0.1:0".into();
+    settings.issuer = "http://tessera.test".into();
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = Arc::new(TestDatabase::create().await);
+    spawn_on(db, configure).await
+}
+
+/// Starts an instance on an existing test database (a second instance).
+pub async fn spawn_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&LOGS);
+    let mut settings = test_settings(&db.url);
+    configure(&mut settings);
+    let app = Application::build_with_clock(settings, Options::default(), Clock::default())
+        .await
+        .expect("build app");
+    let port = app.port();
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    let test_app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+
+        pool: PgPool::connect(&db.url).await.unwrap(),
+        state,
+        db,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    test_app.wait_until_ready().await;
+    test_app
+}
+
+impl TestApp {
+    pub async fn spawn_second_instance(&self) -> TestApp {
+        spawn_on(self.db.clone(), |_| {}).await
+    }
+
+    async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/readyz", self.address))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("app never became ready");
+    }
+
+    pub fn advance_clock(&self, by: Duration) {
+        self.state.clock.advance(by);
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str, scopes: &[&str]) -> Uuid {
+        let hasher = PasswordHasher::new(&self.state.settings.password, 1).unwrap();
+        let hash = hasher
+            .hash(PlainPassword::new_password(SecretString::from(password), 1024).unwrap())
+            .await
+            .unwrap();
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        users::insert(&self.pool, username, &hash, &scopes, self.state.clock.now())
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_public_client(&self, client_id: &str, grants: &[&str], scopes: &[&str]) {
+        self.insert_client(client_id, None, grants, scopes).await;
+    }
+
+    /// Returns the generated secret.
+    pub async fn create_confidential_client(
+        &self,
+        client_id: &str,
+        grants: &[&str],
+        scopes: &[&str],
+    ) -> String {
+        let secret = ClientSecret::generate();
+        self.insert_client(client_id, Some(&secret), grants, scopes)
+            .await;
+        secret.expose().to_owned()
+    }
+
+    async fn insert_client(
+        &self,
+        client_id: &str,
+        secret: Option<&ClientSecret>,
+        grants: &[&str],
+        scopes: &[&str],
+    ) {
+        let grants: Vec<String> = grants.iter().map(|s| s.to_string()).collect();
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let hash = secret.map(|s| s.hash());
+        clients::insert(
+            &self.pool,
+            client_id,
+            hash.as_ref().map(|h| h.as_bytes()),
+            &grants,
+            &scopes,
+            self.state.clock.now(),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// alice (scopes read write) and the public client `mobile` (read write profile).
+    pub async fn seed(&self) -> Uuid {
+        let id = self
+            .create_user("alice", PASSWORD, &["read", "write"])
+            .await;
+        self.create_public_client(
+            "mobile",
+            &["password", "refresh_token"],
+            &["read", "write", "profile"],
+        )
+        .await;
+        id
+    }
+
+    pub async fn post_token(&self, params: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}/auth/token", self.address))
+            .form(params)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_token_raw(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/auth/token", self.address))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn password_grant(
+        &self,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.post_token(&[
+            ("grant_type", "password"),
+            ("client_id", client_id),
+            ("username", username),
+            ("password", password),
+        ])
+        .await
+    }
+
+    pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> reqwest::Response {
+        self.post_token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    /// Logs alice in through `mobile` and returns the token response.
+    pub async fn login(&self) -> Value {
+        let response = self.password_grant("mobile", "alice", PASSWORD).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Live (unused, unrevoked, in a live family) refresh tokens of alice's logins.
+    pub async fn live_refresh_tokens(&self) -> Vec<Vec<u8>> {
+        sqlx::query_scalar(
+            "SELECT t.token_hash FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+             WHERE t.used_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts the RFC 6749 §5.2 error shape and returns the error code.
+pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "status for expected `{code}`"
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(body["error_description"].is_string(), "body: {body}");
+    body
+}

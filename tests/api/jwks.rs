@@ -1,0 +1,130 @@
+//! Tokens must verify with nothing but the JWKS, as a resource server would.
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+use serde_json::Value;
+use tessera::keys::SigningAlgorithm;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+/// An outside verifier: it knows only the JWKS URL, the issuer and the audience.
+pub async fn verify_with_jwks(jwks_url: &str, token: &str) -> Result<Value, String> {
+    let jwks: JwkSet = reqwest::get(jwks_url)
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let header = decode_header(token).map_err(|e| e.to_string())?;
+    let kid = header.kid.ok_or("no kid")?;
+    let jwk = jwks
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} not in JWKS"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_audience(&["tessera"]);
+    validation.set_issuer(&["http://tessera.test"]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    decode::<Value>(token, &key, &validation)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
+}
+
+fn jwks_url(app: &TestApp) -> String {
+    format!("{}/.well-known/jwks.json", app.address)
+}
+
+#[tokio::test]
+async fn access_tokens_follow_rfc9068_and_verify_with_the_jwks_alone() {
+    let app = spawn_app().await;
+    let user_id = app.seed().await;
+    let body = app.login().await;
+    let token = body["access_token"].as_str().unwrap();
+
+    let header = decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let claims = verify_with_jwks(&jwks_url(&app), token).await.unwrap();
+    assert_eq!(claims["sub"], user_id.to_string());
+    assert_eq!(claims["client_id"], "mobile");
+    assert_eq!(claims["scope"], "read write");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+    uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).unwrap();
+
+    let other = app.login().await;
+    let other_claims = verify_with_jwks(&jwks_url(&app), other["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(claims["jti"], other_claims["jti"], "jti must be unique");
+
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    assert!(verify_with_jwks(&jwks_url(&app), &tampered).await.is_err());
+}
+
+#[tokio::test]
+async fn jwks_is_cacheable_and_well_formed() {
+    let app = spawn_app().await;
+    let response = app.get("/.well-known/jwks.json").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+    let jwks: Value = response.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    let key = &keys[0];
+    for field in ["kid", "kty", "alg", "crv", "x", "y"] {
+        assert!(key[field].is_string(), "missing {field} in {key}");
+    }
+    assert_eq!(key["use"], "sig");
+    assert!(
+        key.get("d").is_none(),
+        "the private part must never be published"
+    );
+}
+
+#[tokio::test]
+async fn eddsa_and_rs256_are_selectable() {
+    for (algorithm, kty) in [
+        (SigningAlgorithm::EdDsa, "OKP"),
+        (SigningAlgorithm::Rs256, "RSA"),
+    ] {
+        let app = spawn_app_with(|s| s.keys.algorithm = algorithm).await;
+        app.seed().await;
+        let token = app.login().await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(decode_header(&token).unwrap().alg, algorithm.jwt());
+        assert_eq!(app.jwks().await["keys"][0]["kty"], kty);
+        verify_with_jwks(&jwks_url(&app), &token).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn metadata_describes_what_is_implemented() {
+    let app = spawn_app().await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let meta: Value = app.get(path).await.json().await.unwrap();
+        assert_eq!(meta["issuer"], "http://tessera.test");
+        assert_eq!(meta["token_endpoint"], "http://tessera.test/auth/token");
+        assert_eq!(
+            meta["jwks_uri"],
+            "http://tessera.test/.well-known/jwks.json"
+        );
+        assert_eq!(
+            meta["grant_types_supported"],
+            serde_json::json!(["password", "refresh_token"])
+        );
+        let methods = meta["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap();
+        assert!(
+            methods.contains(&"client_secret_basic".into()) && methods.contains(&"none".into())
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! No secret ever reaches a log line.
+
+use crate::helpers::{PASSWORD, captured_logs, spawn_app};
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let secret = app
+        .create_confidential_client("backend", &["password"], &["read"])
+        .await;
+
+    let body = app.login().await;
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let rotated: serde_json::Value = app.refresh("mobile", &refresh).await.json().await.unwrap();
+    let url = format!("{}/auth/token", app.address);
+    let wrong_password = "hunter2-wrong-password";
+    app.password_grant("mobile", "alice", wrong_password).await;
+    app.http
+        .post(&url)
+        .basic_auth("backend", Some(&secret))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    // A token in the query string must not be logged either.
+    app.http
+        .post(format!("{url}?refresh_token={refresh}"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let logs = captured_logs();
+    // The capture works: this test's requests are there...
+    assert!(
+        logs.contains("/auth/token") && logs.contains("request_id"),
+        "no request logs captured"
+    );
+    assert!(
+        logs.contains("\"client_id\":\"backend\""),
+        "client ids are logged"
+    );
+    // ...and none of its secrets.
+    let key_material: String =
+        sqlx::query_scalar("SELECT encode(private_key_encrypted, 'base64') FROM signing_keys")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let secrets = [
+        PASSWORD,
+        wrong_password,
+        secret.as_str(),
+        access.as_str(),
+        access.split('.').nth(2).unwrap(),
+        refresh.as_str(),
+        &refresh[4..],
+        rotated["refresh_token"].as_str().unwrap(),
+        rotated["access_token"].as_str().unwrap(),
+        &key_material[..40],
+    ];
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {}...",
+            &secret[..8]
+        );
+    }
+}

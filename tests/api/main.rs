@@ -1,0 +1,10 @@
+mod bad_input;
+mod cli;
+mod health;
+mod helpers;
+mod jwks;
+mod keys;
+mod logging;
+mod password_grant;
+mod postgres;
+mod refresh_grant;

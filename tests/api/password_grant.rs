@@ -1,0 +1,291 @@
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tessera::config::PasswordSettings;
+use tessera::domain::{PasswordHasher, PlainPassword};
+
+use crate::helpers::{PASSWORD, assert_oauth_error, spawn_app};
+
+#[tokio::test]
+async fn password_grant_issues_bearer_and_refresh_tokens() {
+    let app = spawn_app().await;
+    app.seed().await;
+
+    let response = app.password_grant("mobile", "alice", PASSWORD).await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    assert_eq!(body["scope"], "read write");
+    assert_eq!(body["access_token"].as_str().unwrap().split('.').count(), 3);
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert!(
+        refresh.len() >= 43,
+        "refresh tokens carry at least 256 bits"
+    );
+    // Only the hash is stored.
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM refresh_tokens")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, tessera::domain::TokenHash::of(refresh).0.to_vec());
+}
+
+#[tokio::test]
+async fn json_bodies_are_accepted_too() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let body = serde_json::json!({"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": "mobile", "scope": "read"});
+    let response = app
+        .post_token_raw("application/json", body.to_string())
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], "read");
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_are_indistinguishable() {
+    let app = spawn_app().await;
+    app.seed().await;
+
+    let wrong = app
+        .password_grant("mobile", "alice", "not the password")
+        .await;
+    let unknown = app
+        .password_grant("mobile", "mallory", "not the password")
+        .await;
+
+    assert_eq!(wrong.status(), unknown.status());
+    let wrong = wrong.bytes().await.unwrap();
+    let unknown = unknown.bytes().await.unwrap();
+    assert_eq!(wrong, unknown);
+    let body: Value = serde_json::from_slice(&wrong).unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+/// Not a benchmark: it checks that an unknown user costs a real argon2
+/// verification (the dummy hash), which is what hides whether a user exists.
+#[tokio::test]
+async fn unknown_users_cost_a_full_password_verification() {
+    let app = spawn_app().await;
+    app.seed().await;
+    async fn median(app: &crate::helpers::TestApp, user: &str) -> Duration {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let r = app.password_grant("mobile", user, "not the password").await;
+            assert_eq!(r.status(), 400);
+            times.push(started.elapsed());
+        }
+        times.sort();
+        times[2]
+    }
+    let wrong = median(&app, "alice").await;
+    let unknown = median(&app, "nobody-here").await;
+    assert!(
+        unknown * 2 >= wrong,
+        "unknown user answered in {unknown:?}, wrong password in {wrong:?}: no dummy verification?"
+    );
+}
+
+#[tokio::test]
+async fn disabled_users_and_clients_are_refused() {
+    let app = spawn_app().await;
+    app.seed().await;
+    sqlx::query("UPDATE users SET disabled = true WHERE username = 'alice'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_oauth_error(
+        app.password_grant("mobile", "alice", PASSWORD).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    sqlx::query("UPDATE users SET disabled = false")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE clients SET disabled = true")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let response = app.password_grant("mobile", "alice", PASSWORD).await;
+    assert!(response.headers().contains_key("www-authenticate"));
+    assert_oauth_error(response, 401, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn clients_must_exist_and_be_allowed_the_grant() {
+    let app = spawn_app().await;
+    app.seed().await;
+    assert_oauth_error(
+        app.password_grant("nope", "alice", PASSWORD).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    app.create_public_client("refresh-only", &["refresh_token"], &["read"])
+        .await;
+    assert_oauth_error(
+        app.password_grant("refresh-only", "alice", PASSWORD).await,
+        400,
+        "unauthorized_client",
+    )
+    .await;
+    let no_client = app
+        .post_token(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .await;
+    assert_oauth_error(no_client, 401, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn confidential_clients_authenticate_with_basic_or_body_secret() {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD, &["read"]).await;
+    let secret = app
+        .create_confidential_client("backend", &["password"], &["read"])
+        .await;
+    let params = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", PASSWORD),
+    ];
+    let url = format!("{}/auth/token", app.address);
+
+    let basic = app
+        .http
+        .post(&url)
+        .basic_auth("backend", Some(&secret))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+
+    let mut with_body = params.to_vec();
+    with_body.extend([("client_id", "backend"), ("client_secret", secret.as_str())]);
+    assert_eq!(app.post_token(&with_body).await.status(), 200);
+
+    let wrong = app
+        .http
+        .post(&url)
+        .basic_auth("backend", Some("tss_wrong"))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert!(wrong.headers().contains_key("www-authenticate"));
+    assert_oauth_error(wrong, 401, "invalid_client").await;
+
+    let mut missing = params.to_vec();
+    missing.push(("client_id", "backend"));
+    assert_oauth_error(app.post_token(&missing).await, 401, "invalid_client").await;
+
+    let both = app
+        .http
+        .post(&url)
+        .basic_auth("backend", Some(&secret))
+        .form(&with_body)
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(both, 400, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn scopes_are_limited_to_what_user_and_client_share() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let params = |scope| {
+        [
+            ("grant_type", "password"),
+            ("client_id", "mobile"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("scope", scope),
+        ]
+    };
+
+    let narrower: Value = app.post_token(&params("write")).await.json().await.unwrap();
+    assert_eq!(narrower["scope"], "write");
+    // The client may have `profile`, alice may not.
+    assert_oauth_error(
+        app.post_token(&params("read profile")).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    assert_oauth_error(
+        app.post_token(&params("bad\"scope")).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn weaker_password_hashes_are_upgraded_on_login() {
+    let app = spawn_app().await;
+    app.create_public_client("mobile", &["password"], &[]).await;
+    let weak = PasswordSettings {
+        memory_kib: 4096,
+        iterations: 1,
+        parallelism: 1,
+        max_length: 1024,
+        max_concurrent: 1,
+        max_queue: 1,
+    };
+    let hash = PasswordHasher::new(&weak, 1)
+        .unwrap()
+        .hash(PlainPassword::new_password(PASSWORD.to_owned().into(), 1024).unwrap())
+        .await
+        .unwrap();
+    assert!(hash.contains("m=4096"));
+    tessera::store::users::insert(&app.pool, "old-timer", &hash, &[], app.state.clock.now())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        app.password_grant("mobile", "old-timer", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+
+    let upgraded: String = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        upgraded.starts_with("$argon2id$") && upgraded.contains("m=19456,t=2,p=1"),
+        "{upgraded}"
+    );
+    assert_eq!(
+        app.password_grant("mobile", "old-timer", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn unicode_usernames_log_in() {
+    let app = spawn_app().await;
+    app.create_user("zoë 用户", PASSWORD, &[]).await;
+    app.create_public_client("mobile", &["password"], &[]).await;
+    assert_eq!(
+        app.password_grant("mobile", "zoë 用户", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
