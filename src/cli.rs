@@ -138,6 +138,7 @@ pub async fn run() -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Migrate => {
+            store::create_database_if_missing(&settings.database).await?;
             let pool = connect(&settings).await?;
             store::migrate(&pool).await?;
             println!("migrations applied");

@@ -125,6 +125,14 @@ fn public_server(listener: TcpListener, state: AppState) -> anyhow::Result<Serve
 /// Waits for the database, optionally migrates, makes sure a signing key
 /// exists and loads the keys. Only then does `/readyz` turn green.
 async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
+    if options.migrate {
+        // The server may be up before the database exists (first run).
+        let database = &state.settings.database;
+        store::with_backoff("database server not reachable yet", DATABASE_WAIT, || {
+            store::create_database_if_missing(database)
+        })
+        .await?;
+    }
     store::wait_until_reachable(&state.pool, DATABASE_WAIT).await?;
     if options.migrate {
         store::migrate(&state.pool).await?;

@@ -31,6 +31,26 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .context("configuration: database.url is not a valid Postgres URL")
 }
 
+/// Creates the configured database if it does not exist yet (first run).
+pub async fn create_database_if_missing(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    use sqlx::migrate::MigrateDatabase;
+    let url = settings
+        .url
+        .as_ref()
+        .context("configuration: database.url is not set")?
+        .expose_secret();
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .context("checking whether the database exists")?
+    {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("creating the database")?;
+        tracing::info!("created the database");
+    }
+    Ok(())
+}
+
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR
         .run(pool)
@@ -38,19 +58,41 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .context("running database migrations")
 }
 
-/// Waits for the database with exponential backoff (capped at 5 s per try).
+/// Waits for the database with exponential backoff.
 pub async fn wait_until_reachable(pool: &PgPool, give_up_after: Duration) -> anyhow::Result<()> {
+    with_backoff("database not reachable yet", give_up_after, || async {
+        sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .context("database unreachable")?;
+        Ok(())
+    })
+    .await
+}
+
+/// Retries `attempt` with exponential backoff (capped at 5 s per try) until
+/// it succeeds or `give_up_after` has passed, so a database that starts
+/// after the service (docker compose) never makes it crash-loop.
+pub async fn with_backoff<F, Fut>(
+    what: &str,
+    give_up_after: Duration,
+    mut attempt: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        match sqlx::query("SELECT 1").execute(pool).await {
-            Ok(_) => return Ok(()),
+        match attempt().await {
+            Ok(()) => return Ok(()),
             Err(e) if started.elapsed() < give_up_after => {
-                tracing::warn!(error = %e, retry_in = ?delay, "database not reachable yet");
+                tracing::warn!(error = format!("{e:#}"), retry_in = ?delay, "{what}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e).context("database unreachable"),
+            Err(e) => return Err(e),
         }
     }
 }

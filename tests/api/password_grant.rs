@@ -289,3 +289,43 @@ async fn unicode_usernames_log_in() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_login_burst_is_queued_and_shed_without_stalling_other_endpoints() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.password.max_concurrent = 1;
+        s.password.max_queue = 4;
+    })
+    .await;
+    app.seed().await;
+
+    let burst = async {
+        let logins = (0..12).map(|_| app.password_grant("mobile", "alice", PASSWORD));
+        let responses = futures_util::future::join_all(logins).await;
+        (responses, Instant::now())
+    };
+    let jwks = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let status = app.get("/.well-known/jwks.json").await.status();
+        (status, Instant::now())
+    };
+    let ((responses, burst_done), (jwks_status, jwks_done)) = tokio::join!(burst, jwks);
+
+    assert_eq!(jwks_status, 200);
+    assert!(jwks_done < burst_done, "JWKS waited for the login burst");
+    let mut ok = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                crate::helpers::assert_oauth_error(response, 503, "temporarily_unavailable").await;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        (1..12).contains(&ok),
+        "{ok} of 12 logins succeeded: the queue bound did not apply"
+    );
+}
