@@ -116,6 +116,7 @@ fn public_server(listener: TcpListener, state: AppState) -> anyhow::Result<Serve
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(data.clone())
             .configure(http::public_routes)
+            .default_service(web::to(http::not_found))
     })
     .listen(listener)?
     .run();

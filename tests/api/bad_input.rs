@@ -82,6 +82,16 @@ async fn sql_metacharacters_are_just_characters() {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_not_500s() {
     let app = spawn_app().await;
-    assert_eq!(app.get("/auth/token").await.status().as_u16() / 100, 4);
-    assert_eq!(app.get("/admin/users").await.status(), 404);
+    let wrong_method = app.get("/auth/token").await;
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(
+        wrong_method.json::<serde_json::Value>().await.unwrap()["error"],
+        "method_not_allowed"
+    );
+    let unknown = app.get("/admin/users").await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<serde_json::Value>().await.unwrap()["error"],
+        "not_found"
+    );
 }

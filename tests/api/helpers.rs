@@ -160,15 +160,13 @@ impl TestApp {
 
     async fn wait_until_ready(&self) {
         for _ in 0..200 {
-            if let Ok(r) = self
+            let ready = self
                 .http
                 .get(format!("{}/readyz", self.address))
                 .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return;
-                }
+                .await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

@@ -77,9 +77,12 @@ fn start_throwaway_cluster() -> String {
     ));
     // The watchdog shell stops the cluster once this test process is gone.
     let script = format!(
-        "{postgres} & pg=$!; while kill -0 {} 2>/dev/null; do sleep 1; done; kill $pg",
-        std::process::id()
+        "{postgres} & pg=$!; while kill -0 {} 2>/dev/null; do sleep 1; done; kill $pg; sleep 2; rm -rf {}",
+        std::process::id(),
+        dir.display()
     );
+    // Deliberately not waited on: it lives as long as this process.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .arg("-c")
         .arg(script)
