@@ -13,12 +13,10 @@ use sqlx::PgPool;
 use crate::clock::Clock;
 use crate::config::{LogFormat, Settings};
 use crate::domain::{ClientSecret, PasswordHasher, PlainPassword, Scope, Username};
+use crate::grants::GRANT_TYPES;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
 use crate::startup::{Application, Options};
 use crate::store::{self, clients, users};
-
-/// Grant types a client may be registered for.
-pub const GRANT_TYPES: [&str; 2] = ["password", "refresh_token"];
 
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "OAuth 2.0 token issuer")]
@@ -73,7 +71,7 @@ enum ClientCommand {
         /// Read the client secret (at least 32 characters) from standard input.
         #[arg(long)]
         secret_stdin: bool,
-        /// Comma-separated grant types: password, refresh_token.
+        /// Comma-separated grant types: password, refresh_token, client_credentials.
         #[arg(long = "grant", value_delimiter = ',', required = true)]
         grants: Vec<String>,
         #[command(flatten)]
@@ -189,6 +187,9 @@ pub async fn run() -> anyhow::Result<()> {
                         GRANT_TYPES.join(", ")
                     );
                 }
+            }
+            if public && grants.iter().any(|g| g == "client_credentials") {
+                bail!("--grant client_credentials needs a confidential client (drop --public)");
             }
             let scope = scope.parse()?;
             let (secret, generated) = match (public, secret_stdin) {

@@ -24,6 +24,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub tokens: TokenSettings,
     pub password: PasswordSettings,
+    pub revocation: RevocationSettings,
     pub log: LogSettings,
     /// Filled from `TESSERA_ENV`, not from the files.
     #[serde(skip, default)]
@@ -79,6 +80,14 @@ pub struct PasswordSettings {
     pub max_length: usize,
     pub max_concurrent: usize,
     pub max_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RevocationSettings {
+    /// Safety net beside LISTEN/NOTIFY: how often each instance re-reads
+    /// revocations and prunes expired ones.
+    #[serde(with = "duration")]
+    pub sync_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +184,7 @@ impl Settings {
             ("tokens.refresh_ttl", self.tokens.refresh_ttl),
             ("keys.jwks_max_age", self.keys.jwks_max_age),
             ("keys.reload_interval", self.keys.reload_interval),
+            ("revocation.sync_interval", self.revocation.sync_interval),
         ] {
             if ttl.is_zero() {
                 bail!("configuration: {name} must be greater than zero");

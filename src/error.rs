@@ -31,6 +31,16 @@ pub enum Error {
     UnsupportedGrantType,
     #[error("{0}")]
     InvalidScope(&'static str),
+    /// Missing, malformed, expired or revoked bearer token (RFC 6750 §3.1).
+    #[error("a valid bearer token is required")]
+    InvalidToken,
+    /// A valid bearer token without the scope this endpoint needs.
+    #[error("the token lacks the required scope")]
+    InsufficientScope,
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
     /// Overloaded (hashing queue full) or not ready (no signing key yet).
     #[error("the server is busy, retry shortly")]
     TemporarilyUnavailable,
@@ -60,6 +70,10 @@ impl Error {
             Error::UnauthorizedClient => "unauthorized_client",
             Error::UnsupportedGrantType => "unsupported_grant_type",
             Error::InvalidScope(_) => "invalid_scope",
+            Error::InvalidToken => "invalid_token",
+            Error::InsufficientScope => "insufficient_scope",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
             Error::TemporarilyUnavailable => "temporarily_unavailable",
             Error::Internal(_) => "server_error",
         }
@@ -79,7 +93,10 @@ struct Body<'a> {
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
-            Error::InvalidClient => StatusCode::UNAUTHORIZED,
+            Error::InvalidClient | Error::InvalidToken => StatusCode::UNAUTHORIZED,
+            Error::InsufficientScope => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +117,20 @@ impl ResponseError for Error {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"tessera\""),
+                ));
+            }
+            Error::InvalidToken => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tessera\", error=\"invalid_token\""),
+                ));
+            }
+            Error::InsufficientScope => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"tessera\", error=\"insufficient_scope\"",
+                    ),
                 ));
             }
             Error::TemporarilyUnavailable => {

@@ -4,6 +4,7 @@
 //! - `grants`: the token endpoint's grant types and client authentication
 //! - `domain`: validated types (scopes, usernames, passwords, opaque tokens, JWT claims)
 //! - `keys`: signing keys, their schedule and the JWKS
+//! - `revocation`: denylist of access tokens, mirrored on every instance
 //! - `store`: every SQL statement
 //! - `config`, `telemetry`, `startup`, `cli`: wiring
 #![cfg_attr(
@@ -19,6 +20,7 @@ pub mod error;
 pub mod grants;
 pub mod http;
 pub mod keys;
+pub mod revocation;
 pub mod startup;
 pub mod state;
 pub mod store;

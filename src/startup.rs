@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing};
+use crate::revocation::{self, Denylist};
 use crate::state::AppState;
 use crate::telemetry::RequestSpan;
 use crate::{http, store};
@@ -26,7 +27,9 @@ const DATABASE_WAIT: Duration = Duration::from_secs(120);
 
 pub struct Application {
     port: u16,
-    server: Server,
+    admin_port: u16,
+    public: Server,
+    admin: Server,
     init: JoinHandle<anyhow::Result<()>>,
     state: AppState,
 }
@@ -52,28 +55,31 @@ impl Application {
         let keys = Arc::new(KeyRing::new(kek, settings.tokens.access_ttl)?);
         let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
         let pool = store::pool(&settings.database)?;
+        let denylist = Arc::new(Denylist::default());
         let state = AppState {
             pool,
             settings: Arc::new(settings),
             keys,
             hasher,
+            denylist,
             clock,
         };
 
-        let listener = TcpListener::bind(&state.settings.http.public_addr).with_context(|| {
-            format!(
-                "cannot listen on http.public_addr {}",
-                state.settings.http.public_addr
-            )
-        })?;
-        let port = listener.local_addr()?.port();
-        let server = public_server(listener, state.clone())?;
-        tracing::info!(addr = %state.settings.http.public_addr, port, "public listener bound");
+        let http = &state.settings.http;
+        let (public_listener, port) = bind("http.public_addr", &http.public_addr)?;
+        let (admin_listener, admin_port) = bind("http.admin_addr", &http.admin_addr)?;
+        // Admin routes exist only on the admin listener, never on the public one.
+        let public = serve(public_listener, state.clone(), http::public_routes)?;
+        let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
+        tracing::info!(addr = %http.public_addr, port, "public listener bound");
+        tracing::info!(addr = %http.admin_addr, port = admin_port, "admin listener bound");
 
         let init = tokio::spawn(initialise(state.clone(), options));
         Ok(Self {
             port,
-            server,
+            admin_port,
+            public,
+            admin,
             init,
             state,
         })
@@ -83,39 +89,64 @@ impl Application {
         self.port
     }
 
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves until the server stops or initialisation fails for good (for
+    /// Serves until the servers stop or initialisation fails for good (for
     /// example a key-encryption key that cannot open the stored keys).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let server = self.server;
-        let handle = server.handle();
-        tokio::pin!(server);
+        let handles = [self.public.handle(), self.admin.handle()];
+        let servers = futures_util::future::try_join(self.public, self.admin);
+        tokio::pin!(servers);
         let initialised = tokio::select! {
-            result = &mut server => return result.context("HTTP server failed"),
+            result = &mut servers => return result.map(|_| ()).context("HTTP server failed"),
             result = self.init => result.context("startup task panicked")?,
         };
         if let Err(e) = initialised {
-            // The server only processes the stop while it is polled.
-            let _ = tokio::join!(handle.stop(true), server);
+            // The servers only process the stop while they are polled.
+            let stops = futures_util::future::join_all(handles.iter().map(|h| h.stop(true)));
+            let _ = tokio::join!(stops, servers);
             return Err(e);
         }
-        let reload = tokio::spawn(reload_keys(self.state));
-        let result = server.await;
-        reload.abort();
-        result.context("HTTP server failed")
+        let state = self.state;
+        let background = [
+            tokio::spawn(reload_keys(state.clone())),
+            tokio::spawn(revocation::sync::run(
+                state.pool.clone(),
+                state.denylist.clone(),
+                state.clock.clone(),
+                state.settings.revocation.sync_interval,
+            )),
+        ];
+        let result = servers.await;
+        background.iter().for_each(JoinHandle::abort);
+        result.map(|_| ()).context("HTTP server failed")
     }
 }
 
-fn public_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+fn bind(key: &str, addr: &str) -> anyhow::Result<(TcpListener, u16)> {
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("cannot listen on {key} {addr}"))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+fn serve(
+    listener: TcpListener,
+    state: AppState,
+    routes: fn(&mut web::ServiceConfig),
+) -> anyhow::Result<Server> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(data.clone())
-            .configure(http::public_routes)
+            .configure(routes)
             .default_service(web::to(http::not_found))
     })
     .listen(listener)?

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::PasswordHasher;
 use crate::keys::KeyRing;
+use crate::revocation::Denylist;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,5 +16,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub keys: Arc<KeyRing>,
     pub hasher: PasswordHasher,
+    pub denylist: Arc<Denylist>,
     pub clock: Clock,
 }

@@ -30,6 +30,10 @@ impl Client {
         &self.0.client_id
     }
 
+    pub fn is_confidential(&self) -> bool {
+        self.0.secret_hash.is_some()
+    }
+
     pub fn may_use(&self, grant_type: &str) -> bool {
         self.0.grant_types.iter().any(|g| g == grant_type)
     }

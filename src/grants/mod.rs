@@ -1,7 +1,8 @@
-//! The grant types of the token endpoint (RFC 6749 §4.3, §6) and what they
+//! The grant types of the token endpoint (RFC 6749 §4.3, §4.4, §6) and what they
 //! share: client authentication and the token response.
 
 pub mod client;
+pub mod client_credentials;
 pub mod password;
 pub mod refresh;
 
@@ -11,6 +12,9 @@ use serde::Serialize;
 use crate::domain::{AccessClaims, Scope};
 use crate::error::Error;
 use crate::state::AppState;
+
+/// Every grant type the token endpoint implements.
+pub const GRANT_TYPES: [&str; 3] = ["password", "refresh_token", "client_credentials"];
 
 /// The successful token response (RFC 6749 §5.1).
 #[derive(Serialize)]

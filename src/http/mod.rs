@@ -1,8 +1,14 @@
 //! HTTP: routes, extractors and handlers. Handlers read "now" once and hand
 //! it to the domain code.
 
+mod admin;
+mod bearer;
 mod body;
+mod client_auth;
 mod health;
+mod introspect;
+mod revocations;
+mod revoke;
 mod token;
 mod wellknown;
 
@@ -25,6 +31,22 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
             web::get().to(wellknown::metadata),
         ))
         .service(resource("/healthz", web::get().to(health::healthz)))
+        .service(resource("/readyz", web::get().to(health::readyz)))
+        .service(resource("/auth/revoke", web::post().to(revoke::revoke)))
+        .service(resource(
+            "/auth/introspect",
+            web::post().to(introspect::introspect),
+        ))
+        .service(resource(
+            "/auth/revocations",
+            web::get().to(revocations::feed),
+        ));
+}
+
+/// Routes of the admin listener.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    admin::routes(cfg);
+    cfg.service(resource("/healthz", web::get().to(health::healthz)))
         .service(resource("/readyz", web::get().to(health::readyz)));
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -100,6 +100,7 @@ struct LoadedKey {
     created_at: DateTime<Utc>,
     activates_at: DateTime<Utc>,
     public: Jwk,
+    verifier: Arc<DecodingKey>,
     /// `None` for keys that can no longer sign (retired or expired when loaded).
     private: Option<Arc<EncodingKey>>,
 }
@@ -141,6 +142,7 @@ impl KeyRing {
             let algorithm = SigningAlgorithm::from_str(&key.algorithm)?;
             let public: Jwk = serde_json::from_value(key.public_jwk)
                 .with_context(|| format!("stored public key {} is not a JWK", key.kid))?;
+            let verifier = Arc::new(DecodingKey::from_jwk(&public)?);
             let private = match phase.state {
                 KeyState::Pending | KeyState::Active => {
                     let der = self.kek.open(&key.kid, &key.private_key_encrypted)?;
@@ -154,6 +156,7 @@ impl KeyRing {
                 created_at: key.created_at,
                 activates_at: key.activates_at,
                 public,
+                verifier,
                 private,
             });
         }
@@ -175,6 +178,20 @@ impl KeyRing {
                     key: private.clone(),
                 })
             })
+    }
+
+    /// The public key and algorithm for `kid`, while it is still published.
+    pub fn verifier(
+        &self,
+        kid: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(Arc<DecodingKey>, SigningAlgorithm)> {
+        let keys = self.snapshot();
+        let phases = self.phases(&keys, now);
+        keys.iter()
+            .zip(phases)
+            .find(|(k, p)| k.kid == kid && p.is_published())
+            .map(|(k, _)| (k.verifier.clone(), k.algorithm))
     }
 
     /// Every key that may have signed a live token, or is about to sign.

@@ -1,9 +1,11 @@
 //! All SQL lives here. Functions take a pool or a transaction and plain
 //! values; timestamps are passed in, never read from the database clock.
 
+pub mod audit;
 pub mod clients;
 pub mod keys;
 pub mod refresh;
+pub mod revocations;
 pub mod users;
 
 use std::time::Duration;

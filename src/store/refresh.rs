@@ -179,3 +179,111 @@ pub async fn revoke_family(
     .await?;
     Ok(())
 }
+
+/// A login as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn live_sessions(
+    pool: &PgPool,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<SessionView>> {
+    sqlx::query_as::<_, SessionView>(
+        "SELECT id, client_id, scope, created_at, last_used_at, expires_at FROM refresh_families
+         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// Revokes every live family of a user; returns how many.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn revoke_user_families(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Revokes one family if it belongs to `user_id` and is live.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn revoke_user_family(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    family_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE refresh_families SET revoked_at = $3, revoked_reason = $4
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(family_id)
+    .bind(user_id)
+    .bind(now)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What introspection and revocation need to know about a refresh token.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenStatus {
+    pub token_id: Uuid,
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub family_revoked_at: Option<DateTime<Utc>>,
+    pub user_disabled: bool,
+}
+
+impl TokenStatus {
+    /// Usable right now by its client.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.used_at.is_none()
+            && self.revoked_at.is_none()
+            && self.family_revoked_at.is_none()
+            && !self.user_disabled
+            && self.expires_at > now
+    }
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn status(pool: &PgPool, hash: &TokenHash) -> sqlx::Result<Option<TokenStatus>> {
+    sqlx::query_as::<_, TokenStatus>(
+        "SELECT t.id AS token_id, f.id AS family_id, f.user_id, f.client_id, f.scope, t.created_at, f.expires_at,
+                t.used_at, t.revoked_at, f.revoked_at AS family_revoked_at, u.disabled AS user_disabled
+         FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id
+         WHERE t.token_hash = $1",
+    )
+    .bind(hash.as_bytes())
+    .fetch_optional(pool)
+    .await
+}

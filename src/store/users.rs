@@ -19,9 +19,9 @@ pub enum CreateUserError {
     Db(#[from] sqlx::Error),
 }
 
-#[tracing::instrument(level = "debug", skip(pool, password_hash))]
-pub async fn insert(
-    pool: &PgPool,
+#[tracing::instrument(level = "debug", skip(executor, password_hash))]
+pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
     username: &str,
     password_hash: &str,
     scopes: &[String],
@@ -37,7 +37,7 @@ pub async fn insert(
     .bind(password_hash)
     .bind(scopes)
     .bind(now)
-    .execute(pool)
+    .execute(executor)
     .await
     .map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -79,4 +79,57 @@ pub async fn upgrade_password_hash(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub scopes: Vec<String>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn find_by_id(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result<Option<UserView>> {
+    sqlx::query_as::<_, UserView>(
+        "SELECT id, username, scopes, disabled, created_at, updated_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Returns false when there is no such user.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_disabled(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    disabled: bool,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(disabled)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[tracing::instrument(level = "debug", skip(conn, password_hash))]
+pub async fn set_password_hash(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }

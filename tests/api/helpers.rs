@@ -102,10 +102,12 @@ impl Drop for TestDatabase {
 
 pub struct TestApp {
     pub address: String,
+    pub admin_address: String,
     pub pool: PgPool,
     pub state: AppState,
     pub db: Arc<TestDatabase>,
     pub http: reqwest::Client,
+    introspector: tokio::sync::OnceCell<(String, String)>,
 }
 
 pub fn test_settings(database_url: &str) -> Settings {
@@ -136,11 +138,12 @@ pub async fn spawn_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Setting
         .await
         .expect("build app");
     let port = app.port();
+    let admin_port = app.admin_port();
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
     let test_app = TestApp {
         address: format!("http://127.0.0.1:{port}"),
-
+        admin_address: format!("http://127.0.0.1:{admin_port}"),
         pool: PgPool::connect(&db.url).await.unwrap(),
         state,
         db,
@@ -148,6 +151,7 @@ pub async fn spawn_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Setting
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
+        introspector: tokio::sync::OnceCell::new(),
     };
     test_app.wait_until_ready().await;
     test_app
@@ -321,6 +325,83 @@ impl TestApp {
         .fetch_all(&self.pool)
         .await
         .unwrap()
+    }
+
+    /// A client_credentials token for a confidential client.
+    pub async fn client_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        self.http
+            .post(format!("{}/auth/token", self.address))
+            .basic_auth(client_id, Some(secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a confidential client with these scopes and returns a
+    /// client_credentials access token for it.
+    pub async fn service_token(&self, client_id: &str, scopes: &[&str]) -> String {
+        let secret = self
+            .create_confidential_client(client_id, &["client_credentials"], scopes)
+            .await;
+        let response = self.client_token(client_id, &secret, None).await;
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// An operator token (scope `admin`).
+    pub async fn admin_token(&self) -> String {
+        self.service_token(&format!("ops-{}", Uuid::new_v4().simple()), &["admin"])
+            .await
+    }
+
+    pub fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.admin_address))
+            .bearer_auth(token)
+    }
+
+    /// Introspects through a confidential client holding `introspect`
+    /// (created on first use).
+    pub async fn introspect(&self, token: &str) -> Value {
+        let (client_id, secret) = self
+            .introspector
+            .get_or_init(|| async {
+                let id = format!("rs-{}", Uuid::new_v4().simple());
+                let secret = self
+                    .create_confidential_client(&id, &[], &["introspect"])
+                    .await;
+                (id, secret)
+            })
+            .await;
+        let response = self
+            .http
+            .post(format!("{}/auth/introspect", self.address))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.unwrap()
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -1,0 +1,44 @@
+//! Client credentials grant (RFC 6749 §4.4): a service acting as itself.
+
+use chrono::{DateTime, Utc};
+
+use super::client::Client;
+use super::{TokenResponse, access_token};
+use crate::domain::Scope;
+use crate::error::Error;
+use crate::state::AppState;
+
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id()))]
+pub fn grant(
+    state: &AppState,
+    client: &Client,
+    requested: Option<Scope>,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, Error> {
+    // Only a client that proved a secret may act as itself.
+    if !client.is_confidential() {
+        return Err(Error::UnauthorizedClient);
+    }
+    let allowed = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
+    let scope = match requested {
+        Some(requested) if !requested.is_empty() => {
+            if !requested.is_subset(&allowed) {
+                return Err(Error::InvalidScope(
+                    "requested scope exceeds what this client may have",
+                ));
+            }
+            requested
+        }
+        _ => allowed,
+    };
+    let (access, expires_in) =
+        access_token(state, client.id().to_owned(), client.id(), &scope, now)?;
+    Ok(TokenResponse {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: None,
+        scope: scope.to_string(),
+        subject: client.id().to_owned(),
+    })
+}

@@ -1,0 +1,47 @@
+use actix_web::web::{self, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Admin, check_reason, json};
+use crate::error::Error;
+use crate::revocation::{self, Presented};
+use crate::state::AppState;
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeToken {
+    token: Option<SecretString>,
+    reason: Option<String>,
+}
+
+/// Revokes any token: an access token is denylisted until its `exp`, a
+/// refresh token's whole family is revoked.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn revoke(
+    req: HttpRequest,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let admin = Admin::authenticate(&req, &state)?;
+    let now = state.clock.now();
+    let body: RevokeToken = json(&req, payload, &state, false).await?;
+    let reason = check_reason(&body.reason)?;
+    let token = body
+        .token
+        .ok_or_else(|| Error::invalid_request("token is required"))?;
+    let presented = revocation::identify(&state, token.expose_secret(), now).await?;
+    // The audit names the token by jti or family, never by its value.
+    let target = match &presented {
+        Presented::Access(claims) => Some(format!("jti:{}", claims.jti)),
+        Presented::Refresh(status) => Some(format!("family:{}", status.family_id)),
+        Presented::Unknown => None,
+    };
+    let kind = revocation::revoke(&state, &presented, "admin revoked token", now).await?;
+    let mut conn = state.pool.acquire().await?;
+    admin
+        .audit(&mut conn, "token.revoke", target.as_deref(), reason, now)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"revoked": kind.is_some(), "token_type": kind})))
+}

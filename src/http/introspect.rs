@@ -1,0 +1,106 @@
+//! `POST /auth/introspect` (RFC 7662) for confidential clients holding the
+//! `introspect` scope, and for admins (bearer token with `admin`).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::client_auth::credentials_from;
+use super::{bearer, body};
+use crate::error::Error;
+use crate::grants::client;
+use crate::revocation::{self, Presented};
+use crate::state::AppState;
+
+/// The client scope that allows introspection.
+pub const INTROSPECT_SCOPE: &str = "introspect";
+
+#[derive(Deserialize)]
+struct IntrospectRequest {
+    token: Option<SecretString>,
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+}
+
+#[derive(Serialize, Default)]
+struct Introspection {
+    active: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    details: Option<Details>,
+}
+
+#[derive(Serialize)]
+struct Details {
+    token_type: &'static str,
+    sub: String,
+    client_id: String,
+    scope: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    iss: String,
+    aud: String,
+}
+
+#[tracing::instrument(level = "debug", name = "introspect", skip_all)]
+pub async fn introspect(
+    req: HttpRequest,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let now = state.clock.now();
+    let raw = body::read(payload, state.settings.http.max_body_bytes).await?;
+    let request: IntrospectRequest = body::parse(&req, &raw)?;
+    if bearer::is_present(&req) {
+        bearer::require(&req, &state, "admin")?;
+    } else {
+        let client = client::authenticate(
+            &state,
+            credentials_from(&req, request.client_id, request.client_secret)?,
+        )
+        .await?;
+        if !client.is_confidential() || !client.0.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
+            return Err(Error::UnauthorizedClient);
+        }
+    }
+    let token = request
+        .token
+        .ok_or_else(|| Error::invalid_request("token is required"))?;
+
+    let settings = &state.settings;
+    let details = match revocation::identify(&state, token.expose_secret(), now).await? {
+        Presented::Access(claims) if !state.denylist.is_revoked(&claims) => Some(Details {
+            token_type: "access_token",
+            sub: claims.sub,
+            client_id: claims.client_id,
+            scope: claims.scope,
+            exp: claims.exp,
+            iat: claims.iat,
+            jti: claims.jti,
+            iss: claims.iss,
+            aud: claims.aud,
+        }),
+        Presented::Refresh(status) if status.is_active(now) => Some(Details {
+            token_type: "refresh_token",
+            sub: status.user_id.to_string(),
+            client_id: status.client_id,
+            scope: status.scope,
+            exp: status.expires_at.timestamp(),
+            iat: status.created_at.timestamp(),
+            jti: status.token_id.to_string(),
+            iss: settings.issuer.clone(),
+            aud: settings.audience.clone(),
+        }),
+        _ => None,
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(Introspection {
+            active: details.is_some(),
+            details,
+        }))
+}

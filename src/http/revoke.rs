@@ -1,0 +1,59 @@
+//! `POST /auth/revoke` (RFC 7009): clients revoke their own tokens.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::body;
+use super::client_auth::credentials_from;
+use crate::error::Error;
+use crate::grants::client;
+use crate::revocation::{self, Presented};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+struct RevokeRequest {
+    token: Option<SecretString>,
+    /// Accepted and ignored: the token is identified either way (§2.1).
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+}
+
+#[tracing::instrument(level = "debug", name = "revoke", skip_all)]
+pub async fn revoke(
+    req: HttpRequest,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let now = state.clock.now();
+    let raw = body::read(payload, state.settings.http.max_body_bytes).await?;
+    let request: RevokeRequest = body::parse(&req, &raw)?;
+    let client = client::authenticate(
+        &state,
+        credentials_from(&req, request.client_id, request.client_secret)?,
+    )
+    .await?;
+    let token = request
+        .token
+        .ok_or_else(|| Error::invalid_request("token is required"))?;
+
+    let presented = revocation::identify(&state, token.expose_secret(), now).await?;
+    let owner = match &presented {
+        Presented::Access(claims) => Some(claims.client_id.as_str()),
+        Presented::Refresh(status) => Some(status.client_id.as_str()),
+        Presented::Unknown => None,
+    };
+    // A client may revoke only what was issued to it (§2.1).
+    if owner.is_some_and(|owner| owner != client.id()) {
+        return Err(Error::UnauthorizedClient);
+    }
+    revocation::revoke(&state, &presented, "client revocation", now).await?;
+    // Unknown and already-revoked tokens get the same 200 (§2.2).
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .finish())
+}

@@ -1,0 +1,125 @@
+//! Revocation that holds everywhere.
+//!
+//! Refresh tokens are revoked in Postgres (their family), which every
+//! instance reads on every refresh. Access tokens are JWTs that verify
+//! offline, so revoking one means denylisting its `jti` (until its `exp`) or
+//! setting a not-before instant for its user. Postgres is the source of
+//! truth; each instance mirrors the live entries in memory (`Denylist`) and
+//! learns of new ones through LISTEN/NOTIFY (`sync`). Offline verifiers poll
+//! the same entries through `GET /auth/revocations`.
+
+mod denylist;
+pub mod sync;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub use denylist::Denylist;
+
+use crate::domain::access_token::verify;
+use crate::domain::opaque::MAX_OPAQUE_LEN;
+use crate::domain::{AccessClaims, TokenHash};
+use crate::state::AppState;
+use crate::store::{refresh, revocations};
+
+/// Logs a user out everywhere: every refresh family is revoked and every
+/// access token issued up to `now` is treated as revoked.
+pub async fn log_out_everywhere(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<u64> {
+    let families = refresh::revoke_user_families(conn, user_id, reason, now).await?;
+    // After one access-token lifetime nothing issued before `now` is valid,
+    // so the entry can be pruned then.
+    let expires_at = now + chrono::Duration::from_std(access_ttl)?;
+    revocations::set_not_before(conn, user_id, now, expires_at).await?;
+    Ok(families)
+}
+
+/// Denylists one access token until its own expiry.
+pub async fn deny(
+    conn: &mut PgConnection,
+    claims: &AccessClaims,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+    revocations::deny_access_token(conn, &claims.jti, expires_at, now).await?;
+    Ok(())
+}
+
+/// What a presented token turned out to be.
+#[derive(Debug)]
+pub enum Presented {
+    /// A valid (signature, issuer, audience, unexpired) access token of ours.
+    Access(AccessClaims),
+    /// A refresh token we issued, in whatever state it is.
+    Refresh(refresh::TokenStatus),
+    /// Anything else: malformed, foreign, expired, never issued.
+    Unknown,
+}
+
+/// Identifies a token without trusting any hint: JWTs are verified, anything
+/// else is looked up by hash as a refresh token.
+pub async fn identify(
+    state: &AppState,
+    token: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Presented> {
+    if token.is_empty() || token.len() > 8192 {
+        return Ok(Presented::Unknown);
+    }
+    if token.matches('.').count() == 2 {
+        let settings = &state.settings;
+        return Ok(
+            match verify(
+                token,
+                &state.keys,
+                &settings.issuer,
+                &settings.audience,
+                now,
+            ) {
+                Ok(claims) => Presented::Access(claims),
+                Err(_) => Presented::Unknown,
+            },
+        );
+    }
+    if token.len() > MAX_OPAQUE_LEN {
+        return Ok(Presented::Unknown);
+    }
+    Ok(
+        match refresh::status(&state.pool, &TokenHash::of(token)).await? {
+            Some(status) => Presented::Refresh(status),
+            None => Presented::Unknown,
+        },
+    )
+}
+
+/// Revokes what `identify` found: an access token is denylisted, a refresh
+/// token's whole family is revoked. Returns the token type revoked, if any.
+pub async fn revoke(
+    state: &AppState,
+    presented: &Presented,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<&'static str>> {
+    let mut tx = state.pool.begin().await?;
+    let kind = match presented {
+        Presented::Access(claims) => {
+            deny(&mut tx, claims, now).await?;
+            Some("access_token")
+        }
+        Presented::Refresh(status) => {
+            refresh::revoke_family(&mut tx, status.family_id, reason, now).await?;
+            Some("refresh_token")
+        }
+        Presented::Unknown => None,
+    };
+    tx.commit().await?;
+    // This instance honours it before answering; others hear it by NOTIFY.
+    state.denylist.catch_up(&state.pool, now).await?;
+    Ok(kind)
+}

@@ -1,0 +1,56 @@
+//! Keeps the in-memory denylist in step with Postgres on every instance.
+//!
+//! Subscribe first, then read everything after the last applied `seq`: an
+//! entry committed between the two is read by the catch-up, and one
+//! committed later arrives as a notification. A lost connection (which
+//! loses notifications) restarts the cycle, and a periodic catch-up covers
+//! anything else; pruning rides on the same tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+
+use super::Denylist;
+use crate::clock::Clock;
+use crate::store::revocations::{self, CHANNEL};
+
+pub async fn run(pool: PgPool, denylist: Arc<Denylist>, clock: Clock, interval: Duration) {
+    loop {
+        if let Err(e) = listen(&pool, &denylist, &clock, interval).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "revocation listener lost; reconnecting"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn listen(
+    pool: &PgPool,
+    denylist: &Denylist,
+    clock: &Clock,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    denylist.catch_up(pool, clock.now()).await?;
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            notification = listener.try_recv() => match notification? {
+                Some(_) => denylist.catch_up(pool, clock.now()).await?,
+                // The connection dropped: notifications may have been lost.
+                None => anyhow::bail!("connection closed"),
+            },
+            _ = tick.tick() => {
+                let now = clock.now();
+                denylist.prune(now);
+                revocations::prune(pool, now).await?;
+                denylist.catch_up(pool, now).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Revocation events (see the migration for the ordering guarantee).
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+pub const CHANNEL: &str = "tessera_revocations";
+const WRITE_LOCK: i64 = 0x0074_6573_7372_6576; // "tessrev"
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevocationRow {
+    pub seq: i64,
+    pub kind: String,
+    pub jti: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+}
+
+async fn lock_and_notify(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    // Delivered at commit; the payload is only a nudge, readers catch up by seq.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Denylists an access token until its own expiry. Idempotent.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn deny_access_token(
+    conn: &mut PgConnection,
+    jti: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    lock_and_notify(conn).await?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, jti, expires_at, created_at) VALUES ('access_token', $1, $2, $3)
+         ON CONFLICT (jti) WHERE kind = 'access_token' DO NOTHING",
+    )
+    .bind(jti)
+    .bind(expires_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every access token of `user_id` issued before `not_before` is revoked.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_not_before(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    not_before: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    lock_and_notify(conn).await?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, user_id, not_before, expires_at, created_at) VALUES ('user', $1, $2, $3, $2)",
+    )
+    .bind(user_id)
+    .bind(not_before)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Live entries after `after_seq`, oldest first.
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn live_since(
+    pool: &PgPool,
+    after_seq: i64,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<RevocationRow>> {
+    sqlx::query_as::<_, RevocationRow>(
+        "SELECT seq, kind, jti, user_id, not_before, expires_at FROM revocations
+         WHERE seq > $1 AND expires_at > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(after_seq)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The highest sequence number written so far (0 when empty).
+pub async fn max_seq(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+        .fetch_one(pool)
+        .await
+}
+
+/// Deletes entries that no longer deny anything.
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
