@@ -70,7 +70,9 @@ pub async fn grant(
     let decision = match (token.revoked_at, token.used_at) {
         (Some(_), _) => Decision::Reuse,
         (None, None) => Decision::Rotate,
-        (None, Some(used_at)) if now < used_at + grace => {
+        // `now` was read before waiting for the lock, so it can be earlier
+        // than a concurrent winner's `used_at`: count that as no time passed.
+        (None, Some(used_at)) if (now - used_at).max(chrono::Duration::zero()) < grace => {
             match refresh::live_child(&mut tx, token.id).await? {
                 Some(child) if child.used_at.is_none() => Decision::ReplaceChild(child.id),
                 _ => Decision::Reuse,

@@ -226,7 +226,7 @@ impl KeyRing {
             .collect()
     }
 
-    /// Creates the first key if no key has ever activated. Safe to race:
+    /// Creates the first key if there is none. Safe to race:
     /// the store serialises it with an advisory lock.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn ensure_initial_key(
@@ -236,7 +236,7 @@ impl KeyRing {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let new_key = self.new_key(algorithm, now, now)?;
-        if key_store::insert_if_none_active(pool, &new_key, now).await? {
+        if key_store::insert_if_none(pool, &new_key).await? {
             tracing::info!(kid = %new_key.kid, alg = algorithm.as_str(), "generated the first signing key");
         }
         Ok(())

@@ -46,25 +46,21 @@ async fn insert_with<'e, E: sqlx::PgExecutor<'e>>(
     Ok(())
 }
 
-/// Inserts `key` unless some key has already activated by `now`. Instances
-/// starting together serialise on an advisory lock, so exactly one key is made.
+/// Inserts `key` unless any key exists. Instances starting together
+/// serialise on an advisory lock, so exactly one key is made. ("Any key",
+/// not "any key active at `now`": a racing instance's `now` may be older
+/// than the winner's activation time.)
 #[tracing::instrument(level = "debug", skip_all, fields(kid = %key.kid))]
-pub async fn insert_if_none_active(
-    pool: &PgPool,
-    key: &StoredKey,
-    now: DateTime<Utc>,
-) -> sqlx::Result<bool> {
+pub async fn insert_if_none(pool: &PgPool, key: &StoredKey) -> sqlx::Result<bool> {
     const FIRST_KEY_LOCK: i64 = 0x0074_6573_7365_7261; // "tessera" in ASCII
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(FIRST_KEY_LOCK)
         .execute(&mut *tx)
         .await?;
-    let (exists,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE activates_at <= $1)")
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (exists,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys)")
+        .fetch_one(&mut *tx)
+        .await?;
     if exists {
         return Ok(false);
     }

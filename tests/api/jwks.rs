@@ -118,7 +118,15 @@ async fn metadata_describes_what_is_implemented() {
         );
         assert_eq!(
             meta["grant_types_supported"],
-            serde_json::json!(["password", "refresh_token"])
+            serde_json::json!(["password", "refresh_token", "client_credentials"])
+        );
+        assert_eq!(
+            meta["revocation_endpoint"],
+            "http://tessera.test/auth/revoke"
+        );
+        assert_eq!(
+            meta["introspection_endpoint"],
+            "http://tessera.test/auth/introspect"
         );
         let methods = meta["token_endpoint_auth_methods_supported"]
             .as_array()

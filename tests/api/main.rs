@@ -1,10 +1,14 @@
+mod admin;
 mod bad_input;
 mod cli;
+mod client_credentials;
 mod health;
 mod helpers;
+mod introspection;
 mod jwks;
 mod keys;
 mod logging;
 mod password_grant;
 mod postgres;
 mod refresh_grant;
+mod revocation;

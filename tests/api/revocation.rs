@@ -1,0 +1,312 @@
+//! RFC 7009 revocation, the revocation feed, and revocations reaching every
+//! instance.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_oauth_error, spawn_app, spawn_on};
+
+async fn revoke(app: &TestApp, client_id: &str, token: &str) -> reqwest::Response {
+    app.http
+        .post(format!("{}/auth/revoke", app.address))
+        .form(&[
+            ("token", token),
+            ("client_id", client_id),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn feed(app: &TestApp, token: &str, since: Option<&str>) -> reqwest::Response {
+    let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
+    app.http
+        .get(format!("{}/auth/revocations{query}", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Polls until `check` holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not within {limit:?}");
+}
+
+#[tokio::test]
+async fn a_mobile_app_logs_out_by_revoking_its_refresh_token() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let session = app.login().await;
+    let other = app.login().await;
+    let refresh = session["refresh_token"].as_str().unwrap();
+
+    let response = revoke(&app, "mobile", refresh).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.refresh("mobile", refresh).await.status(), 400);
+    assert_eq!(app.introspect(refresh).await, json!({"active": false}));
+    // Other logins are untouched.
+    assert_eq!(
+        app.refresh("mobile", other["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    // Again, or unknown: still 200.
+    assert_eq!(revoke(&app, "mobile", refresh).await.status(), 200);
+    assert_eq!(
+        revoke(&app, "mobile", "tsr_never-issued").await.status(),
+        200
+    );
+    assert_eq!(revoke(&app, "mobile", "not.a.jwt").await.status(), 200);
+}
+
+#[tokio::test]
+async fn revoking_an_access_token_denylists_it_until_it_expires() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let session = app.login().await;
+    let access = session["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(access).await["active"], true);
+
+    assert_eq!(revoke(&app, "mobile", access).await.status(), 200);
+    assert_eq!(app.introspect(access).await["active"], false);
+    assert_eq!(app.state.denylist.len(), (1, 0));
+    // The refresh token of that login still works: only the access token went.
+    assert_eq!(
+        app.refresh("mobile", session["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+
+    // Once the token has expired its entry is pruned everywhere.
+    app.advance_clock(Duration::from_secs(601));
+    app.state.denylist.prune(app.state.clock.now());
+    tessera::store::revocations::prune(&app.pool, app.state.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(app.state.denylist.len(), (0, 0));
+    assert_eq!(app.count("revocations").await, 0);
+}
+
+#[tokio::test]
+async fn clients_revoke_only_their_own_tokens() {
+    let app = spawn_app().await;
+    app.seed().await;
+    app.create_public_client("other", &["password"], &["read"])
+        .await;
+    let session = app.login().await;
+
+    for token in [
+        session["refresh_token"].as_str().unwrap(),
+        session["access_token"].as_str().unwrap(),
+    ] {
+        assert_oauth_error(
+            revoke(&app, "other", token).await,
+            400,
+            "unauthorized_client",
+        )
+        .await;
+        assert_eq!(app.introspect(token).await["active"], true);
+    }
+    assert_oauth_error(
+        revoke(&app, "nobody", session["access_token"].as_str().unwrap()).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let missing = app
+        .http
+        .post(format!("{}/auth/revoke", app.address))
+        .form(&[("client_id", "mobile")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(missing, 400, "invalid_request").await;
+    let oversized = app
+        .http
+        .post(format!("{}/auth/revoke", app.address))
+        .form(&[("client_id", "mobile"), ("token", &"x".repeat(20_000))])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(oversized, 413, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn the_feed_tells_offline_verifiers_what_was_revoked() {
+    let app = spawn_app().await;
+    let user = app.seed().await;
+    let admin = app.admin_token().await;
+    let reader = app
+        .service_token("api-gateway", &["revocations:read"])
+        .await;
+    let first = app.login().await;
+    let first_jti = tessera::domain::access_token::verify(
+        first["access_token"].as_str().unwrap(),
+        &app.state.keys,
+        "http://tessera.test",
+        "tessera",
+        app.state.clock.now(),
+    )
+    .unwrap()
+    .jti;
+    revoke(&app, "mobile", first["access_token"].as_str().unwrap()).await;
+
+    let initial = feed(&app, &reader, None).await;
+    assert_eq!(initial.status(), 200);
+    let initial: Value = initial.json().await.unwrap();
+    assert_eq!(initial["revoked_tokens"][0]["jti"], first_jti.as_str());
+    assert!(initial["revoked_tokens"][0]["exp"].is_i64());
+    assert_eq!(initial["revoked_users"], json!([]));
+    let cursor = initial["next_cursor"].as_str().unwrap().to_owned();
+
+    app.admin(Method::POST, &format!("/admin/users/{user}/revoke"), &admin)
+        .send()
+        .await
+        .unwrap();
+    let next: Value = feed(&app, &reader, Some(&cursor))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        next["revoked_tokens"],
+        json!([]),
+        "only what was added since the cursor"
+    );
+    assert_eq!(next["revoked_users"][0]["sub"], user.to_string());
+    assert!(next["revoked_users"][0]["not_before"].is_i64());
+    let end: Value = feed(&app, &reader, next["next_cursor"].as_str())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            end["revoked_tokens"].as_array().unwrap().len(),
+            end["revoked_users"].as_array().unwrap().len()
+        ),
+        (0, 0)
+    );
+    assert_eq!(end["next_cursor"], next["next_cursor"]);
+
+    // Scope `revocations:read` is required; bad cursors are 400s.
+    app.advance_clock(Duration::from_secs(1));
+    let user_token = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(feed(&app, &user_token, None).await.status(), 403);
+    assert_eq!(
+        app.http
+            .get(format!("{}/auth/revocations", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_oauth_error(
+        feed(&app, &reader, Some("yesterday")).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_oauth_error(
+        feed(&app, &reader, Some("-5")).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_instance_reaches_the_others_within_a_second() {
+    let a = spawn_app().await;
+    a.seed().await;
+    let b = a.spawn_second_instance().await;
+    let reader = a.service_token("gateway", &["revocations:read"]).await;
+    let session = a.login().await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(b.introspect(&access).await["active"], true);
+
+    assert_eq!(revoke(&a, "mobile", &access).await.status(), 200);
+    let took = eventually(Duration::from_secs(1), || async {
+        b.introspect(&access).await["active"] == false
+    })
+    .await;
+    eprintln!("instance B honoured the access-token revocation after {took:?}");
+    let listed: Value = feed(&b, &reader, None).await.json().await.unwrap();
+    assert_eq!(listed["revoked_tokens"].as_array().unwrap().len(), 1);
+
+    // A refresh-family revocation on A is seen by B's refresh at once (Postgres).
+    assert_eq!(revoke(&a, "mobile", &refresh).await.status(), 200);
+    assert_oauth_error(b.refresh("mobile", &refresh).await, 400, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn a_restarted_instance_starts_with_the_full_denylist() {
+    let a = spawn_app().await;
+    let user = a.seed().await;
+    let admin = a.admin_token().await;
+    let one = a.login().await;
+    revoke(&a, "mobile", one["access_token"].as_str().unwrap()).await;
+    let two = a.login().await;
+    a.admin(Method::POST, &format!("/admin/users/{user}/revoke"), &admin)
+        .send()
+        .await
+        .unwrap();
+
+    // A fresh process on the same database.
+    let restarted = spawn_on(a.db.clone(), |_| {}).await;
+    assert_eq!(restarted.state.denylist.len(), (1, 1));
+    for token in [&one, &two] {
+        assert_eq!(
+            restarted
+                .introspect(token["access_token"].as_str().unwrap())
+                .await["active"],
+            false
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_listener_that_loses_its_connection_catches_up() {
+    let a = spawn_app().await;
+    a.seed().await;
+    let b = a.spawn_second_instance().await;
+    let session = a.login().await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+
+    // Kill B's LISTEN connection, then revoke while it reconnects.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&a.pool)
+    .await
+    .unwrap();
+    assert!(killed >= 1, "no listener connection found");
+    revoke(&a, "mobile", &access).await;
+    eventually(Duration::from_secs(5), || async {
+        b.introspect(&access).await["active"] == false
+    })
+    .await;
+}
