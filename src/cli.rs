@@ -35,6 +35,8 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Exit 0 if the local service answers /readyz with 200 (for container health checks).
+    Healthcheck,
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -130,7 +132,11 @@ pub async fn run() -> anyhow::Result<()> {
     };
     crate::telemetry::init(format, &level, std::io::stderr)?;
 
+    if let Command::Healthcheck = cli.command {
+        return healthcheck(&settings.http.public_addr);
+    }
     match cli.command {
+        Command::Healthcheck => Ok(()),
         Command::Serve { migrate } => {
             let app = Application::build(settings, Options { migrate }).await?;
             app.run_until_stopped().await
@@ -282,4 +288,27 @@ fn read_secret(what: &str) -> anyhow::Result<SecretString> {
         bail!("no {what} on standard input");
     }
     Ok(SecretString::from(trimmed))
+}
+
+/// A bare HTTP/1.1 GET of /readyz on the public port, so container images
+/// need no curl. Runs before telemetry and the database pool are set up.
+fn healthcheck(public_addr: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let port = public_addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .context("http.public_addr has no port")?;
+    let timeout = Duration::from_secs(3);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, timeout).context("service not listening")?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).context("no HTTP response")?;
+    if &head[9..12] != b"200" {
+        bail!("not ready (HTTP {})", String::from_utf8_lossy(&head[9..12]));
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ use crate::keys::SigningAlgorithm;
 const LOCAL_DEV_ENCRYPTION_KEY: &str = "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=";
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
@@ -32,6 +33,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: Option<SecretString>,
     pub max_connections: u32,
@@ -40,13 +42,18 @@ pub struct DatabaseSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub public_addr: String,
     pub admin_addr: String,
     pub max_body_bytes: usize,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeySettings {
     pub algorithm: SigningAlgorithm,
     pub encryption_key: Option<SecretString>,
@@ -63,6 +70,7 @@ pub struct KeySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenSettings {
     #[serde(with = "duration")]
     pub access_ttl: Duration,
@@ -73,6 +81,7 @@ pub struct TokenSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordSettings {
     pub memory_kib: u32,
     pub iterations: u32,
@@ -83,6 +92,7 @@ pub struct PasswordSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RevocationSettings {
     /// Safety net beside LISTEN/NOTIFY: how often each instance re-reads
     /// revocations and prunes expired ones.
@@ -91,6 +101,7 @@ pub struct RevocationSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
@@ -141,6 +152,18 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from("config"));
         let environment =
             Environment::try_from(std::env::var("TESSERA_ENV").unwrap_or_else(|_| "local".into()))?;
+        Self::load_from(&dir, environment, None)
+    }
+
+    /// As `load`, from `dir`, with `vars` standing in for the process
+    /// environment when given (so deployment files can be checked in tests).
+    /// Unknown keys anywhere are errors: a misspelt variable must not be
+    /// silently ignored.
+    pub fn load_from(
+        dir: &std::path::Path,
+        environment: Environment,
+        vars: Option<std::collections::HashMap<String, String>>,
+    ) -> anyhow::Result<Settings> {
         let overlay = format!("{}.yaml", environment.as_str());
         let raw = config::Config::builder()
             .add_source(config::File::from(dir.join("base.yaml")))
@@ -148,7 +171,8 @@ impl Settings {
             .add_source(
                 config::Environment::with_prefix("TESSERA")
                     .prefix_separator("__")
-                    .separator("__"),
+                    .separator("__")
+                    .source(vars),
             )
             .build()
             .with_context(|| format!("configuration: cannot read {}", dir.display()))?;

@@ -53,6 +53,9 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                if matches!(e, sqlx::Error::PoolTimedOut) {
+                    metrics::counter!(crate::observability::DB_POOL_TIMEOUTS).increment(1);
+                }
                 tracing::warn!(error = %e, "database unavailable");
                 Error::TemporarilyUnavailable
             }

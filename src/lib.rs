@@ -6,7 +6,7 @@
 //! - `keys`: signing keys, their schedule and the JWKS
 //! - `revocation`: denylist of access tokens, mirrored on every instance
 //! - `store`: every SQL statement
-//! - `config`, `telemetry`, `startup`, `cli`: wiring
+//! - `config`, `telemetry` (logs), `observability` (metrics), `startup`, `cli`: wiring
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -20,6 +20,7 @@ pub mod error;
 pub mod grants;
 pub mod http;
 pub mod keys;
+pub mod observability;
 pub mod revocation;
 pub mod startup;
 pub mod state;

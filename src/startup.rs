@@ -20,7 +20,7 @@ use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::{self, Denylist};
 use crate::state::AppState;
 use crate::telemetry::RequestSpan;
-use crate::{http, store};
+use crate::{http, observability, store};
 
 /// How long startup keeps retrying an unreachable database.
 const DATABASE_WAIT: Duration = Duration::from_secs(120);
@@ -56,6 +56,7 @@ impl Application {
         let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::default());
+        observability::handle();
         let state = AppState {
             pool,
             settings: Arc::new(settings),
@@ -141,14 +142,19 @@ fn serve(
     state: AppState,
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<Server> {
+    let state_shutdown_timeout = state.settings.http.shutdown_timeout.as_secs();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(
+                observability::track_requests,
+            ))
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(data.clone())
             .configure(routes)
             .default_service(web::to(http::not_found))
     })
+    .shutdown_timeout(state_shutdown_timeout)
     .listen(listener)?
     .run();
     Ok(server)

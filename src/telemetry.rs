@@ -9,6 +9,8 @@
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use std::time::Instant;
+
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 use tracing_subscriber::fmt::MakeWriter;
@@ -37,11 +39,15 @@ where
     Ok(())
 }
 
+#[derive(Clone, Copy)]
+struct Started(Instant);
+
 /// Root span for every request.
 pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        request.extensions_mut().insert(Started(Instant::now()));
         let request_id = request
             .extensions()
             .get::<RequestId>()
@@ -62,6 +68,7 @@ impl RootSpanBuilder for RequestSpan {
             http.path = %request.path(),
             http.client_ip = %peer,
             http.status_code = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
             grant_type = tracing::field::Empty,
             client_id = tracing::field::Empty,
             user_id = tracing::field::Empty,
@@ -75,6 +82,11 @@ impl RootSpanBuilder for RequestSpan {
         span: Span,
         outcome: &Result<ServiceResponse<B>, actix_web::Error>,
     ) {
+        if let Ok(response) = outcome
+            && let Some(Started(at)) = response.request().extensions().get::<Started>()
+        {
+            span.record("latency_ms", at.elapsed().as_secs_f64() * 1000.0);
+        }
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }

@@ -153,8 +153,10 @@ impl PasswordHasher {
             inner.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Busy);
         }
+        let queued = std::time::Instant::now();
         let permit = inner.slots.acquire().await;
         inner.waiting.fetch_sub(1, Ordering::AcqRel);
+        metrics::histogram!(crate::observability::HASH_WAIT).record(queued.elapsed().as_secs_f64());
         let _permit = permit.map_err(|_| anyhow!("password hasher is shut down"))?;
         let span = tracing::Span::current();
         let result = tokio::task::spawn_blocking(move || span.in_scope(work))

@@ -39,7 +39,7 @@ pub async fn grant(
             HashError::Internal(e) => Error::Internal(e),
         })?;
     let user = match (verified, user) {
-        (Verified::No, _) | (_, None) => return Err(Error::InvalidGrant(BAD_CREDENTIALS)),
+        (Verified::No, _) | (_, None) => return Err(failed_login()),
         (Verified::Yes, Some(user)) => user,
         (Verified::YesRehashed(new_hash), Some(user)) => {
             users::upgrade_password_hash(&state.pool, user.id, &user.password_hash, &new_hash, now)
@@ -50,7 +50,7 @@ pub async fn grant(
     };
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     if user.disabled {
-        return Err(Error::InvalidGrant(BAD_CREDENTIALS));
+        return Err(failed_login());
     }
 
     let client_scopes = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
@@ -89,4 +89,9 @@ pub async fn grant(
         scope: scope_text,
         subject: user.id.to_string(),
     })
+}
+
+fn failed_login() -> Error {
+    metrics::counter!(crate::observability::LOGIN_FAILURES).increment(1);
+    Error::InvalidGrant(BAD_CREDENTIALS)
 }

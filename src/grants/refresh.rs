@@ -85,6 +85,7 @@ pub async fn grant(
         Decision::Reuse => {
             refresh::revoke_family(&mut tx, family.id, "reuse", now).await?;
             tx.commit().await?;
+            metrics::counter!(crate::observability::REFRESH_REUSE).increment(1);
             tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
             return Err(Error::InvalidGrant(INVALID));
         }

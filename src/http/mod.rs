@@ -7,6 +7,7 @@ mod body;
 mod client_auth;
 mod health;
 mod introspect;
+mod metrics;
 mod revocations;
 mod revoke;
 mod token;
@@ -15,40 +16,48 @@ mod wellknown;
 use actix_web::{HttpResponse, Route, web};
 use serde_json::json;
 
-/// Routes of the public listener.
-pub fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/token", web::post().to(token::token)))
-        .service(resource(
-            "/.well-known/jwks.json",
-            web::get().to(wellknown::jwks),
-        ))
-        .service(resource(
-            "/.well-known/openid-configuration",
-            web::get().to(wellknown::metadata),
-        ))
-        .service(resource(
-            "/.well-known/oauth-authorization-server",
-            web::get().to(wellknown::metadata),
-        ))
-        .service(resource("/healthz", web::get().to(health::healthz)))
-        .service(resource("/readyz", web::get().to(health::readyz)))
-        .service(resource("/auth/revoke", web::post().to(revoke::revoke)))
-        .service(resource(
-            "/auth/introspect",
-            web::post().to(introspect::introspect),
-        ))
-        .service(resource(
-            "/auth/revocations",
-            web::get().to(revocations::feed),
-        ));
+/// Declares a listener's routes once: the function that registers them and
+/// the `(METHOD, path)` table that tests compare with `openapi.yaml`.
+macro_rules! route_table {
+    ($register:ident, $table:ident { $( $method:ident $path:literal => $handler:path, )* }) => {
+        pub const $table: &[(&str, &str)] = &[ $( (stringify!($method), $path), )* ];
+
+        pub fn $register(cfg: &mut web::ServiceConfig) {
+            $( cfg.service(resource($path, web::$method().to($handler))); )*
+        }
+    };
 }
 
-/// Routes of the admin listener.
-pub fn admin_routes(cfg: &mut web::ServiceConfig) {
-    admin::routes(cfg);
-    cfg.service(resource("/healthz", web::get().to(health::healthz)))
-        .service(resource("/readyz", web::get().to(health::readyz)));
-}
+route_table!(public_routes, PUBLIC_ROUTES {
+    post "/auth/token" => token::token,
+    post "/auth/revoke" => revoke::revoke,
+    post "/auth/introspect" => introspect::introspect,
+    get "/auth/revocations" => revocations::feed,
+    get "/.well-known/jwks.json" => wellknown::jwks,
+    get "/.well-known/openid-configuration" => wellknown::metadata,
+    get "/.well-known/oauth-authorization-server" => wellknown::metadata,
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+});
+
+// Only on the admin listener (`http.admin_addr`), never on the public one.
+route_table!(admin_routes, ADMIN_ROUTES {
+    post "/admin/users" => admin::users::create,
+    get "/admin/users/{id}" => admin::users::read,
+    post "/admin/users/{id}/disable" => admin::users::disable,
+    post "/admin/users/{id}/enable" => admin::users::enable,
+    put "/admin/users/{id}/password" => admin::users::set_password,
+    post "/admin/users/{id}/revoke" => admin::users::revoke_everywhere,
+    get "/admin/users/{id}/sessions" => admin::sessions::list,
+    delete "/admin/users/{id}/sessions/{session_id}" => admin::sessions::revoke,
+    post "/admin/tokens/revoke" => admin::tokens::revoke,
+    get "/admin/keys" => admin::keys::list,
+    post "/admin/keys/rotate" => admin::keys::rotate,
+    get "/admin/audit" => admin::audit::page,
+    get "/metrics" => metrics::metrics,
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+});
 
 /// A path with one method; any other method gets a JSON 405.
 fn resource(path: &str, route: Route) -> actix_web::Resource {

@@ -13,6 +13,7 @@ use crate::domain::Scope;
 use crate::error::Error;
 use crate::grants::client;
 use crate::grants::{client_credentials, password, refresh};
+use crate::observability;
 use crate::state::AppState;
 
 /// Every parameter any grant takes. Unknown parameters are ignored (§3.2).
@@ -78,6 +79,8 @@ pub async fn token(
         }
     };
     root.record("user_id", response.subject.as_str());
+    metrics::counter!(observability::TOKENS_ISSUED, "grant_type" => grant_type.to_owned())
+        .increment(1);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))

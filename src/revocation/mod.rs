@@ -20,6 +20,7 @@ pub use denylist::Denylist;
 use crate::domain::access_token::verify;
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{AccessClaims, TokenHash};
+use crate::observability::REVOCATIONS;
 use crate::state::AppState;
 use crate::store::{refresh, revocations};
 
@@ -37,6 +38,7 @@ pub async fn log_out_everywhere(
     // so the entry can be pruned then.
     let expires_at = now + chrono::Duration::from_std(access_ttl)?;
     revocations::set_not_before(conn, user_id, now, expires_at).await?;
+    metrics::counter!(REVOCATIONS, "kind" => "user").increment(1);
     Ok(families)
 }
 
@@ -119,6 +121,9 @@ pub async fn revoke(
         Presented::Unknown => None,
     };
     tx.commit().await?;
+    if let Some(kind) = kind {
+        metrics::counter!(REVOCATIONS, "kind" => kind).increment(1);
+    }
     // This instance honours it before answering; others hear it by NOTIFY.
     state.denylist.catch_up(&state.pool, now).await?;
     Ok(kind)

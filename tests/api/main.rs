@@ -7,6 +7,7 @@ mod helpers;
 mod introspection;
 mod jwks;
 mod keys;
+mod lifecycle;
 mod logging;
 mod password_grant;
 mod postgres;

@@ -2,14 +2,14 @@
 //! bearer token of this issuer with the `admin` scope, and every call writes
 //! an audit row (in the same transaction as the change it makes).
 
-mod audit;
-mod keys;
-mod sessions;
-mod tokens;
-mod users;
+pub mod audit;
+pub mod keys;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
 
-use actix_web::web::{self, Payload};
-use actix_web::{HttpRequest, Route};
+use actix_web::HttpRequest;
+use actix_web::web::Payload;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -24,40 +24,6 @@ use crate::store::audit as audit_store;
 
 pub const ADMIN_SCOPE: &str = "admin";
 const MAX_REASON_CHARS: usize = 500;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let one = |path: &str, route: Route| super::resource(path, route);
-    cfg.service(one("/admin/users", web::post().to(users::create)))
-        .service(one("/admin/users/{id}", web::get().to(users::read)))
-        .service(one(
-            "/admin/users/{id}/disable",
-            web::post().to(users::disable),
-        ))
-        .service(one(
-            "/admin/users/{id}/enable",
-            web::post().to(users::enable),
-        ))
-        .service(one(
-            "/admin/users/{id}/password",
-            web::put().to(users::set_password),
-        ))
-        .service(one(
-            "/admin/users/{id}/revoke",
-            web::post().to(users::revoke_everywhere),
-        ))
-        .service(one(
-            "/admin/users/{id}/sessions",
-            web::get().to(sessions::list),
-        ))
-        .service(one(
-            "/admin/users/{id}/sessions/{session_id}",
-            web::delete().to(sessions::revoke),
-        ))
-        .service(one("/admin/tokens/revoke", web::post().to(tokens::revoke)))
-        .service(one("/admin/keys", web::get().to(keys::list)))
-        .service(one("/admin/keys/rotate", web::post().to(keys::rotate)))
-        .service(one("/admin/audit", web::get().to(audit::page)));
-}
 
 /// The authenticated operator.
 pub struct Admin(AccessClaims);

@@ -1,0 +1,67 @@
+//! Prometheus metrics: the recorder, the per-request middleware, and the
+//! names every counter and histogram goes by (one place, so dashboards and
+//! code agree).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::Error;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
+pub const HTTP_DURATION: &str = "tessera_http_request_duration_seconds";
+pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
+pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
+pub const REFRESH_REUSE: &str = "tessera_refresh_reuse_detected_total";
+pub const REVOCATIONS: &str = "tessera_revocations_total";
+pub const HASH_QUEUE_DEPTH: &str = "tessera_password_hash_queue_depth";
+pub const HASH_WAIT: &str = "tessera_password_hash_wait_seconds";
+pub const DB_POOL_SIZE: &str = "tessera_db_pool_connections";
+pub const DB_POOL_MAX: &str = "tessera_db_pool_max_connections";
+pub const DB_POOL_TIMEOUTS: &str = "tessera_db_pool_acquire_timeouts_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The process-wide recorder, installed on first use. If another recorder
+/// is already installed (an embedding program's), metrics go there and
+/// `/metrics` renders this one's (empty) view.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed");
+        }
+        handle
+    })
+}
+
+/// Counts and times every request by route pattern, method and status.
+pub async fn track_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let response = next.call(req).await?;
+    // Route patterns, not raw paths: bounded label cardinality.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    counter!(HTTP_REQUESTS, &labels).increment(1);
+    histogram!(HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
