@@ -9,6 +9,15 @@ use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// An outside verifier: it knows only the JWKS URL, the issuer and the audience.
 pub async fn verify_with_jwks(jwks_url: &str, token: &str) -> Result<Value, String> {
+    verify_with_jwks_for(jwks_url, token, "http://tessera.test", "tessera").await
+}
+
+pub async fn verify_with_jwks_for(
+    jwks_url: &str,
+    token: &str,
+    issuer: &str,
+    audience: &str,
+) -> Result<Value, String> {
     let jwks: JwkSet = reqwest::get(jwks_url)
         .await
         .map_err(|e| e.to_string())?
@@ -22,8 +31,8 @@ pub async fn verify_with_jwks(jwks_url: &str, token: &str) -> Result<Value, Stri
         .ok_or_else(|| format!("kid {kid} not in JWKS"))?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let mut validation = Validation::new(header.alg);
-    validation.set_audience(&["tessera"]);
-    validation.set_issuer(&["http://tessera.test"]);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     decode::<Value>(token, &key, &validation)
         .map(|d| d.claims)

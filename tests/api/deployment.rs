@@ -1,0 +1,254 @@
+//! What can be checked of the Docker deployment without a Docker engine:
+//! the compose file configures only keys Tessera reads, and the binary run
+//! with exactly that configuration becomes ready and issues tokens.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tessera::config::{Environment, Settings};
+
+use crate::helpers::spawn_app;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// `.env.example` as compose would read `.env`.
+fn dotenv() -> HashMap<String, String> {
+    read(".env.example")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
+/// Compose interpolation: `${VAR}`, `${VAR:-default}`, `${VAR:?error}`.
+fn interpolate(value: &str, vars: &HashMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("unclosed ${") + start;
+        let expr = &rest[start + 2..end];
+        let (name, fallback) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr.split_once(":?").map(|(n, _)| n).unwrap_or(expr), None),
+        };
+        let resolved = vars
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .or(fallback.map(str::to_owned));
+        out.push_str(&resolved.unwrap_or_else(|| panic!("${{{name}}} is not set in .env.example")));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `tessera` service's environment, interpolated from `.env.example`.
+fn compose_environment() -> (HashMap<String, String>, Vec<String>) {
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML");
+    let service = &compose["services"]["tessera"];
+    let environment = service["environment"]
+        .as_mapping()
+        .expect("environment is a map");
+    let vars = dotenv();
+    let env = environment
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
+            };
+            (k.as_str().unwrap().to_owned(), interpolate(&value, &vars))
+        })
+        .collect();
+    let command = service["command"]
+        .as_sequence()
+        .expect("command is a list")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (env, command)
+}
+
+fn tessera_vars(env: &HashMap<String, String>) -> HashMap<String, String> {
+    env.iter()
+        .filter(|(k, _)| k.starts_with("TESSERA__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn every_compose_variable_is_a_configuration_key() {
+    let (env, _) = compose_environment();
+    assert_eq!(
+        env.get("TESSERA_ENV").map(String::as_str),
+        Some("production")
+    );
+    let vars = tessera_vars(&env);
+    assert!(
+        vars.contains_key("TESSERA__DATABASE__URL")
+            && vars.contains_key("TESSERA__KEYS__ENCRYPTION_KEY")
+    );
+    for key in env.keys() {
+        assert!(
+            key == "TESSERA_ENV" || key.starts_with("TESSERA__"),
+            "{key} is not read by Tessera"
+        );
+    }
+    let dir = Path::new(ROOT).join("config");
+    let settings = Settings::load_from(&dir, Environment::Production, Some(vars.clone()))
+        .unwrap_or_else(|e| panic!("compose configuration is rejected: {e:#}"));
+    assert_eq!(settings.http.public_addr, "0.0.0.0:8080");
+
+    // The check has teeth: a misspelt key is refused.
+    let mut typo = vars;
+    typo.insert("TESSERA__TOKENS__ACESS_TTL".into(), "5m".into());
+    let error = Settings::load_from(&dir, Environment::Production, Some(typo)).unwrap_err();
+    assert!(format!("{error:#}").contains("acess_ttl"));
+}
+
+#[tokio::test]
+async fn the_binary_runs_with_exactly_the_compose_configuration() {
+    let app = spawn_app().await; // provides a fresh database on the local server
+    let (env, command) = compose_environment();
+    let mut vars = tessera_vars(&env);
+    // Swap the compose database host for the local test database, and the
+    // published ports for free ones. Everything else is used as written.
+    vars.insert("TESSERA__DATABASE__URL".into(), app.db.url.clone());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    vars.insert(
+        "TESSERA__HTTP__PUBLIC_ADDR".into(),
+        format!("127.0.0.1:{port}"),
+    );
+    vars.insert(
+        "TESSERA__HTTP__ADMIN_ADDR".into(),
+        format!("127.0.0.1:{admin_port}"),
+    );
+    let issuer = vars
+        .get("TESSERA__ISSUER")
+        .cloned()
+        .expect("compose sets the issuer");
+
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .current_dir(ROOT)
+            .args(args)
+            .env_clear()
+            .env("TESSERA_ENV", &env["TESSERA_ENV"])
+            .envs(&vars)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child
+    };
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let mut server = run(&args, "");
+    let started = Instant::now();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+        if let Some(status) = server.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("exited with {status}: {err}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The README's first steps, through the same binary and configuration.
+    let user = run(
+        &[
+            "user",
+            "create",
+            "alice",
+            "--password-stdin",
+            "--scope",
+            "read",
+        ],
+        "a production password\n",
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(
+        user.status.success(),
+        "{}",
+        String::from_utf8_lossy(&user.stderr)
+    );
+    let client = run(
+        &[
+            "client",
+            "create",
+            "mobile",
+            "--public",
+            "--grant",
+            "password,refresh_token",
+            "--scope",
+            "read",
+        ],
+        "",
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(
+        client.status.success(),
+        "{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    let token: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "mobile"),
+            ("username", "alice"),
+            ("password", "a production password"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = crate::jwks::verify_with_jwks_for(
+        &format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
+        token["access_token"].as_str().expect("a token"),
+        &issuer,
+        vars.get("TESSERA__AUDIENCE")
+            .map(String::as_str)
+            .unwrap_or("tessera"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(claims["scope"], "read");
+    let _ = server.kill();
+    let _ = server.wait();
+}
