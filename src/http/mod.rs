@@ -36,6 +36,7 @@ route_table!(public_routes, PUBLIC_ROUTES {
     get "/.well-known/jwks.json" => wellknown::jwks,
     get "/.well-known/openid-configuration" => wellknown::metadata,
     get "/.well-known/oauth-authorization-server" => wellknown::metadata,
+    get "/openapi.yaml" => wellknown::openapi,
     get "/healthz" => health::healthz,
     get "/readyz" => health::readyz,
 });

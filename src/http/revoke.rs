@@ -13,12 +13,11 @@ use crate::grants::client;
 use crate::revocation::{self, Presented};
 use crate::state::AppState;
 
+/// `token_type_hint` is not read: the token is identified either way (§2.1),
+/// and unknown parameters are ignored.
 #[derive(Deserialize)]
 struct RevokeRequest {
     token: Option<SecretString>,
-    /// Accepted and ignored: the token is identified either way (§2.1).
-    #[allow(dead_code)]
-    token_type_hint: Option<String>,
     client_id: Option<String>,
     client_secret: Option<SecretString>,
 }

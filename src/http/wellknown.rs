@@ -48,3 +48,13 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "access_token_signing_alg_values_supported": algorithms,
         }))
 }
+
+/// The API description, for generating clients.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/openapi.yaml"
+        )))
+}

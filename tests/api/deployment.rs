@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tessera::config::{Environment, Settings};
 
-use crate::helpers::spawn_app;
+use crate::helpers::TestDatabase;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -121,12 +121,14 @@ fn every_compose_variable_is_a_configuration_key() {
 
 #[tokio::test]
 async fn the_binary_runs_with_exactly_the_compose_configuration() {
-    let app = spawn_app().await; // provides a fresh database on the local server
     let (env, command) = compose_environment();
     let mut vars = tessera_vars(&env);
-    // Swap the compose database host for the local test database, and the
-    // published ports for free ones. Everything else is used as written.
-    vars.insert("TESSERA__DATABASE__URL".into(), app.db.url.clone());
+    // Swap the compose database for a database on the local server that does
+    // not exist yet (as on a first `docker compose up`), and the published
+    // ports for free ones. Everything else is used as written.
+    let database =
+        TestDatabase::adopt(format!("tessera_compose_{}", uuid::Uuid::new_v4().simple()));
+    vars.insert("TESSERA__DATABASE__URL".into(), database.url.clone());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -251,4 +253,61 @@ async fn the_binary_runs_with_exactly_the_compose_configuration() {
     assert_eq!(claims["scope"], "read");
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// No engine here to build the image; check what a build would trip over.
+#[test]
+fn dockerfile_builds_from_the_repo_and_runs_unprivileged() {
+    let dockerfile = read("Dockerfile");
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert!(
+        lines.iter().filter(|l| l.starts_with("FROM ")).count() >= 2,
+        "multi-stage"
+    );
+    // Everything compiled into the binary must be in the build context.
+    for input in ["Cargo.lock", "migrations", "openapi.yaml", "src"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("COPY") && l.contains(input)),
+            "{input} is not copied"
+        );
+    }
+    let ignored = read(".dockerignore");
+    for input in ["migrations", "openapi.yaml", "src", "config", "Cargo"] {
+        assert!(
+            !ignored
+                .lines()
+                .any(|l| l.trim().trim_end_matches('/') == input),
+            ".dockerignore drops {input}"
+        );
+    }
+    let user = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "runs as {user}"
+    );
+    let healthcheck = lines
+        .iter()
+        .position(|l| l.starts_with("HEALTHCHECK"))
+        .expect("a HEALTHCHECK");
+    assert!(
+        lines[healthcheck..]
+            .iter()
+            .take(3)
+            .any(|l| l.contains("\"healthcheck\"")),
+        "HEALTHCHECK uses `tessera healthcheck`"
+    );
+    assert!(
+        dockerfile.contains("COPY config/"),
+        "the runtime image needs config/"
+    );
 }

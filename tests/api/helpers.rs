@@ -77,6 +77,21 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Takes charge of a database the test lets the service create
+    /// (`serve --migrate`): it is dropped with this value.
+    pub fn adopt(name: String) -> TestDatabase {
+        let base = postgres::server_url()
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap();
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();

@@ -1,8 +1,6 @@
 //! The binary as an orchestrator runs it: health checks, SIGTERM, metrics.
 
 use std::process::{Child, Command, Stdio};
-
-use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app};
@@ -138,9 +136,11 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 async fn serve_migrate_creates_a_missing_database_and_becomes_ready() {
     // First start against a database that does not exist yet: `serve
     // --migrate` (what compose runs) creates it, migrates and becomes ready.
-    let app = spawn_app().await;
-    let late_db = format!("{}_late", app.db.name);
-    let url = app.db.url.replace(&app.db.name, &late_db);
+    let database = crate::helpers::TestDatabase::adopt(format!(
+        "tessera_new_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let url = database.url.clone();
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -167,15 +167,6 @@ async fn serve_migrate_creates_a_missing_database_and_becomes_ready() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let mut admin = sqlx::PgConnection::connect(crate::postgres::server_url())
-        .await
-        .unwrap();
-    sqlx::Executor::execute(
-        &mut admin,
-        sqlx::AssertSqlSafe(format!(r#"DROP DATABASE "{late_db}" WITH (FORCE)"#)),
-    )
-    .await
-    .unwrap();
 }
 
 #[tokio::test]
