@@ -120,11 +120,22 @@ pub async fn revoke(
         }
         Presented::Unknown => None,
     };
-    tx.commit().await?;
+    commit(tx, state, now).await?;
     if let Some(kind) = kind {
         metrics::counter!(REVOCATIONS, "kind" => kind).increment(1);
     }
-    // This instance honours it before answering; others hear it by NOTIFY.
-    state.denylist.catch_up(&state.pool, now).await?;
     Ok(kind)
+}
+
+/// Commits a transaction that revoked something and applies it to this
+/// instance's denylist before the caller answers; other instances hear of it
+/// through NOTIFY.
+pub async fn commit(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    state: &AppState,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tx.commit().await?;
+    state.denylist.catch_up(&state.pool, now).await?;
+    Ok(())
 }

@@ -146,8 +146,7 @@ async fn set_disabled(
     let user = users::find_by_id(&mut tx, id)
         .await?
         .ok_or(Error::NotFound(NO_USER))?;
-    tx.commit().await?;
-    state.denylist.catch_up(&state.pool, now).await?;
+    revocation::commit(tx, &state, now).await?;
     Ok(HttpResponse::Ok().json(user))
 }
 
@@ -182,8 +181,7 @@ pub async fn set_password(
     admin
         .audit(&mut tx, "user.set_password", Some(&path), reason, now)
         .await?;
-    tx.commit().await?;
-    state.denylist.catch_up(&state.pool, now).await?;
+    revocation::commit(tx, &state, now).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -216,8 +214,7 @@ pub async fn revoke_everywhere(
     admin
         .audit(&mut tx, "user.revoke", Some(&path), reason, now)
         .await?;
-    tx.commit().await?;
-    state.denylist.catch_up(&state.pool, now).await?;
+    revocation::commit(tx, &state, now).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"sessions_revoked": sessions, "not_before": now.timestamp()})))
 }
