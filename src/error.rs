@@ -25,13 +25,17 @@ pub enum Error {
     /// Bad credentials, or a refresh token that is unknown, spent, expired or revoked.
     #[error("{0}")]
     InvalidGrant(&'static str),
-    #[error("the client is not allowed to use this grant type")]
-    UnauthorizedClient,
+    /// An authenticated client doing something it is not registered for.
+    #[error("{0}")]
+    UnauthorizedClient(&'static str),
     #[error("grant_type is not supported")]
     UnsupportedGrantType,
     #[error("{0}")]
     InvalidScope(&'static str),
-    /// Missing, malformed, expired or revoked bearer token (RFC 6750 §3.1).
+    /// No bearer token at all (RFC 6750 §3.1: no error code in the challenge).
+    #[error("a bearer token is required")]
+    MissingToken,
+    /// Malformed, expired, foreign or revoked bearer token.
     #[error("a valid bearer token is required")]
     InvalidToken,
     /// A valid bearer token without the scope this endpoint needs.
@@ -70,10 +74,10 @@ impl Error {
             Error::InvalidRequest(_) | Error::PayloadTooLarge => "invalid_request",
             Error::InvalidClient => "invalid_client",
             Error::InvalidGrant(_) => "invalid_grant",
-            Error::UnauthorizedClient => "unauthorized_client",
+            Error::UnauthorizedClient(_) => "unauthorized_client",
             Error::UnsupportedGrantType => "unsupported_grant_type",
             Error::InvalidScope(_) => "invalid_scope",
-            Error::InvalidToken => "invalid_token",
+            Error::InvalidToken | Error::MissingToken => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
@@ -96,7 +100,9 @@ struct Body<'a> {
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
-            Error::InvalidClient | Error::InvalidToken => StatusCode::UNAUTHORIZED,
+            Error::InvalidClient | Error::InvalidToken | Error::MissingToken => {
+                StatusCode::UNAUTHORIZED
+            }
             Error::InsufficientScope => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
@@ -120,6 +126,12 @@ impl ResponseError for Error {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"tessera\""),
+                ));
+            }
+            Error::MissingToken => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tessera\""),
                 ));
             }
             Error::InvalidToken => {
@@ -159,52 +171,22 @@ mod tests {
 
     #[test]
     fn each_error_maps_to_its_rfc6749_code_and_status() {
+        #[rustfmt::skip]
         let cases = [
-            (
-                Error::invalid_request("x"),
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-            ),
-            (
-                Error::PayloadTooLarge,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-            ),
-            (
-                Error::InvalidClient,
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-            ),
-            (
-                Error::InvalidGrant("x"),
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-            ),
-            (
-                Error::UnauthorizedClient,
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-            ),
-            (
-                Error::UnsupportedGrantType,
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-            ),
-            (
-                Error::InvalidScope("x"),
-                StatusCode::BAD_REQUEST,
-                "invalid_scope",
-            ),
-            (
-                Error::TemporarilyUnavailable,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-            ),
-            (
-                Error::Internal(anyhow::anyhow!("db password is hunter2")),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-            ),
+            (Error::invalid_request("x"), StatusCode::BAD_REQUEST, "invalid_request"),
+            (Error::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
+            (Error::InvalidClient, StatusCode::UNAUTHORIZED, "invalid_client"),
+            (Error::InvalidGrant("x"), StatusCode::BAD_REQUEST, "invalid_grant"),
+            (Error::UnauthorizedClient("x"), StatusCode::BAD_REQUEST, "unauthorized_client"),
+            (Error::UnsupportedGrantType, StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+            (Error::InvalidScope("x"), StatusCode::BAD_REQUEST, "invalid_scope"),
+            (Error::MissingToken, StatusCode::UNAUTHORIZED, "invalid_token"),
+            (Error::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
+            (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),
+            (Error::NotFound("x"), StatusCode::NOT_FOUND, "not_found"),
+            (Error::Conflict("x"), StatusCode::CONFLICT, "conflict"),
+            (Error::TemporarilyUnavailable, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            (Error::Internal(anyhow::anyhow!("db password is hunter2")), StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.code(), code);

@@ -22,10 +22,13 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The login (refresh-token family) this token came from, if any:
+    /// revoking the login revokes the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl AccessClaims {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         issuer: &str,
         audience: &str,
@@ -45,6 +48,7 @@ impl AccessClaims {
             iat,
             exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
             jti: Uuid::new_v4().to_string(),
+            sid: None,
         }
     }
 

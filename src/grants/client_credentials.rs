@@ -17,7 +17,9 @@ pub fn grant(
 ) -> Result<TokenResponse, Error> {
     // Only a client that proved a secret may act as itself.
     if !client.is_confidential() {
-        return Err(Error::UnauthorizedClient);
+        return Err(Error::UnauthorizedClient(
+            "only confidential clients may use client_credentials",
+        ));
     }
     let allowed = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
     let scope = match requested {
@@ -31,8 +33,14 @@ pub fn grant(
         }
         _ => allowed,
     };
-    let (access, expires_in) =
-        access_token(state, client.id().to_owned(), client.id(), &scope, now)?;
+    let (access, expires_in) = access_token(
+        state,
+        client.id().to_owned(),
+        None,
+        client.id(),
+        &scope,
+        now,
+    )?;
     Ok(TokenResponse {
         access_token: access,
         token_type: "Bearer",

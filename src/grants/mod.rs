@@ -38,17 +38,19 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-/// Signs an access token for `subject` with the key active at `now`.
+/// Signs an access token for `subject` (from login `session`, if any) with
+/// the key active at `now`.
 pub fn access_token(
     state: &AppState,
     subject: String,
+    session: Option<uuid::Uuid>,
     client_id: &str,
     scope: &Scope,
     now: DateTime<Utc>,
 ) -> Result<(String, u64), Error> {
     let settings = &state.settings;
     let ttl = settings.tokens.access_ttl;
-    let claims = AccessClaims::new(
+    let mut claims = AccessClaims::new(
         &settings.issuer,
         &settings.audience,
         subject,
@@ -57,6 +59,7 @@ pub fn access_token(
         now,
         ttl,
     );
+    claims.sid = session.map(|s| s.to_string());
     // No active key only happens before the first load; readiness covers it.
     let signer = state
         .keys

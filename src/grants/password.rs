@@ -78,9 +78,16 @@ pub async fn grant(
         scope: &scope_text,
         expires_at: now + ttl,
     };
-    refresh::create_family(&state.pool, family, &refresh_token.hash(), now).await?;
+    let session = refresh::create_family(&state.pool, family, &refresh_token.hash(), now).await?;
 
-    let (access, expires_in) = access_token(state, user.id.to_string(), client.id(), &scope, now)?;
+    let (access, expires_in) = access_token(
+        state,
+        user.id.to_string(),
+        Some(session),
+        client.id(),
+        &scope,
+        now,
+    )?;
     Ok(TokenResponse {
         access_token: access,
         token_type: "Bearer",

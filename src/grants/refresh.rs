@@ -16,6 +16,7 @@ use super::{TokenResponse, access_token};
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{RefreshToken, Scope, TokenHash};
 use crate::error::Error;
+use crate::revocation;
 use crate::state::AppState;
 use crate::store::refresh;
 
@@ -83,8 +84,17 @@ pub async fn grant(
 
     match decision {
         Decision::Reuse => {
-            refresh::revoke_family(&mut tx, family.id, "reuse", now).await?;
-            tx.commit().await?;
+            // A leaked token may have minted access tokens too: revoke the
+            // whole login, access tokens included.
+            revocation::end_session(
+                &mut tx,
+                family.id,
+                "reuse",
+                now,
+                state.settings.tokens.access_ttl,
+            )
+            .await?;
+            revocation::commit(tx, state, now).await?;
             metrics::counter!(crate::observability::REFRESH_REUSE).increment(1);
             tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
             return Err(Error::InvalidGrant(INVALID));
@@ -98,8 +108,14 @@ pub async fn grant(
     let child = RefreshToken::generate();
     refresh::insert_token(&mut tx, family.id, Some(token.id), &child.hash(), now).await?;
     // Sign before committing: if signing fails, the presented token stays usable.
-    let (access, expires_in) =
-        access_token(state, family.user_id.to_string(), client.id(), &scope, now)?;
+    let (access, expires_in) = access_token(
+        state,
+        family.user_id.to_string(),
+        Some(family.id),
+        client.id(),
+        &scope,
+        now,
+    )?;
     tx.commit().await?;
     Ok(TokenResponse {
         access_token: access,

@@ -22,7 +22,7 @@ fn token(req: &HttpRequest) -> Option<&str> {
 
 /// A valid, unrevoked access token of this issuer whose scope includes `scope`.
 pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<AccessClaims, Error> {
-    let token = token(req).ok_or(Error::InvalidToken)?;
+    let token = token(req).ok_or(Error::MissingToken)?;
     let settings = &state.settings;
     let claims = access_token::verify(
         token,

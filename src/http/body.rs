@@ -41,12 +41,27 @@ pub fn parse<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, E
             // guessing, so a mangled password is never compared.
             let text = std::str::from_utf8(body)
                 .map_err(|_| Error::invalid_request("body is not valid UTF-8"))?;
-            if !form_values_are_utf8(text) {
-                return Err(Error::invalid_request("form values are not valid UTF-8"));
+            if !form_values_are_clean(text) {
+                return Err(Error::invalid_request(
+                    "form values must be valid UTF-8 without NUL characters",
+                ));
             }
             serde_urlencoded::from_str(text).map_err(|e| malformed("form", &e))
         }
-        "application/json" => serde_json::from_slice(body).map_err(|e| malformed("JSON", &e)),
+        "application/json" => {
+            let value: serde_json::Value =
+                serde_json::from_slice(body).map_err(|e| malformed("JSON", &e))?;
+            // Only objects: serde would otherwise map an array onto fields by position.
+            if !value.is_object() {
+                return Err(Error::invalid_request("JSON body must be an object"));
+            }
+            if has_nul(&value) {
+                return Err(Error::invalid_request(
+                    "strings must not contain NUL characters",
+                ));
+            }
+            serde_json::from_value(value).map_err(|e| malformed("JSON", &e))
+        }
         _ => Err(Error::invalid_request(
             "Content-Type must be application/x-www-form-urlencoded or application/json",
         )),
@@ -71,13 +86,23 @@ fn malformed(kind: &str, e: &dyn std::fmt::Display) -> Error {
     Error::invalid_request(format!("malformed {kind} body: {detail}"))
 }
 
-/// True when every percent-encoded value decodes to valid UTF-8.
-fn form_values_are_utf8(text: &str) -> bool {
+/// True when every percent-encoded value decodes to valid UTF-8 without NUL
+/// (Postgres text cannot hold NUL; it would surface as a 500).
+fn form_values_are_clean(text: &str) -> bool {
     text.split(['&', '=']).all(|part| {
         percent_encoding::percent_decode_str(part)
             .decode_utf8()
-            .is_ok()
+            .is_ok_and(|decoded| !decoded.contains('\0'))
     })
+}
+
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -85,9 +110,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn detects_percent_encoded_invalid_utf8() {
-        assert!(form_values_are_utf8("username=z%C3%B6e&password=a+b%21"));
-        assert!(!form_values_are_utf8("username=%FF%FE"));
-        assert!(form_values_are_utf8("a=100%"));
+    fn detects_percent_encoded_invalid_utf8_and_nul() {
+        assert!(form_values_are_clean("username=z%C3%B6e&password=a+b%21"));
+        assert!(!form_values_are_clean("username=%FF%FE"));
+        assert!(!form_values_are_clean("client_id=a%00b"));
+        assert!(form_values_are_clean("a=100%"));
+        assert!(has_nul(&serde_json::json!({"a": ["x\u{0}"]})));
     }
 }

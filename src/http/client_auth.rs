@@ -72,8 +72,10 @@ fn basic_auth(req: &HttpRequest) -> Result<Option<(String, SecretString)>, Error
     let unescape = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8()
+            .ok()
+            .filter(|c| !c.contains('\0'))
             .map(|c| c.into_owned())
-            .map_err(|_| Error::InvalidClient)
+            .ok_or(Error::InvalidClient)
     };
     Ok(Some((unescape(id)?, SecretString::from(unescape(secret)?))))
 }

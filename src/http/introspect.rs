@@ -34,7 +34,11 @@ struct Introspection {
 
 #[derive(Serialize)]
 struct Details {
-    token_type: &'static str,
+    /// RFC 7662 §2.2: the RFC 6749 token type, so only for access tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// Which kind of token this is: `access_token` or `refresh_token`.
+    token_use: &'static str,
     sub: String,
     client_id: String,
     scope: String,
@@ -63,7 +67,9 @@ pub async fn introspect(
         )
         .await?;
         if !client.is_confidential() || !client.0.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
-            return Err(Error::UnauthorizedClient);
+            return Err(Error::UnauthorizedClient(
+                "the client is not allowed to introspect",
+            ));
         }
     }
     let token = request
@@ -73,7 +79,8 @@ pub async fn introspect(
     let settings = &state.settings;
     let details = match revocation::identify(&state, token.expose_secret(), now).await? {
         Presented::Access(claims) if !state.denylist.is_revoked(&claims) => Some(Details {
-            token_type: "access_token",
+            token_type: Some("Bearer"),
+            token_use: "access_token",
             sub: claims.sub,
             client_id: claims.client_id,
             scope: claims.scope,
@@ -84,7 +91,8 @@ pub async fn introspect(
             aud: claims.aud,
         }),
         Presented::Refresh(status) if status.is_active(now) => Some(Details {
-            token_type: "refresh_token",
+            token_type: None,
+            token_use: "refresh_token",
             sub: status.user_id.to_string(),
             client_id: status.client_id,
             scope: status.scope,

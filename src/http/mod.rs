@@ -13,6 +13,7 @@ mod revoke;
 mod token;
 mod wellknown;
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, Route, web};
 use serde_json::json;
 
@@ -23,7 +24,7 @@ macro_rules! route_table {
         pub const $table: &[(&str, &str)] = &[ $( (stringify!($method), $path), )* ];
 
         pub fn $register(cfg: &mut web::ServiceConfig) {
-            $( cfg.service(resource($path, web::$method().to($handler))); )*
+            $( cfg.service(resource($path, stringify!($method), web::$method().to($handler), web::head().to($handler))); )*
         }
     };
 }
@@ -60,11 +61,28 @@ route_table!(admin_routes, ADMIN_ROUTES {
     get "/readyz" => health::readyz,
 });
 
-/// A path with one method; any other method gets a JSON 405.
-fn resource(path: &str, route: Route) -> actix_web::Resource {
-    web::resource(path).route(route).default_service(web::to(|| async {
-        HttpResponse::MethodNotAllowed()
-            .json(json!({"error": "method_not_allowed", "error_description": "method not allowed on this path"}))
+/// A path with one method (GET also answers HEAD); any other method gets a
+/// JSON 405 with `Allow`.
+fn resource(path: &str, method: &'static str, route: Route, head: Route) -> actix_web::Resource {
+    let is_get = method == "get";
+    let allow = if is_get {
+        "GET, HEAD".to_owned()
+    } else {
+        method.to_uppercase()
+    };
+    let resource = web::resource(path).route(route);
+    let resource = if is_get {
+        resource.route(head)
+    } else {
+        resource
+    };
+    resource.default_service(web::to(move || {
+        let allow = allow.clone();
+        async move {
+            HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow)).json(
+                json!({"error": "method_not_allowed", "error_description": "method not allowed on this path"}),
+            )
+        }
     }))
 }
 

@@ -23,6 +23,8 @@ struct FeedQuery {
 struct Feed {
     /// Denylisted access tokens: reject a token with this jti until `exp`.
     revoked_tokens: Vec<RevokedToken>,
+    /// Reject tokens whose `sid` is listed, until `exp` (ended logins).
+    revoked_sessions: Vec<RevokedSession>,
     /// Reject this user's tokens whose `iat` is at or before `not_before`.
     revoked_users: Vec<RevokedUser>,
     /// Pass as `since` next time.
@@ -34,6 +36,12 @@ struct Feed {
 #[derive(Serialize)]
 struct RevokedToken {
     jti: String,
+    exp: i64,
+}
+
+#[derive(Serialize)]
+struct RevokedSession {
+    sid: String,
     exp: i64,
 }
 
@@ -54,17 +62,20 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let next = rows.last().map(|r| r.seq).unwrap_or(since);
     let mut feed = Feed {
         revoked_tokens: Vec::new(),
+        revoked_sessions: Vec::new(),
         revoked_users: Vec::new(),
         next_cursor: next.to_string(),
         has_more: rows.len() as i64 == limit,
     };
     for row in rows {
-        match (row.jti, row.user_id, row.not_before) {
-            (Some(jti), _, _) => feed.revoked_tokens.push(RevokedToken {
-                jti,
-                exp: row.expires_at.timestamp(),
+        let exp = row.expires_at.timestamp();
+        match (row.jti, row.session_id, row.user_id, row.not_before) {
+            (Some(jti), _, _, _) => feed.revoked_tokens.push(RevokedToken { jti, exp }),
+            (None, Some(session), _, _) => feed.revoked_sessions.push(RevokedSession {
+                sid: session.to_string(),
+                exp,
             }),
-            (None, Some(user), Some(not_before)) => feed.revoked_users.push(RevokedUser {
+            (None, None, Some(user), Some(not_before)) => feed.revoked_users.push(RevokedUser {
                 sub: user.to_string(),
                 not_before: not_before.timestamp(),
             }),

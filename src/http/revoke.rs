@@ -48,9 +48,13 @@ pub async fn revoke(
     };
     // A client may revoke only what was issued to it (§2.1).
     if owner.is_some_and(|owner| owner != client.id()) {
-        return Err(Error::UnauthorizedClient);
+        return Err(Error::UnauthorizedClient(
+            "the token was not issued to this client",
+        ));
     }
-    revocation::revoke(&state, &presented, "client revocation", now).await?;
+    let mut tx = state.pool.begin().await?;
+    revocation::revoke(&mut tx, &state, &presented, "client revocation", now).await?;
+    revocation::commit(tx, &state, now).await?;
     // Unknown and already-revoked tokens get the same 200 (§2.2).
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

@@ -52,7 +52,9 @@ pub async fn token(
     root.record("client_id", credentials.client_id.as_str());
     let client = client::authenticate(&state, credentials).await?;
     if !client.may_use(grant_type) {
-        return Err(Error::UnauthorizedClient);
+        return Err(Error::UnauthorizedClient(
+            "the client is not allowed to use this grant type",
+        ));
     }
     let scope = request
         .scope

@@ -21,6 +21,8 @@ pub struct Denylist {
 struct State {
     /// jti → when the token expires (and the entry can go).
     tokens: HashMap<String, DateTime<Utc>>,
+    /// login (refresh-token family) → when the entry can go.
+    sessions: HashMap<Uuid, DateTime<Utc>>,
     /// user → (latest not-before, when the entry can go).
     users: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)>,
     /// Highest `seq` applied.
@@ -35,6 +37,10 @@ impl Denylist {
         if state.tokens.contains_key(&claims.jti) {
             return true;
         }
+        let session = claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+        if session.is_some_and(|s| state.sessions.contains_key(&s)) {
+            return true;
+        }
         let Ok(user) = Uuid::parse_str(&claims.sub) else {
             return false;
         };
@@ -47,11 +53,20 @@ impl Denylist {
     pub fn apply(&self, rows: &[RevocationRow]) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for row in rows {
-            match (row.kind.as_str(), &row.jti, row.user_id, row.not_before) {
-                ("access_token", Some(jti), _, _) => {
+            match (
+                row.kind.as_str(),
+                &row.jti,
+                row.user_id,
+                row.not_before,
+                row.session_id,
+            ) {
+                ("access_token", Some(jti), _, _, _) => {
                     state.tokens.insert(jti.clone(), row.expires_at);
                 }
-                ("user", _, Some(user), Some(not_before)) => {
+                ("session", _, _, _, Some(session)) => {
+                    state.sessions.insert(session, row.expires_at);
+                }
+                ("user", _, Some(user), Some(not_before), _) => {
                     let entry = state
                         .users
                         .entry(user)
@@ -82,17 +97,18 @@ impl Denylist {
     pub fn prune(&self, now: DateTime<Utc>) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.tokens.retain(|_, expires| *expires > now);
+        state.sessions.retain(|_, expires| *expires > now);
         state.users.retain(|_, (_, expires)| *expires > now);
     }
 
-    /// (denylisted jtis, users with a not-before) held in memory.
-    pub fn len(&self) -> (usize, usize) {
+    /// Entries held in memory: (access tokens, logins, users).
+    pub fn len(&self) -> (usize, usize, usize) {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        (state.tokens.len(), state.users.len())
+        (state.tokens.len(), state.sessions.len(), state.users.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == (0, 0)
+        self.len() == (0, 0, 0)
     }
 }
 
@@ -110,6 +126,7 @@ mod tests {
             iat,
             exp: iat + 600,
             jti: jti.into(),
+            sid: None,
         }
     }
 
@@ -117,26 +134,36 @@ mod tests {
         DateTime::from_timestamp(s, 0).unwrap()
     }
 
+    fn row(seq: i64, kind: &str, expires: i64) -> RevocationRow {
+        RevocationRow {
+            seq,
+            kind: kind.into(),
+            jti: None,
+            user_id: None,
+            not_before: None,
+            session_id: None,
+            expires_at: at(expires),
+        }
+    }
+
     #[test]
-    fn denies_by_jti_and_by_not_before_then_prunes() {
+    fn denies_by_jti_session_and_not_before_then_prunes() {
         let user = Uuid::new_v4();
+        let session = Uuid::new_v4();
         let list = Denylist::default();
         list.apply(&[
             RevocationRow {
-                seq: 1,
-                kind: "access_token".into(),
                 jti: Some("j1".into()),
-                user_id: None,
-                not_before: None,
-                expires_at: at(700),
+                ..row(1, "access_token", 700)
             },
             RevocationRow {
-                seq: 2,
-                kind: "user".into(),
-                jti: None,
                 user_id: Some(user),
                 not_before: Some(at(100)),
-                expires_at: at(1300),
+                ..row(2, "user", 1300)
+            },
+            RevocationRow {
+                session_id: Some(session),
+                ..row(3, "session", 900)
             },
         ]);
         assert!(list.is_revoked(&claims("someone", "j1", 50)));
@@ -147,8 +174,14 @@ mod tests {
             "same second counts as before"
         );
         assert!(!list.is_revoked(&claims(&user.to_string(), "j4", 101)));
+        let in_session = AccessClaims {
+            sid: Some(session.to_string()),
+            ..claims("someone", "j5", 500)
+        };
+        assert!(list.is_revoked(&in_session));
+        assert_eq!(list.len(), (1, 1, 1));
         list.prune(at(800));
-        assert_eq!(list.len(), (0, 1));
+        assert_eq!(list.len(), (0, 1, 1));
         list.prune(at(1300));
         assert!(list.is_empty());
     }

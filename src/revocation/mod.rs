@@ -42,6 +42,33 @@ pub async fn log_out_everywhere(
     Ok(families)
 }
 
+/// Ends one login: its refresh-token family is revoked, and so is every
+/// access token issued from it.
+pub async fn end_session(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    refresh::revoke_family(conn, family_id, reason, now).await?;
+    deny_session_tokens(conn, family_id, now, access_ttl).await
+}
+
+/// Denylists every access token of a login by its `sid`, for one
+/// access-token lifetime (after that none issued before `now` is valid).
+pub async fn deny_session_tokens(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let expires_at = now + chrono::Duration::from_std(access_ttl)?;
+    revocations::deny_session(conn, family_id, expires_at, now).await?;
+    metrics::counter!(REVOCATIONS, "kind" => "session").increment(1);
+    Ok(())
+}
+
 /// Denylists one access token until its own expiry.
 pub async fn deny(
     conn: &mut PgConnection,
@@ -100,30 +127,30 @@ pub async fn identify(
     )
 }
 
-/// Revokes what `identify` found: an access token is denylisted, a refresh
-/// token's whole family is revoked. Returns the token type revoked, if any.
+/// Revokes what `identify` found, inside the caller's transaction (finish
+/// with `commit`): an access token is denylisted; a refresh token ends its
+/// whole login, access tokens included (RFC 7009 §2.1). Returns the token
+/// type revoked, if any.
 pub async fn revoke(
+    conn: &mut PgConnection,
     state: &AppState,
     presented: &Presented,
     reason: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<&'static str>> {
-    let mut tx = state.pool.begin().await?;
     let kind = match presented {
         Presented::Access(claims) => {
-            deny(&mut tx, claims, now).await?;
+            deny(conn, claims, now).await?;
+            metrics::counter!(REVOCATIONS, "kind" => "access_token").increment(1);
             Some("access_token")
         }
         Presented::Refresh(status) => {
-            refresh::revoke_family(&mut tx, status.family_id, reason, now).await?;
+            let ttl = state.settings.tokens.access_ttl;
+            end_session(conn, status.family_id, reason, now, ttl).await?;
             Some("refresh_token")
         }
         Presented::Unknown => None,
     };
-    commit(tx, state, now).await?;
-    if let Some(kind) = kind {
-        metrics::counter!(REVOCATIONS, "kind" => kind).increment(1);
-    }
     Ok(kind)
 }
 

@@ -14,6 +14,7 @@ pub struct RevocationRow {
     pub jti: Option<String>,
     pub user_id: Option<Uuid>,
     pub not_before: Option<DateTime<Utc>>,
+    pub session_id: Option<Uuid>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -71,6 +72,26 @@ pub async fn set_not_before(
     Ok(())
 }
 
+/// Every access token of a login (refresh-token family) is revoked.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn deny_session(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    lock_and_notify(conn).await?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, session_id, expires_at, created_at) VALUES ('session', $1, $2, $3)",
+    )
+    .bind(session_id)
+    .bind(expires_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Live entries after `after_seq`, oldest first.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn live_since(
@@ -80,7 +101,7 @@ pub async fn live_since(
     limit: i64,
 ) -> sqlx::Result<Vec<RevocationRow>> {
     sqlx::query_as::<_, RevocationRow>(
-        "SELECT seq, kind, jti, user_id, not_before, expires_at FROM revocations
+        "SELECT seq, kind, jti, user_id, not_before, session_id, expires_at FROM revocations
          WHERE seq > $1 AND expires_at > $2 ORDER BY seq LIMIT $3",
     )
     .bind(after_seq)

@@ -304,6 +304,13 @@ async fn sessions_are_listed_and_revoked_one_by_one() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 204);
+    let first_access = first["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(first_access).await["active"], false);
+    assert_eq!(
+        app.introspect(second["access_token"].as_str().unwrap())
+            .await["active"],
+        true
+    );
     assert_eq!(
         app.refresh("mobile", first["refresh_token"].as_str().unwrap())
             .await

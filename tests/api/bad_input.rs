@@ -34,6 +34,9 @@ async fn malformed_requests_get_invalid_request() {
         ("application/json", b"[1,2,3]".to_vec(), 400, "invalid_request"),
         ("application/json", b"{\"grant_type\":\"password\",\"client_id\":\"mobile\",\"username\":\"alice\",\"password\":12345678}".to_vec(), 400, "invalid_request"),
         ("text/plain", b"grant_type=password".to_vec(), 400, "invalid_request"),
+        (FORM, b"grant_type=client_credentials&client_id=a%00b&client_secret=x".to_vec(), 400, "invalid_request"),
+        ("application/json", b"{\"grant_type\":\"password\",\"client_id\":\"a\\u0000b\"}".to_vec(), 400, "invalid_request"),
+        ("application/json", b"[\"client_credentials\",null,null,null,null,\"mobile\",\"x\"]".to_vec(), 400, "invalid_request"),
         (FORM, vec![b'a'; 20_000], 413, "invalid_request"),
     ];
     for (content_type, body, status, code) in cases {
@@ -84,6 +87,7 @@ async fn unknown_routes_and_methods_are_not_500s() {
     let app = spawn_app().await;
     let wrong_method = app.get("/auth/token").await;
     assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "POST");
     assert_eq!(
         wrong_method.json::<serde_json::Value>().await.unwrap()["error"],
         "method_not_allowed"
@@ -94,4 +98,29 @@ async fn unknown_routes_and_methods_are_not_500s() {
         unknown.json::<serde_json::Value>().await.unwrap()["error"],
         "not_found"
     );
+    let head = app
+        .http
+        .head(format!("{}/.well-known/jwks.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200, "GET routes answer HEAD");
+    let post = app
+        .http
+        .post(format!("{}/.well-known/jwks.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    // A NUL in Basic credentials is not a client id.
+    let nul = app
+        .http
+        .post(format!("{}/auth/token", app.address))
+        .basic_auth("a\0b", Some("x"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(nul, 401, "invalid_client").await;
 }

@@ -17,7 +17,8 @@ async fn active_tokens_are_described() {
         .introspect(session["access_token"].as_str().unwrap())
         .await;
     assert_eq!(access["active"], true);
-    assert_eq!(access["token_type"], "access_token");
+    assert_eq!(access["token_type"], "Bearer");
+    assert_eq!(access["token_use"], "access_token");
     assert_eq!(access["sub"], user.to_string());
     assert_eq!(access["client_id"], "mobile");
     assert_eq!(access["scope"], "read write");
@@ -32,7 +33,8 @@ async fn active_tokens_are_described() {
         .introspect(session["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(refresh["active"], true);
-    assert_eq!(refresh["token_type"], "refresh_token");
+    assert_eq!(refresh["token_use"], "refresh_token");
+    assert!(refresh.get("token_type").is_none());
     assert_eq!(refresh["sub"], user.to_string());
     // Introspection does not spend a refresh token.
     assert_eq!(

@@ -45,7 +45,10 @@ async fn reusing_a_spent_token_revokes_the_whole_family() {
     app.seed().await;
     let t0 = refresh_token(&app.login().await);
     let t1 = refresh_token(&app.refresh("mobile", &t0).await.json().await.unwrap());
-    let t2 = refresh_token(&app.refresh("mobile", &t1).await.json().await.unwrap());
+    let latest: Value = app.refresh("mobile", &t1).await.json().await.unwrap();
+    let t2 = refresh_token(&latest);
+    let access = latest["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(access).await["active"], true);
 
     // t0's child t1 has been used, so the grace rule cannot apply: reuse.
     assert_oauth_error(app.refresh("mobile", &t0).await, 400, "invalid_grant").await;
@@ -53,6 +56,8 @@ async fn reusing_a_spent_token_revokes_the_whole_family() {
     assert!(family_revoked(&app).await);
     assert_oauth_error(app.refresh("mobile", &t2).await, 400, "invalid_grant").await;
     assert!(app.live_refresh_tokens().await.is_empty());
+    // Whoever holds the leaked token's access tokens loses them too.
+    assert_eq!(app.introspect(access).await["active"], false);
 }
 
 #[tokio::test]

@@ -59,12 +59,27 @@ async fn a_mobile_app_logs_out_by_revoking_its_refresh_token() {
     assert_eq!(response.status(), 200);
     assert_eq!(app.refresh("mobile", refresh).await.status(), 400);
     assert_eq!(app.introspect(refresh).await, json!({"active": false}));
+    // RFC 7009 §2.1: the access tokens of that login go with it...
+    let access = session["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(access).await["active"], false);
+    // ...and offline verifiers learn the login's `sid` from the feed.
+    let reader = app.service_token("gateway", &["revocations:read"]).await;
+    let listed: Value = feed(&app, &reader, None).await.json().await.unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(access)
+        .unwrap()
+        .claims;
+    assert_eq!(listed["revoked_sessions"][0]["sid"], claims["sid"]);
     // Other logins are untouched.
     assert_eq!(
         app.refresh("mobile", other["refresh_token"].as_str().unwrap())
             .await
             .status(),
         200
+    );
+    assert_eq!(
+        app.introspect(other["access_token"].as_str().unwrap())
+            .await["active"],
+        true
     );
     // Again, or unknown: still 200.
     assert_eq!(revoke(&app, "mobile", refresh).await.status(), 200);
@@ -85,7 +100,7 @@ async fn revoking_an_access_token_denylists_it_until_it_expires() {
 
     assert_eq!(revoke(&app, "mobile", access).await.status(), 200);
     assert_eq!(app.introspect(access).await["active"], false);
-    assert_eq!(app.state.denylist.len(), (1, 0));
+    assert_eq!(app.state.denylist.len(), (1, 0, 0));
     // The refresh token of that login still works: only the access token went.
     assert_eq!(
         app.refresh("mobile", session["refresh_token"].as_str().unwrap())
@@ -100,7 +115,7 @@ async fn revoking_an_access_token_denylists_it_until_it_expires() {
     tessera::store::revocations::prune(&app.pool, app.state.clock.now())
         .await
         .unwrap();
-    assert_eq!(app.state.denylist.len(), (0, 0));
+    assert_eq!(app.state.denylist.len(), (0, 0, 0));
     assert_eq!(app.count("revocations").await, 0);
 }
 
@@ -276,7 +291,7 @@ async fn a_restarted_instance_starts_with_the_full_denylist() {
 
     // A fresh process on the same database.
     let restarted = spawn_on(a.db.clone(), |_| {}).await;
-    assert_eq!(restarted.state.denylist.len(), (1, 1));
+    assert_eq!(restarted.state.denylist.len(), (1, 0, 1));
     for token in [&one, &two] {
         assert_eq!(
             restarted

@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::{Admin, Reason, check_reason, json, parse_id};
 use crate::error::Error;
+use crate::revocation;
 use crate::state::AppState;
 use crate::store::{refresh, users};
 
@@ -49,6 +50,8 @@ pub async fn revoke(
     {
         return Err(Error::NotFound("no such session"));
     }
+    let ttl = state.settings.tokens.access_ttl;
+    revocation::deny_session_tokens(&mut tx, session_id, now, ttl).await?;
     admin
         .audit(
             &mut tx,
@@ -58,6 +61,6 @@ pub async fn revoke(
             now,
         )
         .await?;
-    tx.commit().await?;
+    revocation::commit(tx, &state, now).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -38,10 +38,12 @@ pub async fn revoke(
         Presented::Refresh(status) => Some(format!("family:{}", status.family_id)),
         Presented::Unknown => None,
     };
-    let kind = revocation::revoke(&state, &presented, "admin revoked token", now).await?;
-    let mut conn = state.pool.acquire().await?;
+    // The revocation and its audit row commit together.
+    let mut tx = state.pool.begin().await?;
+    let kind = revocation::revoke(&mut tx, &state, &presented, "admin revoked token", now).await?;
     admin
-        .audit(&mut conn, "token.revoke", target.as_deref(), reason, now)
+        .audit(&mut tx, "token.revoke", target.as_deref(), reason, now)
         .await?;
+    revocation::commit(tx, &state, now).await?;
     Ok(HttpResponse::Ok().json(json!({"revoked": kind.is_some(), "token_type": kind})))
 }
