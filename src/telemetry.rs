@@ -42,6 +42,14 @@ where
 #[derive(Clone, Copy)]
 struct Started(Instant);
 
+/// Records who a request is for on its root span (one log line per
+/// request carries it): `client_id`, `user_id` or `grant_type`.
+pub fn record_on_request(req: &actix_web::HttpRequest, field: &'static str, value: &str) {
+    if let Some(root) = req.extensions().get::<tracing_actix_web::RootSpan>() {
+        root.record(field, value);
+    }
+}
+
 /// Root span for every request.
 pub struct RequestSpan;
 

@@ -16,6 +16,10 @@ pub struct Scope(BTreeSet<String>);
 )]
 pub struct InvalidScope;
 
+/// A request asked for more than it may have.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScopeExceeded;
+
 impl Scope {
     pub fn parse(raw: &str) -> Result<Scope, InvalidScope> {
         if raw.len() > MAX_SCOPE_LEN {
@@ -60,6 +64,21 @@ impl Scope {
 
     pub fn intersection(&self, other: &Scope) -> Scope {
         Scope(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// What a request gets out of this (allowed) scope: all of it when it
+    /// asks for nothing, exactly what it asks for when that is a subset.
+    pub fn grant(self, requested: Option<Scope>) -> Result<Scope, ScopeExceeded> {
+        match requested {
+            Some(requested) if !requested.is_empty() => {
+                if requested.is_subset(&self) {
+                    Ok(requested)
+                } else {
+                    Err(ScopeExceeded)
+                }
+            }
+            _ => Ok(self),
+        }
     }
 
     pub fn contains(&self, token: &str) -> bool {
@@ -109,6 +128,13 @@ mod tests {
         assert_eq!(
             all.intersection(&Scope::parse("c d").unwrap()).to_string(),
             "c"
+        );
+        assert_eq!(all.clone().grant(None), Ok(all.clone()));
+        assert_eq!(all.clone().grant(Some(Scope::default())), Ok(all.clone()));
+        assert_eq!(all.clone().grant(Some(some.clone())), Ok(some));
+        assert_eq!(
+            all.grant(Some(Scope::parse("d").unwrap())),
+            Err(ScopeExceeded)
         );
     }
 }

@@ -22,17 +22,9 @@ pub fn grant(
         ));
     }
     let allowed = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
-    let scope = match requested {
-        Some(requested) if !requested.is_empty() => {
-            if !requested.is_subset(&allowed) {
-                return Err(Error::InvalidScope(
-                    "requested scope exceeds what this client may have",
-                ));
-            }
-            requested
-        }
-        _ => allowed,
-    };
+    let scope = allowed
+        .grant(requested)
+        .map_err(|_| Error::InvalidScope("requested scope exceeds what this client may have"))?;
     let (access, expires_in) = access_token(
         state,
         client.id().to_owned(),

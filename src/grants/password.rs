@@ -56,17 +56,9 @@ pub async fn grant(
     let client_scopes = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
     let user_scopes = Scope::from_tokens(&user.scopes).map_err(anyhow::Error::from)?;
     let allowed = client_scopes.intersection(&user_scopes);
-    let scope = match requested {
-        Some(requested) if !requested.is_empty() => {
-            if !requested.is_subset(&allowed) {
-                return Err(Error::InvalidScope(
-                    "requested scope exceeds what this user and client may have",
-                ));
-            }
-            requested
-        }
-        _ => allowed,
-    };
+    let scope = allowed.grant(requested).map_err(|_| {
+        Error::InvalidScope("requested scope exceeds what this user and client may have")
+    })?;
 
     let refresh_token = RefreshToken::generate();
     let ttl = chrono::Duration::from_std(state.settings.tokens.refresh_ttl)

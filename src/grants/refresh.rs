@@ -54,17 +54,9 @@ pub async fn grant(
         return Err(Error::InvalidGrant(INVALID));
     }
     let granted = Scope::parse(&family.scope).map_err(anyhow::Error::from)?;
-    let scope = match requested {
-        Some(requested) if !requested.is_empty() => {
-            if !requested.is_subset(&granted) {
-                return Err(Error::InvalidScope(
-                    "requested scope exceeds the scope originally granted",
-                ));
-            }
-            requested
-        }
-        _ => granted,
-    };
+    let scope = granted
+        .grant(requested)
+        .map_err(|_| Error::InvalidScope("requested scope exceeds the scope originally granted"))?;
 
     let grace = chrono::Duration::from_std(state.settings.tokens.refresh_grace)
         .map_err(anyhow::Error::from)?;

@@ -8,6 +8,7 @@ use crate::domain::Scope;
 use crate::domain::access_token::{self, AccessClaims};
 use crate::error::Error;
 use crate::state::AppState;
+use crate::telemetry::record_on_request;
 
 /// True when the request carries `Authorization: Bearer ...`.
 pub fn is_present(req: &HttpRequest) -> bool {
@@ -34,6 +35,10 @@ pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Acces
     .map_err(|_| Error::InvalidToken)?;
     if state.denylist.is_revoked(&claims) {
         return Err(Error::InvalidToken);
+    }
+    record_on_request(req, "client_id", &claims.client_id);
+    if claims.sub != claims.client_id {
+        record_on_request(req, "user_id", &claims.sub);
     }
     let granted = Scope::parse(&claims.scope).map_err(|_| Error::InvalidToken)?;
     if !granted.contains(scope) {

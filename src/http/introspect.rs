@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::grants::client;
 use crate::revocation::{self, Presented};
 use crate::state::AppState;
+use crate::telemetry::record_on_request;
 
 /// The client scope that allows introspection.
 pub const INTROSPECT_SCOPE: &str = "introspect";
@@ -66,6 +67,7 @@ pub async fn introspect(
             credentials_from(&req, request.client_id, request.client_secret)?,
         )
         .await?;
+        record_on_request(&req, "client_id", client.id());
         if !client.is_confidential() || !client.0.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
             return Err(Error::UnauthorizedClient(
                 "the client is not allowed to introspect",

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::grants::client;
 use crate::revocation::{self, Presented};
 use crate::state::AppState;
+use crate::telemetry::record_on_request;
 
 /// `token_type_hint` is not read: the token is identified either way (§2.1),
 /// and unknown parameters are ignored.
@@ -36,6 +37,7 @@ pub async fn revoke(
         credentials_from(&req, request.client_id, request.client_secret)?,
     )
     .await?;
+    record_on_request(&req, "client_id", client.id());
     let token = request
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;

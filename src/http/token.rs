@@ -5,7 +5,6 @@ use actix_web::web::{self, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use serde::Deserialize;
-use tracing_actix_web::RootSpan;
 
 use super::body;
 use super::client_auth::credentials_from;
@@ -15,6 +14,7 @@ use crate::grants::client;
 use crate::grants::{client_credentials, password, refresh};
 use crate::observability;
 use crate::state::AppState;
+use crate::telemetry::record_on_request;
 
 /// Every parameter any grant takes. Unknown parameters are ignored (§3.2).
 #[derive(Deserialize)]
@@ -33,7 +33,6 @@ pub async fn token(
     req: HttpRequest,
     payload: Payload,
     state: web::Data<AppState>,
-    root: RootSpan,
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let raw = body::read(payload, state.settings.http.max_body_bytes).await?;
@@ -46,10 +45,10 @@ pub async fn token(
     if !crate::grants::GRANT_TYPES.contains(&grant_type) {
         return Err(Error::UnsupportedGrantType);
     }
-    root.record("grant_type", grant_type);
+    record_on_request(&req, "grant_type", grant_type);
 
     let credentials = credentials_from(&req, request.client_id, request.client_secret)?;
-    root.record("client_id", credentials.client_id.as_str());
+    record_on_request(&req, "client_id", &credentials.client_id);
     let client = client::authenticate(&state, credentials).await?;
     if !client.may_use(grant_type) {
         return Err(Error::UnauthorizedClient(
@@ -80,7 +79,7 @@ pub async fn token(
             refresh::grant(&state, &client, token, scope, now).await?
         }
     };
-    root.record("user_id", response.subject.as_str());
+    record_on_request(&req, "user_id", &response.subject);
     metrics::counter!(observability::TOKENS_ISSUED, "grant_type" => grant_type.to_owned())
         .increment(1);
     Ok(HttpResponse::Ok()

@@ -1,4 +1,4 @@
-//! No secret ever reaches a log line.
+//! Logs: structured, one line per request, and never a secret.
 
 use crate::helpers::{PASSWORD, captured_logs, spawn_app};
 
@@ -71,4 +71,27 @@ async fn secrets_never_reach_the_logs() {
             &secret[..8]
         );
     }
+}
+
+#[tokio::test]
+async fn each_request_logs_one_structured_line_with_who_and_how_long() {
+    let app = spawn_app().await;
+    let user = app.seed().await;
+    app.login().await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let logs = captured_logs();
+    let user = user.to_string();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["span"]["user_id"] == user.as_str() && l["span"]["name"] == "request")
+        .unwrap_or_else(|| panic!("no request line for user {user}"));
+    let span = &line["span"];
+    assert_eq!(span["http.route"], "/auth/token");
+    assert_eq!(span["http.status_code"], 200);
+    assert_eq!(span["client_id"], "mobile");
+    assert_eq!(span["grant_type"], "password");
+    assert!(span["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(span["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
 }
