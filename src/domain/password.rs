@@ -81,7 +81,7 @@ struct Inner {
     /// Verifying against this when the user does not exist costs the same
     /// as a real verification, so timing does not reveal which usernames exist.
     dummy_hash: String,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_queue: usize,
 }
@@ -100,7 +100,7 @@ impl PasswordHasher {
             inner: Arc::new(Inner {
                 params,
                 dummy_hash,
-                slots: Semaphore::new(concurrency.max(1)),
+                slots: Arc::new(Semaphore::new(concurrency.max(1))),
                 waiting: AtomicUsize::new(0),
                 max_queue: settings.max_queue,
             }),
@@ -149,20 +149,47 @@ impl PasswordHasher {
         F: FnOnce() -> anyhow::Result<T> + Send + 'static,
     {
         let inner = &self.inner;
-        if inner.waiting.fetch_add(1, Ordering::AcqRel) >= inner.max_queue {
-            inner.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(HashError::Busy);
-        }
-        let queued = std::time::Instant::now();
-        let permit = inner.slots.acquire().await;
-        inner.waiting.fetch_sub(1, Ordering::AcqRel);
-        metrics::histogram!(crate::observability::HASH_WAIT).record(queued.elapsed().as_secs_f64());
-        let _permit = permit.map_err(|_| anyhow!("password hasher is shut down"))?;
-        let span = tracing::Span::current();
-        let result = tokio::task::spawn_blocking(move || span.in_scope(work))
+        // Counted as waiting until a slot is ours, even if the request is
+        // dropped meanwhile (a client that hangs up must not leak a place).
+        let queued = Waiting::enter(&inner.waiting, inner.max_queue).ok_or(HashError::Busy)?;
+        let started = std::time::Instant::now();
+        let permit = inner
+            .slots
+            .clone()
+            .acquire_owned()
             .await
-            .context("password hashing task failed")?;
+            .map_err(|_| anyhow!("password hasher is shut down"))?;
+        drop(queued);
+        metrics::histogram!(crate::observability::HASH_WAIT).record(started.elapsed().as_secs_f64());
+        let span = tracing::Span::current();
+        // The permit moves into the blocking task: the slot stays taken for
+        // as long as argon2 runs, even if this future is dropped.
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(work)
+        })
+        .await
+        .context("password hashing task failed")?;
         Ok(result?)
+    }
+}
+
+/// A place in the hashing queue, given back on drop.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -260,6 +287,25 @@ mod tests {
             h.verify(pw(dummy_password), None).await.unwrap(),
             Verified::No
         );
+    }
+
+    #[tokio::test]
+    async fn abandoned_requests_neither_leak_queue_places_nor_free_busy_slots() {
+        // Slow enough (~0.5 s) that the checks below run while it hashes.
+        let slow = PasswordSettings { iterations: 8, ..settings(65536) };
+        let h = PasswordHasher::new(&slow, 1).unwrap();
+        // Start a hash and drop its future after one poll: the work keeps its slot.
+        let running = h.hash(pw("first password"));
+        let _ = tokio::time::timeout(std::time::Duration::ZERO, running).await;
+        // Queue and abandon more than max_queue requests.
+        for _ in 0..10 {
+            let waiting = h.hash(pw("another password"));
+            let _ = tokio::time::timeout(std::time::Duration::ZERO, waiting).await;
+        }
+        assert_eq!(h.queue_depth(), 0, "dropped waiters give their place back");
+        assert_eq!(h.inner.slots.available_permits(), 0, "the abandoned hash still holds its slot");
+        // And the hasher still works.
+        assert!(h.hash(pw("last password")).await.is_ok());
     }
 
     #[test]
