@@ -160,7 +160,8 @@ impl PasswordHasher {
             .await
             .map_err(|_| anyhow!("password hasher is shut down"))?;
         drop(queued);
-        metrics::histogram!(crate::observability::HASH_WAIT).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::observability::HASH_WAIT)
+            .record(started.elapsed().as_secs_f64());
         let span = tracing::Span::current();
         // The permit moves into the blocking task: the slot stays taken for
         // as long as argon2 runs, even if this future is dropped.
@@ -292,7 +293,10 @@ mod tests {
     #[tokio::test]
     async fn abandoned_requests_neither_leak_queue_places_nor_free_busy_slots() {
         // Slow enough (~0.5 s) that the checks below run while it hashes.
-        let slow = PasswordSettings { iterations: 8, ..settings(65536) };
+        let slow = PasswordSettings {
+            iterations: 8,
+            ..settings(65536)
+        };
         let h = PasswordHasher::new(&slow, 1).unwrap();
         // Start a hash and drop its future after one poll: the work keeps its slot.
         let running = h.hash(pw("first password"));
@@ -303,7 +307,11 @@ mod tests {
             let _ = tokio::time::timeout(std::time::Duration::ZERO, waiting).await;
         }
         assert_eq!(h.queue_depth(), 0, "dropped waiters give their place back");
-        assert_eq!(h.inner.slots.available_permits(), 0, "the abandoned hash still holds its slot");
+        assert_eq!(
+            h.inner.slots.available_permits(),
+            0,
+            "the abandoned hash still holds its slot"
+        );
         // And the hasher still works.
         assert!(h.hash(pw("last password")).await.is_ok());
     }

@@ -41,10 +41,11 @@ pub async fn grant(
     let user = match (verified, user) {
         (Verified::No, _) | (_, None) => return Err(failed_login()),
         (Verified::Yes, Some(user)) => user,
-        (Verified::YesRehashed(new_hash), Some(user)) => {
+        (Verified::YesRehashed(new_hash), Some(mut user)) => {
             users::upgrade_password_hash(&state.pool, user.id, &user.password_hash, &new_hash, now)
                 .await?;
             tracing::info!(user_id = %user.id, "upgraded password hash to the configured cost");
+            user.password_hash = new_hash;
             user
         }
     };
@@ -66,11 +67,18 @@ pub async fn grant(
     let scope_text = scope.to_string();
     let family = refresh::NewFamily {
         user_id: user.id,
+        verified_hash: &user.password_hash,
         client_id: client.id(),
         scope: &scope_text,
         expires_at: now + ttl,
     };
-    let session = refresh::create_family(&state.pool, family, &refresh_token.hash(), now).await?;
+    let Some(session) =
+        refresh::create_family(&state.pool, family, &refresh_token.hash(), now).await?
+    else {
+        // The password changed, the user was disabled or logged out
+        // everywhere while this login was being checked.
+        return Err(failed_login());
+    };
 
     let (access, expires_in) = access_token(
         state,

@@ -53,11 +53,6 @@ pub async fn grant(
     if family.user_disabled {
         return Err(Error::InvalidGrant(INVALID));
     }
-    let granted = Scope::parse(&family.scope).map_err(anyhow::Error::from)?;
-    let scope = granted
-        .grant(requested)
-        .map_err(|_| Error::InvalidScope("requested scope exceeds the scope originally granted"))?;
-
     let grace = chrono::Duration::from_std(state.settings.tokens.refresh_grace)
         .map_err(anyhow::Error::from)?;
     let decision = match (token.revoked_at, token.used_at) {
@@ -74,23 +69,30 @@ pub async fn grant(
         (None, Some(_)) => Decision::Reuse,
     };
 
+    if let Decision::Reuse = decision {
+        // A leaked token may have minted access tokens too: revoke the
+        // whole login, access tokens included.
+        revocation::end_session(
+            &mut tx,
+            family.id,
+            "reuse",
+            now,
+            state.settings.tokens.access_ttl,
+        )
+        .await?;
+        revocation::commit(tx, state, now).await?;
+        metrics::counter!(crate::observability::REFRESH_REUSE).increment(1);
+        tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    // Only now, so that a replayed token cannot dodge reuse detection by
+    // asking for too much; failing here rolls back and spends nothing.
+    let granted = Scope::parse(&family.scope).map_err(anyhow::Error::from)?;
+    let scope = granted
+        .grant(requested)
+        .map_err(|_| Error::InvalidScope("requested scope exceeds the scope originally granted"))?;
     match decision {
-        Decision::Reuse => {
-            // A leaked token may have minted access tokens too: revoke the
-            // whole login, access tokens included.
-            revocation::end_session(
-                &mut tx,
-                family.id,
-                "reuse",
-                now,
-                state.settings.tokens.access_ttl,
-            )
-            .await?;
-            revocation::commit(tx, state, now).await?;
-            metrics::counter!(crate::observability::REFRESH_REUSE).increment(1);
-            tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
-            return Err(Error::InvalidGrant(INVALID));
-        }
+        Decision::Reuse => {} // answered above
         Decision::Rotate => refresh::mark_used(&mut tx, family.id, token.id, now).await?,
         Decision::ReplaceChild(child) => {
             refresh::revoke_token(&mut tx, child, now).await?;

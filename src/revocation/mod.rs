@@ -34,12 +34,18 @@ pub async fn log_out_everywhere(
     access_ttl: std::time::Duration,
 ) -> anyhow::Result<u64> {
     let families = refresh::revoke_user_families(conn, user_id, reason, now).await?;
-    // After one access-token lifetime nothing issued before `now` is valid,
-    // so the entry can be pruned then.
+    // Access tokens are denied by login (`sid`), which does not depend on
+    // clocks: a refresh that committed just before this, on an instance
+    // whose clock is ahead, still loses its token.
+    for family in &families {
+        deny_session_tokens(conn, *family, now, access_ttl).await?;
+    }
+    // And by time, for tokens not tied to a login. After one access-token
+    // lifetime nothing issued before `now` is valid, so it can be pruned then.
     let expires_at = now + chrono::Duration::from_std(access_ttl)?;
     revocations::set_not_before(conn, user_id, now, expires_at).await?;
     metrics::counter!(REVOCATIONS, "kind" => "user").increment(1);
-    Ok(families)
+    Ok(families.len() as u64)
 }
 
 /// Ends one login: its refresh-token family is revoked, and so is every
@@ -51,8 +57,12 @@ pub async fn end_session(
     now: DateTime<Utc>,
     access_ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
-    refresh::revoke_family(conn, family_id, reason, now).await?;
-    deny_session_tokens(conn, family_id, now, access_ttl).await
+    // Already ended (logout repeated, reuse after revocation): nothing to
+    // write, so repeated calls cannot flood the revocation log.
+    if refresh::revoke_family(conn, family_id, reason, now).await? {
+        deny_session_tokens(conn, family_id, now, access_ttl).await?;
+    }
+    Ok(())
 }
 
 /// Denylists every access token of a login by its `sid`, for one

@@ -27,6 +27,8 @@ pub struct TokenRow {
 
 pub struct NewFamily<'a> {
     pub user_id: Uuid,
+    /// The password hash the login was verified against.
+    pub verified_hash: &'a str,
     pub client_id: &'a str,
     pub scope: &'a str,
     pub expires_at: DateTime<Utc>,
@@ -39,9 +41,27 @@ pub async fn create_family(
     family: NewFamily<'_>,
     first: &TokenHash,
     now: DateTime<Utc>,
-) -> sqlx::Result<Uuid> {
+) -> sqlx::Result<Option<Uuid>> {
     let id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
+    // The password was verified without a lock, and hashing takes a while:
+    // under a share lock on the user, make sure nothing changed meanwhile
+    // (password set, user disabled, logged out everywhere). Those writers
+    // lock the row too, so they either see this family or it sees them.
+    let still_valid: Option<bool> = sqlx::query_scalar(
+        "SELECT u.password_hash = $2 AND NOT u.disabled AND NOT EXISTS (
+                SELECT 1 FROM revocations r
+                WHERE r.kind = 'user' AND r.user_id = u.id AND r.not_before >= $3)
+         FROM users u WHERE u.id = $1 FOR SHARE OF u",
+    )
+    .bind(family.user_id)
+    .bind(family.verified_hash)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if still_valid != Some(true) {
+        return Ok(None);
+    }
     sqlx::query(
         "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -56,7 +76,7 @@ pub async fn create_family(
     .await?;
     insert_token(&mut tx, id, None, first, now).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(Some(id))
 }
 
 /// Locks the family of the token with this hash and returns it with the
@@ -163,13 +183,14 @@ pub async fn revoke_token(
     Ok(())
 }
 
+/// Returns false when the family was already revoked.
 pub async fn revoke_family(
     conn: &mut PgConnection,
     family_id: Uuid,
     reason: &str,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
         "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
     )
     .bind(family_id)
@@ -177,7 +198,7 @@ pub async fn revoke_family(
     .bind(reason)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// A login as the admin API shows it.
@@ -209,21 +230,28 @@ pub async fn live_sessions(
 
 /// Revokes every live family of a user; returns how many.
 #[tracing::instrument(level = "debug", skip(conn))]
+/// Revokes every live family of a user, first locking the user row so that
+/// a login in flight either commits before (and is revoked here) or sees
+/// the revocation. Returns the revoked family ids.
 pub async fn revoke_user_families(
     conn: &mut PgConnection,
     user_id: Uuid,
     reason: &str,
     now: DateTime<Utc>,
-) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL",
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(
+        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
+         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
     )
     .bind(user_id)
     .bind(now)
     .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(conn)
+    .await
 }
 
 /// Revokes one family if it belongs to `user_id` and is live.

@@ -39,6 +39,16 @@ pub async fn deny_access_token(
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
+    // Revoking it again changes nothing: skip the lock and the notification.
+    let known: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'access_token' AND jti = $1)",
+    )
+    .bind(jti)
+    .fetch_one(&mut *conn)
+    .await?;
+    if known {
+        return Ok(());
+    }
     lock_and_notify(conn).await?;
     sqlx::query(
         "INSERT INTO revocations (kind, jti, expires_at, created_at) VALUES ('access_token', $1, $2, $3)

@@ -230,3 +230,57 @@ async fn disabling_a_user_stops_refresh() {
         .unwrap();
     assert_oauth_error(app.refresh("mobile", &t0).await, 400, "invalid_grant").await;
 }
+
+#[tokio::test]
+async fn a_replayed_token_asking_for_more_scope_is_still_reuse() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let t0 = refresh_token(&app.login().await);
+    let t1 = refresh_token(&app.refresh("mobile", &t0).await.json().await.unwrap());
+    app.refresh("mobile", &t1).await;
+
+    let greedy = app
+        .post_token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "mobile"),
+            ("refresh_token", &t0),
+            ("scope", "admin"),
+        ])
+        .await;
+    assert_oauth_error(greedy, 400, "invalid_grant").await;
+    assert!(family_revoked(&app).await);
+}
+
+#[tokio::test]
+async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_session() {
+    let app = spawn_app().await;
+    let user = app.seed().await;
+    let verified: String = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    // The password is reset while the login's argon2 check is running...
+    sqlx::query("UPDATE users SET password_hash = 'changed'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // ...so the session it then tries to create is refused.
+    let family = tessera::store::refresh::NewFamily {
+        user_id: user,
+        verified_hash: &verified,
+        client_id: "mobile",
+        scope: "read",
+        expires_at: app.state.clock.now() + chrono::Duration::days(1),
+    };
+    let token = tessera::domain::RefreshToken::generate();
+    let created = tessera::store::refresh::create_family(
+        &app.pool,
+        family,
+        &token.hash(),
+        app.state.clock.now(),
+    )
+    .await
+    .unwrap();
+    assert!(created.is_none());
+    assert_eq!(app.count("refresh_families").await, 0);
+}

@@ -81,8 +81,16 @@ async fn a_mobile_app_logs_out_by_revoking_its_refresh_token() {
             .await["active"],
         true
     );
-    // Again, or unknown: still 200.
+    // Again, or unknown: still 200, and nothing more is written.
+    let entries = app.count("revocations").await;
     assert_eq!(revoke(&app, "mobile", refresh).await.status(), 200);
+    assert_eq!(revoke(&app, "mobile", access).await.status(), 200);
+    assert_eq!(revoke(&app, "mobile", access).await.status(), 200);
+    assert_eq!(
+        app.count("revocations").await,
+        entries + 1,
+        "only the first access-token revocation writes"
+    );
     assert_eq!(
         revoke(&app, "mobile", "tsr_never-issued").await.status(),
         200
@@ -289,9 +297,10 @@ async fn a_restarted_instance_starts_with_the_full_denylist() {
         .await
         .unwrap();
 
-    // A fresh process on the same database.
+    // A fresh process on the same database: one denied token, the two
+    // logins ended by the logout, and the user's not-before.
     let restarted = spawn_on(a.db.clone(), |_| {}).await;
-    assert_eq!(restarted.state.denylist.len(), (1, 0, 1));
+    assert_eq!(restarted.state.denylist.len(), (1, 2, 1));
     for token in [&one, &two] {
         assert_eq!(
             restarted
