@@ -89,6 +89,11 @@ enum KeysCommand {
     Rotate {
         #[arg(long, value_parser = parse_duration)]
         delay: Option<Duration>,
+        /// Allow a delay shorter than keys.jwks_max_age + keys.reload_interval
+        /// (emergency rotation after a compromise; verifiers with a cached
+        /// JWKS may reject tokens of the new key until they refetch).
+        #[arg(long)]
+        force: bool,
         /// Algorithm of the new key (default keys.algorithm): ES256, EdDSA or RS256.
         #[arg(long)]
         algorithm: Option<SigningAlgorithm>,
@@ -232,10 +237,24 @@ pub async fn run() -> anyhow::Result<()> {
                 settings.tokens.access_ttl,
             )?;
             let now = Clock::default().now();
-            if let KeysCommand::Rotate { delay, algorithm } = command {
+            if let KeysCommand::Rotate {
+                delay,
+                force,
+                algorithm,
+            } = command
+            {
                 let algorithm = algorithm.unwrap_or(settings.keys.algorithm);
                 let delay = delay.unwrap_or(settings.keys.rotation_delay);
-                let kid = ring.rotate(&pool, algorithm, now, delay).await?;
+                let minimum = settings.min_rotation_delay();
+                if delay < minimum && !force {
+                    bail!(
+                        "--delay below {}s lets the new key sign before verifiers and other instances know it; add --force for an emergency rotation",
+                        minimum.as_secs()
+                    );
+                }
+                let kid = ring
+                    .rotate(&mut *pool.acquire().await?, algorithm, now, delay)
+                    .await?;
                 println!(
                     "new {} key {kid} activates in {}s",
                     algorithm.as_str(),

@@ -12,8 +12,12 @@ use serde::Deserialize;
 
 use crate::keys::SigningAlgorithm;
 
-/// The dev-only key-encryption secret shipped in `config/local.yaml`.
-const LOCAL_DEV_ENCRYPTION_KEY: &str = "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=";
+/// Key-encryption secrets published in this repository (`config/local.yaml`,
+/// `.env.example`): fine for trying things out, never for production.
+const PUBLISHED_ENCRYPTION_KEYS: [&str; 2] = [
+    "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=",
+    "RVhBTVBMRS1PTkxZLXJlcGxhY2UtbWUtMzItYnl0ZXM=",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +218,12 @@ impl Settings {
                 bail!("configuration: {name} must be greater than zero");
             }
         }
+        if self.keys.rotation_delay < self.min_rotation_delay() {
+            bail!(
+                "configuration: keys.rotation_delay must be at least keys.jwks_max_age + keys.reload_interval ({}s)",
+                self.min_rotation_delay().as_secs()
+            );
+        }
         if self.tokens.refresh_grace >= self.tokens.refresh_ttl {
             bail!("configuration: tokens.refresh_grace must be shorter than tokens.refresh_ttl");
         }
@@ -243,10 +253,10 @@ impl Settings {
             );
         };
         if self.environment == Environment::Production
-            && secret.expose_secret() == LOCAL_DEV_ENCRYPTION_KEY
+            && PUBLISHED_ENCRYPTION_KEYS.contains(&secret.expose_secret().trim())
         {
             bail!(
-                "configuration: keys.encryption_key is the public local-dev key; generate one with `openssl rand -base64 32`"
+                "configuration: keys.encryption_key is a key published in this repository; generate one with `openssl rand -base64 32`"
             );
         }
         let bytes = base64::engine::general_purpose::STANDARD
@@ -256,6 +266,12 @@ impl Settings {
         bytes.ok_or_else(|| {
             anyhow::anyhow!("configuration: keys.encryption_key must be 32 bytes, base64-encoded")
         })
+    }
+
+    /// The shortest safe wait before a rotated-in key signs: every verifier's
+    /// cached JWKS and every instance's key set must include it first.
+    pub fn min_rotation_delay(&self) -> Duration {
+        self.keys.jwks_max_age + self.keys.reload_interval
     }
 
     pub fn database_url(&self) -> &str {

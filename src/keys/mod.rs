@@ -247,7 +247,7 @@ impl KeyRing {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate(
         &self,
-        pool: &PgPool,
+        conn: &mut sqlx::PgConnection,
         algorithm: SigningAlgorithm,
         now: DateTime<Utc>,
         delay: std::time::Duration,
@@ -255,7 +255,7 @@ impl KeyRing {
         let activates_at =
             now + chrono::Duration::from_std(delay).context("keys.rotation_delay is too large")?;
         let new_key = self.new_key(algorithm, now, activates_at)?;
-        key_store::insert(pool, &new_key).await?;
+        key_store::insert(conn, &new_key).await?;
         tracing::info!(kid = %new_key.kid, alg = algorithm.as_str(), %activates_at, "rotated signing key");
         Ok(new_key.kid)
     }

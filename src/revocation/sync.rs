@@ -3,8 +3,9 @@
 //! Subscribe first, then read everything after the last applied `seq`: an
 //! entry committed between the two is read by the catch-up, and one
 //! committed later arrives as a notification. A lost connection (which
-//! loses notifications) restarts the cycle, and a periodic catch-up covers
-//! anything else; pruning rides on the same tick.
+//! loses notifications) restarts the cycle. Independently of the listener,
+//! and so even while it cannot connect, a periodic catch-up covers anything
+//! else and prunes expired entries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,15 @@ use crate::clock::Clock;
 use crate::store::revocations::{self, CHANNEL};
 
 pub async fn run(pool: PgPool, denylist: Arc<Denylist>, clock: Clock, interval: Duration) {
+    tokio::join!(
+        listen_forever(&pool, &denylist, &clock),
+        poll_forever(&pool, &denylist, &clock, interval)
+    );
+}
+
+async fn listen_forever(pool: &PgPool, denylist: &Denylist, clock: &Clock) {
     loop {
-        if let Err(e) = listen(&pool, &denylist, &clock, interval).await {
+        if let Err(e) = listen(pool, denylist, clock).await {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "revocation listener lost; reconnecting"
@@ -28,29 +36,31 @@ pub async fn run(pool: PgPool, denylist: Arc<Denylist>, clock: Clock, interval: 
     }
 }
 
-async fn listen(
-    pool: &PgPool,
-    denylist: &Denylist,
-    clock: &Clock,
-    interval: Duration,
-) -> anyhow::Result<()> {
+async fn listen(pool: &PgPool, denylist: &Denylist, clock: &Clock) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
     denylist.catch_up(pool, clock.now()).await?;
+    loop {
+        match listener.try_recv().await? {
+            Some(_) => denylist.catch_up(pool, clock.now()).await?,
+            // The connection dropped: notifications may have been lost.
+            None => anyhow::bail!("connection closed"),
+        }
+    }
+}
+
+async fn poll_forever(pool: &PgPool, denylist: &Denylist, clock: &Clock, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     loop {
-        tokio::select! {
-            notification = listener.try_recv() => match notification? {
-                Some(_) => denylist.catch_up(pool, clock.now()).await?,
-                // The connection dropped: notifications may have been lost.
-                None => anyhow::bail!("connection closed"),
-            },
-            _ = tick.tick() => {
-                let now = clock.now();
-                denylist.prune(now);
-                revocations::prune(pool, now).await?;
-                denylist.catch_up(pool, now).await?;
-            }
+        tick.tick().await;
+        let now = clock.now();
+        denylist.prune(now);
+        let result = async {
+            revocations::prune(pool, now).await?;
+            denylist.catch_up(pool, now).await
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(error = %e, "periodic revocation catch-up failed");
         }
     }
 }

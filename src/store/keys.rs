@@ -23,8 +23,8 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(kid = %key.kid))]
-pub async fn insert(pool: &PgPool, key: &StoredKey) -> sqlx::Result<()> {
-    insert_with(pool, key).await
+pub async fn insert(conn: &mut sqlx::PgConnection, key: &StoredKey) -> sqlx::Result<()> {
+    insert_with(conn, key).await
 }
 
 async fn insert_with<'e, E: sqlx::PgExecutor<'e>>(

@@ -423,7 +423,7 @@ async fn tokens_are_revoked_by_value_and_keys_rotated() {
 
     let rotate = app
         .admin(Method::POST, "/admin/keys/rotate", &token)
-        .json(&json!({"delay_seconds": 0}))
+        .json(&json!({"delay_seconds": 0, "force": true}))
         .send()
         .await
         .unwrap();
@@ -559,6 +559,7 @@ async fn bad_admin_input_gets_4xx_and_changes_nothing() {
         (Method::POST, "/admin/tokens/revoke".into(), json, b"[]".to_vec(), 400),
         (Method::POST, "/admin/keys/rotate".into(), json, b"{\"algorithm\": \"HS256\"}".to_vec(), 400),
         (Method::POST, "/admin/keys/rotate".into(), json, b"{\"delay_seconds\": -1}".to_vec(), 400),
+        (Method::POST, "/admin/keys/rotate".into(), json, b"{\"delay_seconds\": 5}".to_vec(), 400),
         (Method::GET, "/admin/audit?limit=abc".into(), json, vec![], 400),
         (Method::DELETE, "/admin/users/x/sessions/y".into(), json, vec![], 404),
     ];

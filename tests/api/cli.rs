@@ -159,9 +159,21 @@ async fn keys_list_and_rotate() {
         .to_owned();
     assert!(stdout(&list).contains(&kid) && stdout(&list).contains("active"));
 
+    // Too soon for cached JWKS copies, unless forced.
+    let hasty = tessera(Some(&app), &["keys", "rotate", "--delay", "0s"], "", &[]);
+    assert!(!hasty.status.success());
+    assert!(stderr(&hasty).contains("--force"));
     let rotated = tessera(
         Some(&app),
-        &["keys", "rotate", "--delay", "0s", "--algorithm", "EdDSA"],
+        &[
+            "keys",
+            "rotate",
+            "--delay",
+            "0s",
+            "--force",
+            "--algorithm",
+            "EdDSA",
+        ],
         "",
         &[],
     );

@@ -18,8 +18,18 @@ fn read(file: &str) -> String {
     std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
-/// `.env.example` as compose would read `.env`.
+/// `.env.example` as compose would read `.env` once the operator has
+/// replaced the example encryption key (which production refuses).
 fn dotenv() -> HashMap<String, String> {
+    let mut vars = example_env();
+    vars.insert(
+        "TESSERA_ENCRYPTION_KEY".into(),
+        "bm90LXRoZS1leGFtcGxlLWtleS0zMi1ieXRlcy0hISE=".into(),
+    );
+    vars
+}
+
+fn example_env() -> HashMap<String, String> {
     read(".env.example")
         .lines()
         .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
@@ -111,6 +121,18 @@ fn every_compose_variable_is_a_configuration_key() {
     let settings = Settings::load_from(&dir, Environment::Production, Some(vars.clone()))
         .unwrap_or_else(|e| panic!("compose configuration is rejected: {e:#}"));
     assert_eq!(settings.http.public_addr, "0.0.0.0:8080");
+
+    // Production refuses the example encryption key left in place.
+    let mut example = vars.clone();
+    example.insert(
+        "TESSERA__KEYS__ENCRYPTION_KEY".into(),
+        example_env()["TESSERA_ENCRYPTION_KEY"].clone(),
+    );
+    let error = Settings::load_from(&dir, Environment::Production, Some(example)).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("published in this repository"),
+        "{error:#}"
+    );
 
     // The check has teeth: a misspelt key is refused.
     let mut typo = vars;

@@ -16,7 +16,12 @@ async fn rotate(app: &TestApp, delay: Duration) -> String {
     let kid = app
         .state
         .keys
-        .rotate(&app.pool, SigningAlgorithm::Es256, now, delay)
+        .rotate(
+            &mut app.pool.acquire().await.unwrap(),
+            SigningAlgorithm::Es256,
+            now,
+            delay,
+        )
         .await
         .unwrap();
     app.state.keys.reload(&app.pool, now).await.unwrap();

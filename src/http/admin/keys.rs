@@ -13,6 +13,11 @@ use crate::state::AppState;
 pub struct Rotate {
     /// Seconds until the new key signs (default `keys.rotation_delay`).
     delay_seconds: Option<u64>,
+    /// Allow a delay shorter than the JWKS cache lifetime plus the key
+    /// reload interval (emergency rotation after a key compromise): tokens
+    /// signed meanwhile may fail at verifiers with a cached JWKS.
+    #[serde(default)]
+    force: bool,
     algorithm: Option<SigningAlgorithm>,
     reason: Option<String>,
 }
@@ -44,15 +49,21 @@ pub async fn rotate(
     if delay > std::time::Duration::from_secs(30 * 86400) {
         return Err(Error::invalid_request("delay_seconds is at most 30 days"));
     }
+    let minimum = state.settings.min_rotation_delay();
+    if delay < minimum && !body.force {
+        return Err(Error::invalid_request(format!(
+            "delay_seconds below {} lets the new key sign before verifiers know it; set force for an emergency rotation",
+            minimum.as_secs()
+        )));
+    }
     let algorithm = body.algorithm.unwrap_or(state.settings.keys.algorithm);
-    let kid = state
-        .keys
-        .rotate(&state.pool, algorithm, now, delay)
-        .await?;
-    state.keys.reload(&state.pool, now).await?;
-    let mut conn = state.pool.acquire().await?;
+    // The new key and its audit row commit together.
+    let mut tx = state.pool.begin().await?;
+    let kid = state.keys.rotate(&mut tx, algorithm, now, delay).await?;
     admin
-        .audit(&mut conn, "keys.rotate", Some(&kid), reason, now)
+        .audit(&mut tx, "keys.rotate", Some(&kid), reason, now)
         .await?;
+    tx.commit().await?;
+    state.keys.reload(&state.pool, now).await?;
     Ok(HttpResponse::Created().json(json!({ "kid": kid, "keys": state.keys.list(now) })))
 }
