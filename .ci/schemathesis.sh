@@ -4,7 +4,8 @@
 # must match the documented status codes, content types, headers and
 # schemas; no 5xx). The admin API and /metrics are not exercised.
 #
-# Needs: target/debug/tessera (built by `cargo test`), python3 with pip,
+# Needs: target/debug/tessera (built by `cargo test`), python3 (schemathesis
+# goes into a private virtualenv; python3-venv and curl are installed if missing),
 # Postgres on TESSERA_TEST_DATABASE_URL's server (default
 # postgres://postgres@127.0.0.1:5432), psql. Exits non-zero on any failure.
 #
@@ -31,26 +32,34 @@ log() { printf '\n== %s\n' "$*"; }
 die() { printf 'schemathesis.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- tools -------------------------------------------------------------------
-command -v python3 >/dev/null || die "python3 is required"
-if ! command -v psql >/dev/null; then
-  log "installing the Postgres client"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-client >/dev/null ||
-    { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-client >/dev/null; }
-fi
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >/dev/null ||
+    { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >/dev/null; }
+}
+command -v python3 >/dev/null || { log "installing python3"; apt_install python3 python3-venv; }
+command -v curl >/dev/null || { log "installing curl"; apt_install curl; }
+command -v psql >/dev/null || { log "installing the Postgres client"; apt_install postgresql-client; }
 command -v psql >/dev/null || die "psql is required (apt-get install postgresql-client)"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+# A private virtualenv: Debian's system Python refuses pip installs (PEP 668).
+VENV="${SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tessera-schemathesis-venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating a virtualenv in $VENV"
+  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
+fi
+PY="$VENV/bin/python"
+if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
   log "installing schemathesis $SCHEMATHESIS_VERSION"
-  python3 -m pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+  "$PY" -m pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
 fi
-if ! python3 -c "import openapi_spec_validator" 2>/dev/null; then
+if ! "$PY" -c "import openapi_spec_validator" 2>/dev/null; then
   log "installing openapi-spec-validator $SPEC_VALIDATOR_VERSION"
-  python3 -m pip install --quiet "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
+  "$PY" -m pip install --quiet "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
 fi
-ST="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st"
-[ -x "$ST" ] || ST="$(command -v st)" || die "the schemathesis CLI (st) is not on PATH"
+ST="$VENV/bin/st"
+[ -x "$ST" ] || die "the schemathesis CLI (st) is missing from $VENV"
 
 for _ in $(seq 1 24); do [ -x "$BIN" ] && break; sleep 5; done
 [ -x "$BIN" ] || die "$BIN not found: run cargo build (or cargo test) first"
@@ -89,7 +98,7 @@ trap 'exit 130' INT TERM
 
 # --- the spec itself ---------------------------------------------------------
 log "validating openapi.yaml and its examples"
-python3 - openapi.yaml <<'EOF'
+"$PY" - openapi.yaml <<'EOF'
 import sys, yaml, jsonschema
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
