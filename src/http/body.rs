@@ -23,6 +23,16 @@ pub async fn read(mut payload: Payload, limit: usize) -> Result<BytesMut, Error>
     Ok(body)
 }
 
+/// Reads (at most `limit` bytes) and parses a form or JSON body.
+pub async fn form_or_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+) -> Result<T, Error> {
+    let raw = read(payload, limit).await?;
+    parse(req, &raw)
+}
+
 /// Parses a form-urlencoded or JSON body into `T`.
 pub fn parse<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, Error> {
     let content_type = req

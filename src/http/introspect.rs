@@ -57,8 +57,8 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    let raw = body::read(payload, state.settings.http.max_body_bytes).await?;
-    let request: IntrospectRequest = body::parse(&req, &raw)?;
+    let request: IntrospectRequest =
+        body::form_or_json(&req, payload, state.settings.http.max_body_bytes).await?;
     if bearer::is_present(&req) {
         bearer::require(&req, &state, "admin")?;
     } else {

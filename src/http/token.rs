@@ -35,8 +35,8 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    let raw = body::read(payload, state.settings.http.max_body_bytes).await?;
-    let request: TokenRequest = body::parse(&req, &raw)?;
+    let request: TokenRequest =
+        body::form_or_json(&req, payload, state.settings.http.max_body_bytes).await?;
 
     let grant_type = request
         .grant_type
