@@ -274,14 +274,6 @@ impl Settings {
         self.keys.jwks_max_age + self.keys.reload_interval
     }
 
-    pub fn database_url(&self) -> &str {
-        self.database
-            .url
-            .as_ref()
-            .map(|u| u.expose_secret())
-            .unwrap_or_default()
-    }
-
     pub fn password_concurrency(&self) -> usize {
         match self.password.max_concurrent {
             0 => std::thread::available_parallelism()

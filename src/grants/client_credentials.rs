@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::client::Client;
-use super::{TokenResponse, access_token};
+use super::{TokenResponse, issue};
 use crate::domain::Scope;
 use crate::error::Error;
 use crate::state::AppState;
@@ -25,20 +25,13 @@ pub fn grant(
     let scope = allowed
         .grant(requested)
         .map_err(|_| Error::InvalidScope("requested scope exceeds what this client may have"))?;
-    let (access, expires_in) = access_token(
+    issue(
         state,
         client.id().to_owned(),
         None,
         client.id(),
         &scope,
+        None,
         now,
-    )?;
-    Ok(TokenResponse {
-        access_token: access,
-        token_type: "Bearer",
-        expires_in,
-        refresh_token: None,
-        scope: scope.to_string(),
-        subject: client.id().to_owned(),
-    })
+    )
 }

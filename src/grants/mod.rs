@@ -9,7 +9,7 @@ pub mod refresh;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{AccessClaims, Scope};
+use crate::domain::{AccessClaims, RefreshToken, Scope};
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -39,21 +39,22 @@ impl std::fmt::Debug for TokenResponse {
 }
 
 /// Signs an access token for `subject` (from login `session`, if any) with
-/// the key active at `now`.
-pub fn access_token(
+/// the key active at `now`, and builds the response around it.
+pub fn issue(
     state: &AppState,
     subject: String,
     session: Option<uuid::Uuid>,
     client_id: &str,
     scope: &Scope,
+    refresh_token: Option<&RefreshToken>,
     now: DateTime<Utc>,
-) -> Result<(String, u64), Error> {
+) -> Result<TokenResponse, Error> {
     let settings = &state.settings;
     let ttl = settings.tokens.access_ttl;
     let mut claims = AccessClaims::new(
         &settings.issuer,
         &settings.audience,
-        subject,
+        subject.clone(),
         client_id,
         scope.to_string(),
         now,
@@ -65,5 +66,12 @@ pub fn access_token(
         .keys
         .signer(now)
         .ok_or(Error::TemporarilyUnavailable)?;
-    Ok((claims.sign(&signer)?, ttl.as_secs()))
+    Ok(TokenResponse {
+        access_token: claims.sign(&signer)?,
+        token_type: "Bearer",
+        expires_in: ttl.as_secs(),
+        refresh_token: refresh_token.map(|t| t.expose().to_owned()),
+        scope: scope.to_string(),
+        subject,
+    })
 }

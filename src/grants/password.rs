@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use super::client::Client;
-use super::{TokenResponse, access_token};
+use super::{TokenResponse, issue};
 use crate::domain::password::{HashError, Verified};
 use crate::domain::{PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
@@ -80,22 +80,15 @@ pub async fn grant(
         return Err(failed_login());
     };
 
-    let (access, expires_in) = access_token(
+    issue(
         state,
         user.id.to_string(),
         Some(session),
         client.id(),
         &scope,
+        Some(&refresh_token),
         now,
-    )?;
-    Ok(TokenResponse {
-        access_token: access,
-        token_type: "Bearer",
-        expires_in,
-        refresh_token: Some(refresh_token.expose().to_owned()),
-        scope: scope_text,
-        subject: user.id.to_string(),
-    })
+    )
 }
 
 fn failed_login() -> Error {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client::Client;
-use super::{TokenResponse, access_token};
+use super::{TokenResponse, issue};
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{RefreshToken, Scope, TokenHash};
 use crate::error::Error;
@@ -102,21 +102,15 @@ pub async fn grant(
     let child = RefreshToken::generate();
     refresh::insert_token(&mut tx, family.id, Some(token.id), &child.hash(), now).await?;
     // Sign before committing: if signing fails, the presented token stays usable.
-    let (access, expires_in) = access_token(
+    let response = issue(
         state,
         family.user_id.to_string(),
         Some(family.id),
         client.id(),
         &scope,
+        Some(&child),
         now,
     )?;
     tx.commit().await?;
-    Ok(TokenResponse {
-        access_token: access,
-        token_type: "Bearer",
-        expires_in,
-        refresh_token: Some(child.expose().to_owned()),
-        scope: scope.to_string(),
-        subject: family.user_id.to_string(),
-    })
+    Ok(response)
 }

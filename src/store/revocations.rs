@@ -121,13 +121,6 @@ pub async fn live_since(
     .await
 }
 
-/// The highest sequence number written so far (0 when empty).
-pub async fn max_seq(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
-        .fetch_one(pool)
-        .await
-}
-
 /// Deletes entries that no longer deny anything.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
