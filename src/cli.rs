@@ -8,15 +8,15 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::clock::Clock;
 use crate::config::{LogFormat, Settings};
-use crate::domain::{ClientSecret, PasswordHasher, PlainPassword, Scope, Username};
+use crate::domain::{ClientId, ClientSecret, PasswordHasher, PlainPassword, Scope, Username};
 use crate::grants::GRANT_TYPES;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
 use crate::startup::{Application, Options};
-use crate::store::{self, clients, users};
+use crate::store::{self, audit, clients, users};
 
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "OAuth 2.0 token issuer")]
@@ -167,14 +167,11 @@ pub async fn run() -> anyhow::Result<()> {
             let hasher = PasswordHasher::new(&settings.password, 1)?;
             let hash = hasher.hash(password).await?;
             let pool = connect(&settings).await?;
-            let id = users::insert(
-                &pool,
-                username.as_str(),
-                &hash,
-                &scope.tokens(),
-                Clock::default().now(),
-            )
-            .await?;
+            let now = Clock::default().now();
+            let mut tx = pool.begin().await?;
+            let id = users::insert(&mut *tx, &username, &hash, &scope.tokens(), now).await?;
+            audit(&mut tx, "user.create", &id.to_string(), now).await?;
+            tx.commit().await?;
             println!("created user {username} with id {id}");
             Ok(())
         }
@@ -185,12 +182,7 @@ pub async fn run() -> anyhow::Result<()> {
             grants,
             scope,
         }) => {
-            if client_id.is_empty()
-                || client_id.len() > 255
-                || client_id.chars().any(|c| c.is_control() || c == ':')
-            {
-                bail!("client_id must be 1 to 255 characters, without control characters or `:`");
-            }
+            let client_id = ClientId::parse(&client_id)?;
             for grant in &grants {
                 if !GRANT_TYPES.contains(&grant.as_str()) {
                     bail!(
@@ -214,8 +206,9 @@ pub async fn run() -> anyhow::Result<()> {
             let pool = connect(&settings).await?;
             let hash = secret.as_ref().map(|s| s.hash());
             let now = Clock::default().now();
+            let mut tx = pool.begin().await?;
             clients::insert(
-                &pool,
+                &mut tx,
                 &client_id,
                 hash.as_ref().map(|h| h.as_bytes()),
                 &grants,
@@ -223,6 +216,8 @@ pub async fn run() -> anyhow::Result<()> {
                 now,
             )
             .await?;
+            audit(&mut tx, "client.create", client_id.as_str(), now).await?;
+            tx.commit().await?;
             println!("created client {client_id}");
             if let (Some(secret), true) = (secret, generated) {
                 println!("client_secret: {}", secret.expose());
@@ -252,9 +247,10 @@ pub async fn run() -> anyhow::Result<()> {
                         minimum.as_secs()
                     );
                 }
-                let kid = ring
-                    .rotate(&mut *pool.acquire().await?, algorithm, now, delay)
-                    .await?;
+                let mut tx = pool.begin().await?;
+                let kid = ring.rotate(&mut tx, algorithm, now, delay).await?;
+                audit(&mut tx, "keys.rotate", &kid, now).await?;
+                tx.commit().await?;
                 println!(
                     "new {} key {kid} activates in {}s",
                     algorithm.as_str(),
@@ -282,6 +278,41 @@ pub async fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Records a change made from the command line in the audit trail, in the
+/// change's own transaction: actor `cli`, and who ran it.
+async fn audit(
+    conn: &mut PgConnection,
+    action: &str,
+    target: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let os_user = os_user();
+    let entry = audit::Entry {
+        actor: "cli",
+        actor_client_id: None,
+        os_user: Some(&os_user),
+        action,
+        target: Some(target),
+        reason: None,
+        outcome: audit::Outcome::Ok,
+    };
+    audit::record(conn, entry, now).await?;
+    Ok(())
+}
+
+/// `$USER` (or `$LOGNAME`) as the shell has it, with the real uid, which
+/// the environment cannot fake.
+fn os_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        Ok(name) if !name.is_empty() => format!("{name} (uid {uid})"),
+        _ => format!("uid {uid}"),
     }
 }
 

@@ -45,26 +45,61 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
-    /// Overloaded (hashing queue full) or not ready (no signing key yet).
+    /// Overloaded (hashing queue full), not ready (no signing key or
+    /// denylist yet), or the database is unreachable or restarting.
     #[error("the server is busy, retry shortly")]
     TemporarilyUnavailable,
     #[error("internal error")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl From<sqlx::Error> for Error {
-    /// An unreachable or exhausted database is a retryable 503, not a 500.
+    /// An unreachable, restarting or exhausted database is a retryable 503,
+    /// not a 500. The transaction it interrupted did not commit, so nothing
+    /// was spent: the client may retry with the same refresh token.
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                if matches!(e, sqlx::Error::PoolTimedOut) {
-                    metrics::counter!(crate::observability::DB_POOL_TIMEOUTS).increment(1);
-                }
-                tracing::warn!(error = %e, "database unavailable");
-                Error::TemporarilyUnavailable
+        if is_unavailable(&e) {
+            if matches!(e, sqlx::Error::PoolTimedOut) {
+                metrics::counter!(crate::observability::DB_POOL_TIMEOUTS).increment(1);
             }
-            e => Error::Internal(e.into()),
+            tracing::warn!(error = %e, "database unavailable");
+            return Error::TemporarilyUnavailable;
         }
+        Error::Internal(e.into())
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    /// Code that returns `anyhow` may be carrying a database fault: it gets
+    /// the same 503 as a bare `sqlx::Error`.
+    fn from(e: anyhow::Error) -> Self {
+        if e.chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .any(is_unavailable)
+        {
+            tracing::warn!(error = format!("{e:#}"), "database unavailable");
+            return Error::TemporarilyUnavailable;
+        }
+        Error::Internal(e)
+    }
+}
+
+/// Faults of the connection rather than of the statement: the pool is out
+/// of connections or closed, the socket failed, or the server is shutting
+/// down, restarting or refusing connections (SQLSTATE class 08, 57P01-57P03,
+/// 53300 too many connections).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 

@@ -23,6 +23,7 @@ pub const HASH_WAIT: &str = "tessera_password_hash_wait_seconds";
 pub const DB_POOL_SIZE: &str = "tessera_db_pool_connections";
 pub const DB_POOL_MAX: &str = "tessera_db_pool_max_connections";
 pub const DB_POOL_TIMEOUTS: &str = "tessera_db_pool_acquire_timeouts_total";
+pub const ADMIN_UNAUTHENTICATED: &str = "tessera_admin_unauthenticated_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

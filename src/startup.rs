@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::Condition;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use tracing_actix_web::TracingLogger;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::PasswordHasher;
+use crate::domain::access_token::AccessTokenVerifier;
 use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::{self, Denylist};
 use crate::state::AppState;
@@ -57,10 +59,17 @@ impl Application {
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::default());
         observability::handle();
+        let verifier = AccessTokenVerifier {
+            keys: keys.clone(),
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            max_lifetime: settings.tokens.access_ttl,
+        };
         let state = AppState {
             pool,
             settings: Arc::new(settings),
             keys,
+            verifier,
             hasher,
             denylist,
             clock,
@@ -70,8 +79,8 @@ impl Application {
         let (public_listener, port) = bind("http.public_addr", &http.public_addr)?;
         let (admin_listener, admin_port) = bind("http.admin_addr", &http.admin_addr)?;
         // Admin routes exist only on the admin listener, never on the public one.
-        let public = serve(public_listener, state.clone(), http::public_routes)?;
-        let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
+        let public = serve(public_listener, state.clone(), http::public_routes, false)?;
+        let admin = serve(admin_listener, state.clone(), http::admin_routes, true)?;
         tracing::info!(addr = %http.public_addr, port, "public listener bound");
         tracing::info!(addr = %http.admin_addr, port = admin_port, "admin listener bound");
 
@@ -141,6 +150,7 @@ fn serve(
     listener: TcpListener,
     state: AppState,
     routes: fn(&mut web::ServiceConfig),
+    audit_refusals: bool,
 ) -> anyhow::Result<Server> {
     let state_shutdown_timeout = state.settings.http.shutdown_timeout.as_secs();
     let data = web::Data::new(state);
@@ -148,6 +158,10 @@ fn serve(
         App::new()
             .wrap(actix_web::middleware::from_fn(
                 observability::track_requests,
+            ))
+            .wrap(Condition::new(
+                audit_refusals,
+                actix_web::middleware::from_fn(http::audit_refusals),
             ))
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(data.clone())
@@ -161,7 +175,8 @@ fn serve(
 }
 
 /// Waits for the database, optionally migrates, makes sure a signing key
-/// exists and loads the keys. Only then does `/readyz` turn green.
+/// exists, loads the keys, normalises old usernames and loads the
+/// denylist. Only then does `/readyz` turn green.
 async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
     if options.migrate {
         // The server may be up before the database exists (first run).
@@ -181,6 +196,13 @@ async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
         .ensure_initial_key(&state.pool, state.settings.keys.algorithm, now)
         .await?;
     state.keys.reload(&state.pool, now).await?;
+    store::users::normalise_stored_usernames(&state.pool).await?;
+    // Bearer checks and introspection answer 503 until this is done: a
+    // revoked token must never pass because this instance has just started.
+    store::with_backoff("loading the revocation denylist", DATABASE_WAIT, || async {
+        Ok(state.denylist.load(&state.pool, state.clock.now()).await?)
+    })
+    .await?;
     tracing::info!("ready");
     Ok(())
 }

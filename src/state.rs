@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::PasswordHasher;
+use crate::domain::access_token::AccessTokenVerifier;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
 
@@ -15,6 +16,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
     pub keys: Arc<KeyRing>,
+    pub verifier: AccessTokenVerifier,
     pub hasher: PasswordHasher,
     pub denylist: Arc<Denylist>,
     pub clock: Clock,

@@ -1,5 +1,8 @@
 //! JWT access tokens in the RFC 9068 profile.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -9,6 +12,10 @@ use crate::keys::{KeyRing, Signer};
 
 /// Longest token we try to parse.
 const MAX_TOKEN_LEN: usize = 8192;
+
+/// How far ahead of our clock `iat`/`nbf` may be: the clock skew allowed
+/// between the instances of one deployment.
+pub const CLOCK_LEEWAY_SECS: i64 = 30;
 
 /// RFC 9068 §2.2 claims.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -26,6 +33,10 @@ pub struct AccessClaims {
     /// revoking the login revokes the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Never set by us; checked when present so that no token signed with
+    /// our key is honoured before its time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl AccessClaims {
@@ -49,6 +60,7 @@ impl AccessClaims {
             exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
             jti: Uuid::new_v4().to_string(),
             sid: None,
+            nbf: None,
         }
     }
 
@@ -73,12 +85,42 @@ pub enum InvalidToken {
     BadSignature,
     #[error("expired")]
     Expired,
+    /// `iat` or `nbf` ahead of our clock, or a lifetime longer than we issue:
+    /// whoever signed it, it is not a token we would have made.
+    #[error("issued in the future or valid for longer than access tokens live")]
+    OutOfBounds,
+}
+
+/// Checks access tokens of this issuer: signature, header, issuer,
+/// audience and time bounds. One per service, in `AppState`.
+#[derive(Clone)]
+pub struct AccessTokenVerifier {
+    pub keys: Arc<KeyRing>,
+    pub issuer: String,
+    pub audience: String,
+    /// The configured access-token lifetime: no genuine token lives longer.
+    pub max_lifetime: Duration,
+}
+
+impl AccessTokenVerifier {
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, InvalidToken> {
+        let claims = verify(token, &self.keys, &self.issuer, &self.audience, now)?;
+        let now = now.timestamp();
+        let max_lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        if claims.iat > now + CLOCK_LEEWAY_SECS
+            || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_LEEWAY_SECS)
+            || claims.exp.saturating_sub(claims.iat) > max_lifetime
+        {
+            return Err(InvalidToken::OutOfBounds);
+        }
+        Ok(claims)
+    }
 }
 
 /// Verifies signature (with the key named by `kid`, and only with that
 /// key's algorithm), `typ`, issuer, audience and expiry at `now`.
 /// Revocation is checked separately (see `revocation::Denylist`).
-pub fn verify(
+fn verify(
     token: &str,
     keys: &KeyRing,
     issuer: &str,

@@ -1,12 +1,14 @@
 //! Domain types that validate when parsed, and the password hasher.
 
 pub mod access_token;
+pub mod client_id;
 pub mod opaque;
 pub mod password;
 pub mod scope;
 pub mod username;
 
 pub use access_token::AccessClaims;
+pub use client_id::ClientId;
 pub use opaque::{ClientSecret, RefreshToken, TokenHash};
 pub use password::{PasswordHasher, PlainPassword};
 pub use scope::Scope;

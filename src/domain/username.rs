@@ -1,10 +1,25 @@
-//! Usernames: any Unicode text a person might type, within limits.
+//! Usernames, in the PRECIS UsernameCaseMapped profile (RFC 8265 §3.3):
+//! width-mapped, case-folded and NFC-normalised, so that `Alice`, `ａｌｉｃｅ`
+//! and `alice` are one account, as are `josé` typed in NFC and in NFD.
+//! The profile refuses spaces, control, invisible (zero-width) and
+//! bidi-control characters. On top of it, a username must not mix scripts
+//! the way spoofs do (UTS #39 mixed-script detection): `pаypal` with a
+//! Cyrillic `а` is refused, while Latin with Han, Kana or Hangul is fine.
+//!
+//! The same parse runs at creation and at login, so what is stored is
+//! always the normalised form and a login finds it however it was typed.
 
 use std::fmt;
 
-pub const MAX_USERNAME_CHARS: usize = 128;
+use precis_profiles::UsernameCaseMapped;
+use precis_profiles::precis_core::profile::PrecisFastInvocation;
+use unicode_security::mixed_script::AugmentedScriptSet;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub const MAX_USERNAME_CHARS: usize = 128;
+/// Longest input we normalise at all (bytes), so a huge field costs nothing.
+const MAX_RAW_BYTES: usize = 4 * MAX_USERNAME_CHARS;
+
+#[derive(Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -13,8 +28,12 @@ pub enum InvalidUsername {
     Empty,
     #[error("username is longer than {MAX_USERNAME_CHARS} characters")]
     TooLong,
-    #[error("username contains control characters or surrounding whitespace")]
+    #[error(
+        "username contains characters that are not allowed (spaces, control, invisible or direction characters)"
+    )]
     BadCharacters,
+    #[error("username mixes scripts (for example Latin and Cyrillic letters)")]
+    MixedScripts,
 }
 
 impl Username {
@@ -22,17 +41,47 @@ impl Username {
         if raw.is_empty() {
             return Err(InvalidUsername::Empty);
         }
-        if raw.chars().count() > MAX_USERNAME_CHARS {
+        if raw.len() > MAX_RAW_BYTES {
             return Err(InvalidUsername::TooLong);
         }
-        if raw.chars().any(char::is_control) || raw.trim() != raw {
-            return Err(InvalidUsername::BadCharacters);
+        let enforced =
+            UsernameCaseMapped::enforce(raw).map_err(|_| InvalidUsername::BadCharacters)?;
+        if enforced.chars().count() > MAX_USERNAME_CHARS {
+            return Err(InvalidUsername::TooLong);
         }
-        Ok(Username(raw.to_owned()))
+        if !is_plausible_script_mix(&enforced) {
+            return Err(InvalidUsername::MixedScripts);
+        }
+        Ok(Username(enforced.into_owned()))
     }
 
+    /// The normalised form: what is stored, compared and counted.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Single-script text (digits and punctuation belong to every script), or
+/// Latin mixed with the CJK combinations UTS #39 calls highly restrictive.
+fn is_plausible_script_mix(s: &str) -> bool {
+    if !AugmentedScriptSet::for_str(s).is_empty() {
+        return true;
+    }
+    let mut without_latin = AugmentedScriptSet::default();
+    for c in s.chars() {
+        let set = AugmentedScriptSet::for_char(c);
+        if !set.base.contains_script(unicode_script::Script::Latin) {
+            without_latin.intersect_with(set);
+        }
+    }
+    without_latin.hanb || without_latin.jpan || without_latin.kore
+}
+
+/// Usernames are personal data and may be a mistyped password: `Debug`
+/// (and so every log line that formats one by accident) shows no content.
+impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Username([REDACTED])")
     }
 }
 
@@ -46,20 +95,45 @@ impl fmt::Display for Username {
 mod tests {
     use super::*;
 
+    fn parse(s: &str) -> Result<String, InvalidUsername> {
+        Username::parse(s).map(|u| u.as_str().to_owned())
+    }
+
     #[test]
-    fn accepts_unicode_and_metacharacters_rejects_junk() {
-        assert!(Username::parse("zoë'; DROP TABLE users;--").is_ok());
-        assert!(Username::parse("用户").is_ok());
-        assert_eq!(Username::parse(""), Err(InvalidUsername::Empty));
-        assert_eq!(Username::parse(" bob"), Err(InvalidUsername::BadCharacters));
-        assert_eq!(
-            Username::parse("a\u{0}b"),
-            Err(InvalidUsername::BadCharacters)
-        );
-        assert_eq!(
-            Username::parse(&"x".repeat(129)),
-            Err(InvalidUsername::TooLong)
-        );
-        assert!(Username::parse(&"é".repeat(128)).is_ok());
+    fn normalises_width_case_and_composition() {
+        assert_eq!(parse("Alice"), Ok("alice".into()));
+        assert_eq!(parse("ＡＬＩＣＥ"), Ok("alice".into()));
+        assert_eq!(parse("jose\u{301}"), parse("jos\u{e9}"));
+        assert_eq!(parse("jos\u{e9}"), Ok("jos\u{e9}".into()));
+        assert_eq!(parse("zoë'o@example.com"), Ok("zoë'o@example.com".into()));
+        assert_eq!(parse("用户"), Ok("用户".into()));
+        assert_eq!(parse("山田taro"), Ok("山田taro".into()));
+        assert_eq!(parse("иван"), Ok("иван".into()));
+    }
+
+    #[test]
+    fn refuses_what_the_profile_disallows_and_spoofs() {
+        assert_eq!(parse(""), Err(InvalidUsername::Empty));
+        for bad in [
+            " bob",
+            "bo b",
+            "a\u{0}b",
+            "ali\u{200b}ce",  // zero-width space
+            "ali\u{202e}ecil", // right-to-left override
+            "ali\u{200d}ce",  // zero-width joiner
+        ] {
+            assert_eq!(parse(bad), Err(InvalidUsername::BadCharacters), "{bad:?}");
+        }
+        // Latin with a Cyrillic `е` (U+0435).
+        assert_eq!(parse("alic\u{435}"), Err(InvalidUsername::MixedScripts));
+        assert_eq!(parse(&"x".repeat(129)), Err(InvalidUsername::TooLong));
+        assert_eq!(parse(&"x".repeat(4096)), Err(InvalidUsername::TooLong));
+        assert!(parse(&"é".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn debug_does_not_show_the_name() {
+        let name = Username::parse("hunter2").unwrap();
+        assert!(!format!("{name:?}").contains("hunter2"));
     }
 }

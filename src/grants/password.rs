@@ -27,7 +27,7 @@ pub async fn grant(
     let password = PlainPassword::for_login(password, state.settings.password.max_length)
         .map_err(|e| Error::invalid_request(e.to_string()))?;
 
-    let user = users::find_by_username(&state.pool, username.as_str()).await?;
+    let user = users::find_by_username(&state.pool, &username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown users are verified against a dummy hash: same work, same answer.
     let verified = state
@@ -61,9 +61,17 @@ pub async fn grant(
         Error::InvalidScope("requested scope exceeds what this user and client may have")
     })?;
 
-    let refresh_token = RefreshToken::generate();
-    let ttl = chrono::Duration::from_std(state.settings.tokens.refresh_ttl)
-        .map_err(anyhow::Error::from)?;
+    // Every login is a session (its `sid` is how logging out reaches its
+    // access tokens), but only a client allowed to refresh gets a refresh
+    // token; without one, the session ends with its access token.
+    let refresh_token = client
+        .may_use("refresh_token")
+        .then(RefreshToken::generate);
+    let ttl = match refresh_token {
+        Some(_) => state.settings.tokens.refresh_ttl,
+        None => state.settings.tokens.access_ttl,
+    };
+    let ttl = chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?;
     let scope_text = scope.to_string();
     let family = refresh::NewFamily {
         user_id: user.id,
@@ -72,8 +80,8 @@ pub async fn grant(
         scope: &scope_text,
         expires_at: now + ttl,
     };
-    let Some(session) =
-        refresh::create_family(&state.pool, family, &refresh_token.hash(), now).await?
+    let first = refresh_token.as_ref().map(RefreshToken::hash);
+    let Some(session) = refresh::create_family(&state.pool, family, first.as_ref(), now).await?
     else {
         // The password changed, the user was disabled or logged out
         // everywhere while this login was being checked.
@@ -86,7 +94,7 @@ pub async fn grant(
         Some(session),
         client.id(),
         &scope,
-        Some(&refresh_token),
+        refresh_token.as_ref(),
         now,
     )
 }

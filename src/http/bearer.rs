@@ -1,14 +1,18 @@
 //! Bearer-token authentication (RFC 6750) for the admin API, the
 //! revocation feed and admin introspection. Failures say nothing about why.
 
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use actix_web::http::header;
 
 use crate::domain::Scope;
-use crate::domain::access_token::{self, AccessClaims};
+use crate::domain::access_token::AccessClaims;
 use crate::error::Error;
 use crate::state::AppState;
 use crate::telemetry::record_on_request;
+
+/// The holder of a valid token that lacked the scope a call needed.
+#[derive(Clone)]
+pub struct Refused(pub AccessClaims);
 
 /// True when the request carries `Authorization: Bearer ...`.
 pub fn is_present(req: &HttpRequest) -> bool {
@@ -24,15 +28,14 @@ fn token(req: &HttpRequest) -> Option<&str> {
 /// A valid, unrevoked access token of this issuer whose scope includes `scope`.
 pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<AccessClaims, Error> {
     let token = token(req).ok_or(Error::MissingToken)?;
-    let settings = &state.settings;
-    let claims = access_token::verify(
-        token,
-        &state.keys,
-        &settings.issuer,
-        &settings.audience,
-        state.clock.now(),
-    )
-    .map_err(|_| Error::InvalidToken)?;
+    let claims = state
+        .verifier
+        .verify(token, state.clock.now())
+        .map_err(|_| Error::InvalidToken)?;
+    // Until the denylist is loaded, a revoked token would look valid.
+    if !state.denylist.is_loaded() {
+        return Err(Error::TemporarilyUnavailable);
+    }
     if state.denylist.is_revoked(&claims) {
         return Err(Error::InvalidToken);
     }
@@ -42,6 +45,8 @@ pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Acces
     }
     let granted = Scope::parse(&claims.scope).map_err(|_| Error::InvalidToken)?;
     if !granted.contains(scope) {
+        // Who was refused, for the admin listener's audit of refusals.
+        req.extensions_mut().insert(Refused(claims));
         return Err(Error::InsufficientScope);
     }
     Ok(claims)

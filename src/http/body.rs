@@ -70,7 +70,10 @@ pub fn parse<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, E
                     "strings must not contain NUL characters",
                 ));
             }
-            serde_json::from_value(value).map_err(|e| malformed("JSON", &e))
+            // From the bytes, not from `value`: a `Value` keeps only the
+            // last of repeated keys, while the derived struct parser
+            // refuses a repeated field, as the form parser does.
+            serde_json::from_slice(body).map_err(|e| malformed("JSON", &e))
         }
         _ => Err(Error::invalid_request(
             "Content-Type must be application/x-www-form-urlencoded or application/json",

@@ -7,10 +7,10 @@ use actix_web::http::header;
 use base64::Engine;
 use secrecy::SecretString;
 
+use crate::domain::client_id::MAX_CLIENT_ID_LEN;
 use crate::error::Error;
 use crate::grants::client::ClientCredentials;
 
-const MAX_CLIENT_ID_LEN: usize = 255;
 
 /// Client identity from HTTP Basic (`client_secret_basic`) or the body
 /// (`client_secret_post`, or just `client_id` for public clients). Using both

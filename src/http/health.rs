@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -8,12 +10,18 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The database answers and a signing key is loaded.
+/// Load balancers probe often and give up quickly: a database that does
+/// not answer within this long counts as down.
+const DATABASE_PROBE: Duration = Duration::from_millis(800);
+
+/// The database answers, a signing key is loaded and so is the denylist.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let probe = crate::store::ping(&state.pool);
+    let database = matches!(tokio::time::timeout(DATABASE_PROBE, probe).await, Ok(Ok(())));
     let keys = state.keys.signer(state.clock.now()).is_some();
-    let body = json!({"database": database, "keys": keys});
-    if database && keys {
+    let revocations = state.denylist.is_loaded();
+    let body = json!({"database": database, "keys": keys, "revocations": revocations});
+    if database && keys && revocations {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

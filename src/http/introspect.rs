@@ -77,6 +77,10 @@ pub async fn introspect(
     let token = request
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
+    // Never "active" for a token this instance cannot yet know is revoked.
+    if !state.denylist.is_loaded() {
+        return Err(Error::TemporarilyUnavailable);
+    }
 
     let settings = &state.settings;
     let details = match revocation::identify(&state, token.expose_secret(), now).await? {

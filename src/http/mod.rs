@@ -2,7 +2,7 @@
 //! it to the domain code.
 
 mod admin;
-mod bearer;
+pub(crate) mod bearer;
 mod body;
 mod client_auth;
 mod health;
@@ -12,6 +12,8 @@ mod revocations;
 mod revoke;
 mod token;
 mod wellknown;
+
+pub use admin::refusals::audit_refusals;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, Route, web};

@@ -25,7 +25,7 @@ struct Feed {
     revoked_tokens: Vec<RevokedToken>,
     /// Reject tokens whose `sid` is listed, until `exp` (ended logins).
     revoked_sessions: Vec<RevokedSession>,
-    /// Reject this user's tokens whose `iat` is at or before `not_before`.
+    /// Reject this user's tokens whose `iat` is before `not_before`.
     revoked_users: Vec<RevokedUser>,
     /// Pass as `since` next time.
     next_cursor: String,
@@ -58,6 +58,13 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .map_err(|_| Error::invalid_request("malformed query string"))?;
     let since = parse_number(query.since.as_deref(), 0, "since")?;
     let limit = parse_number(query.limit.as_deref(), MAX_PAGE, "limit")?.clamp(1, MAX_PAGE);
+    // A cursor from another database, or mistyped, would otherwise be
+    // echoed back and silently skip every revocation until seq caught up.
+    if since > revocations::last_seq(&state.pool).await? {
+        return Err(Error::invalid_request(
+            "since is ahead of the newest revocation: this cursor is not from this issuer's feed; start over with since=0",
+        ));
+    }
     let rows = revocations::live_since(&state.pool, since, state.clock.now(), limit).await?;
     let next = rows.last().map(|r| r.seq).unwrap_or(since);
     let mut feed = Feed {

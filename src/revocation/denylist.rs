@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -15,6 +16,9 @@ const PAGE: i64 = 1000;
 #[derive(Default)]
 pub struct Denylist {
     state: RwLock<State>,
+    /// Set once every live entry has been read at startup. Before that, a
+    /// revoked token would pass, so nothing may rely on the list.
+    loaded: AtomicBool,
 }
 
 #[derive(Default)]
@@ -30,8 +34,13 @@ struct State {
 }
 
 impl Denylist {
-    /// True when the token's jti is denylisted or it was issued no later
-    /// than (within the same second as) its user's not-before instant.
+    /// True when the token's jti or login (`sid`) is denylisted, or it was
+    /// issued in a second wholly before its user's not-before instant.
+    ///
+    /// A token issued earlier in the same second as a log-out-everywhere is
+    /// caught by its `sid` (every user token carries one, and the log-out
+    /// denylists every login it ends); comparing whole seconds here would
+    /// also kill a login made just after the log-out.
     pub fn is_revoked(&self, claims: &AccessClaims) -> bool {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         if state.tokens.contains_key(&claims.jti) {
@@ -47,7 +56,18 @@ impl Denylist {
         state
             .users
             .get(&user)
-            .is_some_and(|(not_before, _)| claims.iat <= not_before.timestamp())
+            .is_some_and(|(not_before, _)| claims.iat < not_before.timestamp())
+    }
+
+    /// Reads every live entry; only then does `is_loaded` turn true.
+    pub async fn load(&self, pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<()> {
+        self.catch_up(pool, now).await?;
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
     }
 
     pub fn apply(&self, rows: &[RevocationRow]) {
@@ -127,6 +147,7 @@ mod tests {
             exp: iat + 600,
             jti: jti.into(),
             sid: None,
+            nbf: None,
         }
     }
 
@@ -170,8 +191,8 @@ mod tests {
         assert!(!list.is_revoked(&claims("someone", "j2", 50)));
         assert!(list.is_revoked(&claims(&user.to_string(), "j3", 99)));
         assert!(
-            list.is_revoked(&claims(&user.to_string(), "j3", 100)),
-            "same second counts as before"
+            !list.is_revoked(&claims(&user.to_string(), "j3", 100)),
+            "the same second is left to the sid entries"
         );
         assert!(!list.is_revoked(&claims(&user.to_string(), "j4", 101)));
         let in_session = AccessClaims {

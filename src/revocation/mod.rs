@@ -17,7 +17,6 @@ use uuid::Uuid;
 
 pub use denylist::Denylist;
 
-use crate::domain::access_token::verify;
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{AccessClaims, TokenHash};
 use crate::observability::REVOCATIONS;
@@ -112,19 +111,10 @@ pub async fn identify(
         return Ok(Presented::Unknown);
     }
     if token.matches('.').count() == 2 {
-        let settings = &state.settings;
-        return Ok(
-            match verify(
-                token,
-                &state.keys,
-                &settings.issuer,
-                &settings.audience,
-                now,
-            ) {
-                Ok(claims) => Presented::Access(claims),
-                Err(_) => Presented::Unknown,
-            },
-        );
+        return Ok(match state.verifier.verify(token, now) {
+            Ok(claims) => Presented::Access(claims),
+            Err(_) => Presented::Unknown,
+        });
     }
     if token.len() > MAX_OPAQUE_LEN {
         return Ok(Presented::Unknown);
@@ -138,9 +128,10 @@ pub async fn identify(
 }
 
 /// Revokes what `identify` found, inside the caller's transaction (finish
-/// with `commit`): an access token is denylisted; a refresh token ends its
-/// whole login, access tokens included (RFC 7009 §2.1). Returns the token
-/// type revoked, if any.
+/// with `commit`): a refresh token, or an access token from a login, ends
+/// that whole login, access tokens included (RFC 7009 §2.1); an access
+/// token of a client acting as itself is denylisted by jti. Returns the
+/// token type revoked, if any.
 pub async fn revoke(
     conn: &mut PgConnection,
     state: &AppState,
@@ -149,6 +140,16 @@ pub async fn revoke(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<&'static str>> {
     let kind = match presented {
+        // A user's token ends its login (RFC 7009 §2.1 allows revoking
+        // the related refresh token): one entry per login however many of
+        // its tokens are revoked, so a loop of refresh-then-revoke cannot
+        // flood the denylist that every instance and verifier holds.
+        Presented::Access(AccessClaims { sid: Some(sid), .. }) => {
+            let family = Uuid::parse_str(sid)?;
+            let ttl = state.settings.tokens.access_ttl;
+            end_session(conn, family, reason, now, ttl).await?;
+            Some("access_token")
+        }
         Presented::Access(claims) => {
             deny(conn, claims, now).await?;
             metrics::counter!(REVOCATIONS, "kind" => "access_token").increment(1);

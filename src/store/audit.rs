@@ -1,23 +1,48 @@
-//! The admin audit trail, written in the same transaction as the action.
+//! The audit trail: admin API calls and CLI changes, written in the same
+//! transaction as the change they record, and admin calls refused to a
+//! valid token (outcome `denied`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 pub struct Entry<'a> {
+    /// The token's `sub`, or `cli`.
     pub actor: &'a str,
-    pub actor_client_id: &'a str,
+    /// The token's `client_id`; none for the CLI.
+    pub actor_client_id: Option<&'a str>,
+    /// For the CLI: the operating-system user who ran it.
+    pub os_user: Option<&'a str>,
     pub action: &'a str,
     pub target: Option<&'a str>,
     pub reason: Option<&'a str>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// A valid token without the scope the call needs.
+    Denied,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: i64,
     pub actor: String,
-    pub actor_client_id: String,
+    pub actor_client_id: Option<String>,
+    pub os_user: Option<String>,
     pub action: String,
+    pub outcome: String,
     pub target: Option<String>,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -30,13 +55,16 @@ pub async fn record(
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO audit_log (actor, actor_client_id, action, target, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit_log (actor, actor_client_id, os_user, action, target, reason, outcome, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(entry.actor)
     .bind(entry.actor_client_id)
+    .bind(entry.os_user)
     .bind(entry.action)
     .bind(entry.target)
     .bind(entry.reason)
+    .bind(entry.outcome.as_str())
     .bind(now)
     .execute(conn)
     .await?;
@@ -47,7 +75,7 @@ pub async fn record(
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn page(pool: &PgPool, before: Option<i64>, limit: i64) -> sqlx::Result<Vec<AuditRow>> {
     sqlx::query_as::<_, AuditRow>(
-        "SELECT id, actor, actor_client_id, action, target, reason, created_at FROM audit_log
+        "SELECT id, actor, actor_client_id, os_user, action, outcome, target, reason, created_at FROM audit_log
          WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(before)

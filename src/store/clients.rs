@@ -1,6 +1,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::domain::ClientId;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClientRow {
     pub client_id: String,
@@ -18,10 +20,10 @@ pub enum CreateClientError {
     Db(#[from] sqlx::Error),
 }
 
-#[tracing::instrument(level = "debug", skip(pool, secret_hash))]
+#[tracing::instrument(level = "debug", skip(conn, secret_hash))]
 pub async fn insert(
-    pool: &PgPool,
-    client_id: &str,
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
     secret_hash: Option<&[u8]>,
     grant_types: &[String],
     scopes: &[String],
@@ -31,12 +33,12 @@ pub async fn insert(
         "INSERT INTO clients (client_id, secret_hash, grant_types, scopes, created_at)
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(client_id)
+    .bind(client_id.as_str())
     .bind(secret_hash)
     .bind(grant_types)
     .bind(scopes)
     .bind(now)
-    .execute(pool)
+    .execute(conn)
     .await
     .map_err(|e| {
         if super::is_unique_violation(&e) {

@@ -34,12 +34,13 @@ pub struct NewFamily<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Starts a family (one login) with its first token.
+/// Starts a family (one login) with its first refresh token, if the
+/// client gets one.
 #[tracing::instrument(level = "debug", skip_all, fields(client_id = family.client_id, user_id = %family.user_id))]
 pub async fn create_family(
     pool: &PgPool,
     family: NewFamily<'_>,
-    first: &TokenHash,
+    first: Option<&TokenHash>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<Uuid>> {
     let id = Uuid::new_v4();
@@ -74,7 +75,9 @@ pub async fn create_family(
     .bind(family.expires_at)
     .execute(&mut *tx)
     .await?;
-    insert_token(&mut tx, id, None, first, now).await?;
+    if let Some(first) = first {
+        insert_token(&mut tx, id, None, first, now).await?;
+    }
     tx.commit().await?;
     Ok(Some(id))
 }

@@ -121,6 +121,17 @@ pub async fn live_since(
     .await
 }
 
+/// The highest `seq` ever handed out (0 before the first entry), whether
+/// or not that entry has since been pruned: no valid cursor is above it.
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn last_seq(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('revocations', 'seq')), 0)",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Deletes entries that no longer deny anything.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {

@@ -1,6 +1,9 @@
+use anyhow::bail;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::domain::Username;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -22,7 +25,7 @@ pub enum CreateUserError {
 #[tracing::instrument(level = "debug", skip(executor, password_hash))]
 pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
-    username: &str,
+    username: &Username,
     password_hash: &str,
     scopes: &[String],
     now: DateTime<Utc>,
@@ -33,7 +36,7 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
          VALUES ($1, $2, $3, $4, $5, $5)",
     )
     .bind(id)
-    .bind(username)
+    .bind(username.as_str())
     .bind(password_hash)
     .bind(scopes)
     .bind(now)
@@ -49,12 +52,17 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
     Ok(id)
 }
 
-#[tracing::instrument(level = "debug", skip(pool))]
-pub async fn find_by_username(pool: &PgPool, username: &str) -> sqlx::Result<Option<UserRow>> {
+/// The username is not logged: a failed login's "username" may be a
+/// password typed into the wrong field.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn find_by_username(
+    pool: &PgPool,
+    username: &Username,
+) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as::<_, UserRow>(
         "SELECT id, username, password_hash, scopes, disabled FROM users WHERE username = $1",
     )
-    .bind(username)
+    .bind(username.as_str())
     .fetch_optional(pool)
     .await
 }
@@ -132,4 +140,50 @@ pub async fn set_password_hash(
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Brings usernames stored before they were normalised (PRECIS) into their
+/// normalised form, once per row. Two rows that normalise to the same name
+/// (`Alice` and `alice`) are a collision an operator must resolve: startup
+/// stops and names both. A stored name the profile refuses is left as it
+/// is (nobody can log in with it any more) and logged by id.
+pub async fn normalise_stored_usernames(pool: &PgPool) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    // One instance at a time; the others find nothing left to do.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tessera.normalise_usernames'))")
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, username FROM users WHERE NOT username_normalised")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (id, stored) in rows {
+        let normalised = match Username::parse(&stored) {
+            Ok(name) => name.as_str().to_owned(),
+            Err(e) => {
+                tracing::warn!(user_id = %id, reason = %e, "stored username is not allowed any more; that user cannot log in until renamed");
+                stored.clone()
+            }
+        };
+        let other: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM users WHERE username = $1 AND id <> $2")
+                .bind(&normalised)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(other) = other {
+            bail!(
+                "users {id} and {other} have usernames that are the same after normalisation \
+                 (case, width, Unicode composition); rename or delete one \
+                 (UPDATE users SET username = '...' WHERE id = '...'), then start again"
+            );
+        }
+        sqlx::query("UPDATE users SET username = $2, username_normalised = true WHERE id = $1")
+            .bind(id)
+            .bind(&normalised)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

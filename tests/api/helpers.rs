@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
 use tessera::clock::Clock;
 use tessera::config::{LogFormat, Settings};
-use tessera::domain::{ClientSecret, PasswordHasher, PlainPassword};
+use tessera::domain::{ClientId, ClientSecret, PasswordHasher, PlainPassword, Username};
 use tessera::startup::{Application, Options};
 use tessera::state::AppState;
 use tessera::store::{self, clients, users};
@@ -203,7 +203,8 @@ impl TestApp {
             .await
             .unwrap();
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        users::insert(&self.pool, username, &hash, &scopes, self.state.clock.now())
+        let username = Username::parse(username).unwrap();
+        users::insert(&self.pool, &username, &hash, &scopes, self.state.clock.now())
             .await
             .unwrap()
     }
@@ -236,8 +237,8 @@ impl TestApp {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         let hash = secret.map(|s| s.hash());
         clients::insert(
-            &self.pool,
-            client_id,
+            &mut *self.pool.acquire().await.unwrap(),
+            &ClientId::parse(client_id).unwrap(),
             hash.as_ref().map(|h| h.as_bytes()),
             &grants,
             &scopes,

@@ -250,7 +250,8 @@ async fn weaker_password_hashes_are_upgraded_on_login() {
         .await
         .unwrap();
     assert!(hash.contains("m=4096"));
-    tessera::store::users::insert(&app.pool, "old-timer", &hash, &[], app.state.clock.now())
+    let username = tessera::domain::Username::parse("old-timer").unwrap();
+    tessera::store::users::insert(&app.pool, &username, &hash, &[], app.state.clock.now())
         .await
         .unwrap();
 

@@ -276,7 +276,7 @@ async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_sess
     let created = tessera::store::refresh::create_family(
         &app.pool,
         family,
-        &token.hash(),
+        Some(&token.hash()),
         app.state.clock.now(),
     )
     .await

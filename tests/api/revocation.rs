@@ -180,15 +180,12 @@ async fn the_feed_tells_offline_verifiers_what_was_revoked() {
         .service_token("api-gateway", &["revocations:read"])
         .await;
     let first = app.login().await;
-    let first_jti = tessera::domain::access_token::verify(
-        first["access_token"].as_str().unwrap(),
-        &app.state.keys,
-        "http://tessera.test",
-        "tessera",
-        app.state.clock.now(),
-    )
-    .unwrap()
-    .jti;
+    let first_jti = app
+        .state
+        .verifier
+        .verify(first["access_token"].as_str().unwrap(), app.state.clock.now())
+        .unwrap()
+        .jti;
     revoke(&app, "mobile", first["access_token"].as_str().unwrap()).await;
 
     let initial = feed(&app, &reader, None).await;

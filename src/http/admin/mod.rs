@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod refusals;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
@@ -44,10 +45,12 @@ impl Admin {
     ) -> Result<(), Error> {
         let entry = audit_store::Entry {
             actor: &self.0.sub,
-            actor_client_id: &self.0.client_id,
+            actor_client_id: Some(&self.0.client_id),
+            os_user: None,
             action,
             target,
             reason,
+            outcome: audit_store::Outcome::Ok,
         };
         audit_store::record(conn, entry, now).await?;
         Ok(())

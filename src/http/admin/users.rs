@@ -57,7 +57,7 @@ pub async fn create(
     let hash = state.hasher.hash(password).await.map_err(hash_error)?;
 
     let mut tx = state.pool.begin().await?;
-    let id = users::insert(&mut *tx, username.as_str(), &hash, &scope.tokens(), now)
+    let id = users::insert(&mut *tx, &username, &hash, &scope.tokens(), now)
         .await
         .map_err(|e| match e {
             CreateUserError::Exists => Error::Conflict("a user with that username already exists"),
