@@ -23,7 +23,9 @@ pub async fn grant(
     requested: Option<Scope>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
-    let username = Username::parse(username).map_err(|e| Error::invalid_request(e.to_string()))?;
+    // No account can have a name the profile refuses: the same answer as
+    // for any unknown user, without hashing (the rule is public anyway).
+    let username = Username::parse(username).map_err(|_| failed_login())?;
     let password = PlainPassword::for_login(password, state.settings.password.max_length)
         .map_err(|e| Error::invalid_request(e.to_string()))?;
 

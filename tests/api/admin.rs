@@ -82,10 +82,22 @@ async fn admin_calls_need_a_valid_token_with_the_admin_scope() {
             "insufficient_scope"
         );
     }
-    assert!(
-        audit_actions(&app).await.is_empty(),
-        "refused calls do nothing"
-    );
+    // Refusals to a valid token are audited (who asked for what); calls
+    // without a valid token are not stored.
+    let refused: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT actor, actor_client_id, action, outcome FROM audit_log ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for (actor, client_id, action, outcome) in &refused {
+        assert_eq!(action, "GET /admin/keys");
+        assert_eq!(outcome, "denied");
+        assert!(client_id.is_some() && !actor.is_empty());
+    }
+    assert_eq!(refused[0].1.as_deref(), Some("mobile"));
+    assert_eq!(refused[1].1.as_deref(), Some("reporting"));
 
     // An admin user's password-grant token works too.
     app.create_user("root", PASSWORD, &["admin"]).await;
@@ -395,13 +407,11 @@ async fn tokens_are_revoked_by_value_and_keys_rotated() {
     let body: Value = revoke(access).await.unwrap().json().await.unwrap();
     assert_eq!(body, json!({"revoked": true, "token_type": "access_token"}));
     assert_eq!(app.introspect(access).await["active"], false);
-    // Only that token: the session goes on.
-    let rotated = app
-        .refresh("mobile", refresh)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    // A user's access token ends its login (RFC 7009 §2.1): one denylist
+    // entry for the session, and its refresh token is dead too.
+    assert_eq!(app.refresh("mobile", refresh).await.status(), 400);
+    assert_eq!(app.state.denylist.len(), (0, 1, 0));
+    let rotated = app.login().await;
     let body: Value = revoke(rotated["refresh_token"].as_str().unwrap())
         .await
         .unwrap()

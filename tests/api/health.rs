@@ -9,7 +9,10 @@ async fn healthz_and_readyz_when_everything_is_up() {
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"database": true, "keys": true}));
+    assert_eq!(
+        body,
+        serde_json::json!({"database": true, "keys": true, "revocations": true})
+    );
 }
 
 #[tokio::test]

@@ -146,6 +146,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts an instance on an existing test database (a second instance).
 pub async fn spawn_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let app = start_on(db, configure).await;
+    app.wait_until_ready().await;
+    app
+}
+
+/// As `spawn_on`, without waiting for `/readyz`: for tests of what an
+/// instance does while it is still starting.
+pub async fn start_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&LOGS);
     let mut settings = test_settings(&db.url);
     configure(&mut settings);
@@ -168,7 +176,6 @@ pub async fn spawn_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Setting
             .unwrap(),
         introspector: tokio::sync::OnceCell::new(),
     };
-    test_app.wait_until_ready().await;
     test_app
 }
 
@@ -177,7 +184,7 @@ impl TestApp {
         spawn_on(self.db.clone(), |_| {}).await
     }
 
-    async fn wait_until_ready(&self) {
+    pub async fn wait_until_ready(&self) {
         for _ in 0..200 {
             let ready = self
                 .http
@@ -397,6 +404,14 @@ impl TestApp {
     /// Introspects through a confidential client holding `introspect`
     /// (created on first use).
     pub async fn introspect(&self, token: &str) -> Value {
+        let response = self.introspect_raw(token).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.unwrap()
+    }
+
+    /// The introspection response as it comes, whatever its status.
+    pub async fn introspect_raw(&self, token: &str) -> reqwest::Response {
         let (client_id, secret) = self
             .introspector
             .get_or_init(|| async {
@@ -407,17 +422,13 @@ impl TestApp {
                 (id, secret)
             })
             .await;
-        let response = self
-            .http
+        self.http
             .post(format!("{}/auth/introspect", self.address))
             .basic_auth(client_id, Some(secret))
             .form(&[("token", token)])
             .send()
             .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["cache-control"], "no-store");
-        response.json().await.unwrap()
+            .unwrap()
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -213,7 +213,7 @@ async fn metrics_are_served_on_the_admin_listener_only() {
         r#"tessera_tokens_issued_total{grant_type="refresh_token"}"#,
         "tessera_login_failures_total",
         "tessera_refresh_reuse_detected_total",
-        r#"tessera_revocations_total{kind="access_token"}"#,
+        r#"tessera_revocations_total{kind="session"}"#,
         "tessera_password_hash_queue_depth",
         "tessera_password_hash_wait_seconds_bucket",
         r#"tessera_db_pool_connections{state="idle"}"#,

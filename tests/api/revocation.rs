@@ -88,8 +88,8 @@ async fn a_mobile_app_logs_out_by_revoking_its_refresh_token() {
     assert_eq!(revoke(&app, "mobile", access).await.status(), 200);
     assert_eq!(
         app.count("revocations").await,
-        entries + 1,
-        "only the first access-token revocation writes"
+        entries,
+        "the login is already ended: revoking its tokens again writes nothing"
     );
     assert_eq!(
         revoke(&app, "mobile", "tsr_never-issued").await.status(),
@@ -99,25 +99,22 @@ async fn a_mobile_app_logs_out_by_revoking_its_refresh_token() {
 }
 
 #[tokio::test]
-async fn revoking_an_access_token_denylists_it_until_it_expires() {
+async fn revoking_a_users_access_token_ends_its_login_with_one_entry() {
     let app = spawn_app().await;
     app.seed().await;
     let session = app.login().await;
     let access = session["access_token"].as_str().unwrap();
+    let refresh = session["refresh_token"].as_str().unwrap();
     assert_eq!(app.introspect(access).await["active"], true);
 
     assert_eq!(revoke(&app, "mobile", access).await.status(), 200);
     assert_eq!(app.introspect(access).await["active"], false);
-    assert_eq!(app.state.denylist.len(), (1, 0, 0));
-    // The refresh token of that login still works: only the access token went.
-    assert_eq!(
-        app.refresh("mobile", session["refresh_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    // One entry for the login, not one per access token: a loop of
+    // refresh-then-revoke cannot grow the denylist, because the login is over.
+    assert_eq!(app.state.denylist.len(), (0, 1, 0));
+    assert_oauth_error(app.refresh("mobile", refresh).await, 400, "invalid_grant").await;
 
-    // Once the token has expired its entry is pruned everywhere.
+    // Once its tokens have expired the entry is pruned everywhere.
     app.advance_clock(Duration::from_secs(601));
     app.state.denylist.prune(app.state.clock.now());
     tessera::store::revocations::prune(&app.pool, app.state.clock.now())
@@ -125,6 +122,35 @@ async fn revoking_an_access_token_denylists_it_until_it_expires() {
         .unwrap();
     assert_eq!(app.state.denylist.len(), (0, 0, 0));
     assert_eq!(app.count("revocations").await, 0);
+}
+
+#[tokio::test]
+async fn a_service_token_is_denylisted_by_jti_until_it_expires() {
+    let app = spawn_app().await;
+    let secret = app
+        .create_confidential_client("billing", &["client_credentials"], &["reports"])
+        .await;
+    let token: Value = app
+        .client_token("billing", &secret, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().unwrap();
+    let revoked = app
+        .http
+        .post(format!("{}/auth/revoke", app.address))
+        .basic_auth("billing", Some(&secret))
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(app.introspect(access).await["active"], false);
+    assert_eq!(app.state.denylist.len(), (1, 0, 0));
+    app.advance_clock(Duration::from_secs(601));
+    app.state.denylist.prune(app.state.clock.now());
+    assert_eq!(app.state.denylist.len(), (0, 0, 0));
 }
 
 #[tokio::test]
@@ -180,19 +206,20 @@ async fn the_feed_tells_offline_verifiers_what_was_revoked() {
         .service_token("api-gateway", &["revocations:read"])
         .await;
     let first = app.login().await;
-    let first_jti = app
+    let first_sid = app
         .state
         .verifier
         .verify(first["access_token"].as_str().unwrap(), app.state.clock.now())
         .unwrap()
-        .jti;
+        .sid
+        .unwrap();
     revoke(&app, "mobile", first["access_token"].as_str().unwrap()).await;
 
     let initial = feed(&app, &reader, None).await;
     assert_eq!(initial.status(), 200);
     let initial: Value = initial.json().await.unwrap();
-    assert_eq!(initial["revoked_tokens"][0]["jti"], first_jti.as_str());
-    assert!(initial["revoked_tokens"][0]["exp"].is_i64());
+    assert_eq!(initial["revoked_sessions"][0]["sid"], first_sid.as_str());
+    assert!(initial["revoked_sessions"][0]["exp"].is_i64());
     assert_eq!(initial["revoked_users"], json!([]));
     let cursor = initial["next_cursor"].as_str().unwrap().to_owned();
 
@@ -274,7 +301,7 @@ async fn a_revocation_on_one_instance_reaches_the_others_within_a_second() {
     .await;
     eprintln!("instance B honoured the access-token revocation after {took:?}");
     let listed: Value = feed(&b, &reader, None).await.json().await.unwrap();
-    assert_eq!(listed["revoked_tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["revoked_sessions"].as_array().unwrap().len(), 1);
 
     // A refresh-family revocation on A is seen by B's refresh at once (Postgres).
     assert_eq!(revoke(&a, "mobile", &refresh).await.status(), 200);
@@ -294,10 +321,10 @@ async fn a_restarted_instance_starts_with_the_full_denylist() {
         .await
         .unwrap();
 
-    // A fresh process on the same database: one denied token, the two
-    // logins ended by the logout, and the user's not-before.
+    // A fresh process on the same database: the login ended by revoking
+    // its access token, the one ended by the logout, and the user's not-before.
     let restarted = spawn_on(a.db.clone(), |_| {}).await;
-    assert_eq!(restarted.state.denylist.len(), (1, 2, 1));
+    assert_eq!(restarted.state.denylist.len(), (0, 2, 1));
     for token in [&one, &two] {
         assert_eq!(
             restarted

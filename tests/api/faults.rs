@@ -1,0 +1,175 @@
+//! Faults: a restarting instance, a database that restarts or hangs.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::{spawn_app, start_on, test_settings};
+
+#[tokio::test]
+async fn a_starting_instance_trusts_no_token_until_its_denylist_is_loaded() {
+    let a = spawn_app().await;
+    let user = a.seed().await;
+    let admin = a.admin_token().await;
+    let revoked_admin = a.admin_token().await;
+    let session = a.login().await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        a.admin(Method::GET, &format!("/admin/users/{user}/revoke"), &admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    a.admin(Method::POST, &format!("/admin/users/{user}/revoke"), &admin)
+        .send()
+        .await
+        .unwrap();
+    a.admin(Method::POST, "/admin/tokens/revoke", &admin)
+        .json(&serde_json::json!({"token": revoked_admin}))
+        .send()
+        .await
+        .unwrap();
+
+    // Hold the denylist back: the new instance loads its keys, then waits.
+    let mut blocker = PgConnection::connect(&a.db.url).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE revocations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let b = start_on(a.db.clone(), |_| {}).await;
+    let started = Instant::now();
+    let body = loop {
+        let ready = b.get("/readyz").await;
+        if let Ok(body) = ready.json::<Value>().await
+            && body["keys"] == true
+        {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "keys never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["revocations"], false);
+    assert_eq!(b.get("/readyz").await.status(), 503);
+    // Neither listener may call a revoked token valid meanwhile.
+    let introspected = b.introspect_raw(&access).await;
+    assert_eq!(introspected.status(), 503);
+    assert!(introspected.headers().contains_key("retry-after"));
+    assert_eq!(
+        b.admin(Method::GET, "/admin/keys", &revoked_admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+
+    tx.rollback().await.unwrap();
+    b.wait_until_ready().await;
+    assert_eq!(b.introspect(&access).await["active"], false);
+    assert_eq!(
+        b.admin(Method::GET, "/admin/keys", &revoked_admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_database_fault_mid_refresh_is_a_503_and_spends_nothing() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let refresh = app.login().await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Park the refresh on the family's row lock, then kill its backend as a
+    // database restart would (SQLSTATE 57P01).
+    let mut blocker = PgConnection::connect(&app.db.url).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
+    sqlx::query("SELECT id FROM refresh_families FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let pending = tokio::spawn({
+        let http = app.http.clone();
+        let url = format!("{}/auth/token", app.address);
+        let refresh = refresh.clone();
+        async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "mobile"),
+                    ("refresh_token", &refresh),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let started = Instant::now();
+    loop {
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if killed > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "refresh never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let response = pending.await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    tx.rollback().await.unwrap();
+    // Nothing was spent: the same refresh token still works, once.
+    assert_eq!(app.refresh("mobile", &refresh).await.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_says_no_within_a_second_when_the_database_hangs() {
+    // Accepts connections and never answers: a hung server or a black hole.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/tessera");
+    let mut settings = test_settings(&url);
+    settings.database.acquire_timeout = Duration::from_secs(5);
+    let app = tessera::startup::Application::build(settings, Default::default())
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let asked = Instant::now();
+        let ready = http.get(format!("{address}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "readyz took {:?}",
+            asked.elapsed()
+        );
+    }
+    held.abort();
+}
