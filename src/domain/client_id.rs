@@ -30,7 +30,10 @@ impl ClientId {
             return Err(InvalidClientId::LooksLikeUserId);
         }
         // `:` separates id and secret in HTTP Basic (RFC 6749 §2.3.1).
-        if raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
+        if raw
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == ':')
+        {
             return Err(InvalidClientId::BadCharacters);
         }
         Ok(ClientId(raw.to_owned()))

@@ -118,9 +118,9 @@ mod tests {
             " bob",
             "bo b",
             "a\u{0}b",
-            "ali\u{200b}ce",  // zero-width space
+            "ali\u{200b}ce",   // zero-width space
             "ali\u{202e}ecil", // right-to-left override
-            "ali\u{200d}ce",  // zero-width joiner
+            "ali\u{200d}ce",   // zero-width joiner
         ] {
             assert_eq!(parse(bad), Err(InvalidUsername::BadCharacters), "{bad:?}");
         }

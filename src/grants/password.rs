@@ -66,9 +66,7 @@ pub async fn grant(
     // Every login is a session (its `sid` is how logging out reaches its
     // access tokens), but only a client allowed to refresh gets a refresh
     // token; without one, the session ends with its access token.
-    let refresh_token = client
-        .may_use("refresh_token")
-        .then(RefreshToken::generate);
+    let refresh_token = client.may_use("refresh_token").then(RefreshToken::generate);
     let ttl = match refresh_token {
         Some(_) => state.settings.tokens.refresh_ttl,
         None => state.settings.tokens.access_ttl,

@@ -1,8 +1,8 @@
 //! Bearer-token authentication (RFC 6750) for the admin API, the
 //! revocation feed and admin introspection. Failures say nothing about why.
 
-use actix_web::{HttpMessage, HttpRequest};
 use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest};
 
 use crate::domain::Scope;
 use crate::domain::access_token::AccessClaims;

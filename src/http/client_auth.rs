@@ -11,7 +11,6 @@ use crate::domain::client_id::MAX_CLIENT_ID_LEN;
 use crate::error::Error;
 use crate::grants::client::ClientCredentials;
 
-
 /// Client identity from HTTP Basic (`client_secret_basic`) or the body
 /// (`client_secret_post`, or just `client_id` for public clients). Using both
 /// methods at once is refused (§2.3).

@@ -17,7 +17,10 @@ const DATABASE_PROBE: Duration = Duration::from_millis(800);
 /// The database answers, a signing key is loaded and so is the denylist.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let probe = crate::store::ping(&state.pool);
-    let database = matches!(tokio::time::timeout(DATABASE_PROBE, probe).await, Ok(Ok(())));
+    let database = matches!(
+        tokio::time::timeout(DATABASE_PROBE, probe).await,
+        Ok(Ok(()))
+    );
     let keys = state.keys.signer(state.clock.now()).is_some();
     let revocations = state.denylist.is_loaded();
     let body = json!({"database": database, "keys": keys, "revocations": revocations});

@@ -55,10 +55,7 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
 /// The username is not logged: a failed login's "username" may be a
 /// password typed into the wrong field.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn find_by_username(
-    pool: &PgPool,
-    username: &Username,
-) -> sqlx::Result<Option<UserRow>> {
+pub async fn find_by_username(pool: &PgPool, username: &Username) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as::<_, UserRow>(
         "SELECT id, username, password_hash, scopes, disabled FROM users WHERE username = $1",
     )

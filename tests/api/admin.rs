@@ -84,12 +84,11 @@ async fn admin_calls_need_a_valid_token_with_the_admin_scope() {
     }
     // Refusals to a valid token are audited (who asked for what); calls
     // without a valid token are not stored.
-    let refused: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT actor, actor_client_id, action, outcome FROM audit_log ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let refused: Vec<(String, Option<String>, String, String)> =
+        sqlx::query_as("SELECT actor, actor_client_id, action, outcome FROM audit_log ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(refused.len(), 2, "{refused:?}");
     for (actor, client_id, action, outcome) in &refused {
         assert_eq!(action, "GET /admin/keys");

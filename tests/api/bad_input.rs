@@ -28,7 +28,8 @@ async fn malformed_requests_get_invalid_request() {
         (FORM, b"grant_type=refresh_token&client_id=mobile".to_vec(), 400, "invalid_request"),
         (FORM, b"grant_type=password&client_id=mobile&username=\xff\xfe&password=x".to_vec(), 400, "invalid_request"),
         (FORM, b"grant_type=password&client_id=mobile&username=%ff%fe&password=x".to_vec(), 400, "invalid_request"),
-        (FORM, format!("grant_type=password&client_id=mobile&username={long_username}&password=x").into_bytes(), 400, "invalid_request"),
+        // No account can have it: the answer of any unknown user.
+        (FORM, format!("grant_type=password&client_id=mobile&username={long_username}&password=x").into_bytes(), 400, "invalid_grant"),
         (FORM, format!("grant_type=password&client_id=mobile&username=alice&password={long_password}").into_bytes(), 400, "invalid_request"),
         ("application/json", b"{\"grant_type\": \"password\",".to_vec(), 400, "invalid_request"),
         ("application/json", b"[1,2,3]".to_vec(), 400, "invalid_request"),
@@ -123,4 +124,27 @@ async fn unknown_routes_and_methods_are_not_500s() {
         .await
         .unwrap();
     assert_oauth_error(nul, 401, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn repeated_json_keys_are_refused_like_repeated_form_fields() {
+    let app = spawn_app().await;
+    app.seed().await;
+    app.create_user("bob", PASSWORD, &[]).await;
+    let body = format!(
+        r#"{{"grant_type":"password","client_id":"mobile","username":"bob","username":"alice","password":"{PASSWORD}"}}"#
+    );
+    let response = app.post_token_raw("application/json", body).await;
+    let error = assert_oauth_error(response, 400, "invalid_request").await;
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("`username` is repeated"),
+        "{error}"
+    );
+    let form = format!(
+        "grant_type=password&client_id=mobile&username=bob&username=alice&password={PASSWORD}"
+    );
+    assert_oauth_error(app.post_token_raw(FORM, form).await, 400, "invalid_request").await;
 }

@@ -214,3 +214,86 @@ fn bad_configuration_fails_with_one_line_naming_the_key() {
         assert!(err.contains(expected), "expected `{expected}` in: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_client_id_can_never_be_a_user_id() {
+    let app = spawn_app().await;
+    let user = app.create_user("dana", "a long cli password", &[]).await;
+    for spelling in [
+        user.to_string(),
+        user.simple().to_string(),
+        user.to_string().to_uppercase(),
+    ] {
+        let refused = tessera(
+            Some(&app),
+            &[
+                "client",
+                "create",
+                &spelling,
+                "--grant",
+                "client_credentials",
+            ],
+            "",
+            &[],
+        );
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("must not be a UUID"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    // The database refuses it too, whoever writes the row.
+    let direct = sqlx::query(
+        "INSERT INTO clients (client_id, grant_types, created_at) VALUES ($1, '{client_credentials}', now())",
+    )
+    .bind(user.to_string())
+    .execute(&app.pool)
+    .await;
+    assert!(direct.is_err());
+    assert_eq!(app.count("clients").await, 0);
+}
+
+#[tokio::test]
+async fn cli_changes_are_audited_with_the_os_user() {
+    let app = spawn_app().await;
+    let user = tessera(
+        Some(&app),
+        &["user", "create", "erin", "--password-stdin"],
+        "a long cli password\n",
+        &[("USER", "operator-jo")],
+    );
+    assert!(user.status.success(), "{}", stderr(&user));
+    let client = tessera(
+        Some(&app),
+        &["client", "create", "tv", "--public", "--grant", "password"],
+        "",
+        &[("USER", "operator-jo")],
+    );
+    assert!(client.status.success(), "{}", stderr(&client));
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT actor, actor_client_id, os_user, action, target FROM audit_log ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row.0, "cli");
+        assert_eq!(row.1, None);
+        assert!(
+            row.2.as_deref().unwrap().starts_with("operator-jo (uid "),
+            "{row:?}"
+        );
+    }
+    assert_eq!(rows[0].3, "user.create");
+    assert_eq!(rows[1].3, "client.create");
+    assert_eq!(rows[1].4.as_deref(), Some("tv"));
+}

@@ -50,7 +50,10 @@ async fn a_starting_instance_trusts_no_token_until_its_denylist_is_loaded() {
         {
             break body;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "keys never loaded");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "keys never loaded"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(body["revocations"], false);
@@ -126,7 +129,10 @@ async fn a_database_fault_mid_refresh_is_a_503_and_spends_nothing() {
         if killed > 0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "refresh never waited");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "refresh never waited"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let response = pending.await.unwrap();

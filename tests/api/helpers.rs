@@ -164,7 +164,7 @@ pub async fn start_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Setting
     let admin_port = app.admin_port();
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
-    let test_app = TestApp {
+    TestApp {
         address: format!("http://127.0.0.1:{port}"),
         admin_address: format!("http://127.0.0.1:{admin_port}"),
         pool: PgPool::connect(&db.url).await.unwrap(),
@@ -175,8 +175,7 @@ pub async fn start_on(db: Arc<TestDatabase>, configure: impl FnOnce(&mut Setting
             .build()
             .unwrap(),
         introspector: tokio::sync::OnceCell::new(),
-    };
-    test_app
+    }
 }
 
 impl TestApp {
@@ -211,9 +210,15 @@ impl TestApp {
             .unwrap();
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         let username = Username::parse(username).unwrap();
-        users::insert(&self.pool, &username, &hash, &scopes, self.state.clock.now())
-            .await
-            .unwrap()
+        users::insert(
+            &self.pool,
+            &username,
+            &hash,
+            &scopes,
+            self.state.clock.now(),
+        )
+        .await
+        .unwrap()
     }
 
     pub async fn create_public_client(&self, client_id: &str, grants: &[&str], scopes: &[&str]) {
@@ -244,7 +249,7 @@ impl TestApp {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         let hash = secret.map(|s| s.hash());
         clients::insert(
-            &mut *self.pool.acquire().await.unwrap(),
+            &mut self.pool.acquire().await.unwrap(),
             &ClientId::parse(client_id).unwrap(),
             hash.as_ref().map(|h| h.as_bytes()),
             &grants,

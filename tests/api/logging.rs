@@ -95,3 +95,31 @@ async fn each_request_logs_one_structured_line_with_who_and_how_long() {
     assert!(span["request_id"].as_str().is_some_and(|id| !id.is_empty()));
     assert!(span["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
 }
+
+#[tokio::test]
+async fn the_username_of_a_failed_login_is_never_logged() {
+    let app = spawn_app().await;
+    app.seed().await;
+    // A password typed into the username field.
+    let typed = "MyS3cretPassw0rdTypedAsUsername";
+    let response = app.password_grant("mobile", typed, "whatever").await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        app.password_grant("mobile", "alice", "wrong password")
+            .await
+            .status(),
+        400
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let logs = captured_logs();
+    assert!(logs.contains("/auth/token"), "the capture works");
+    assert!(!logs.to_lowercase().contains(&typed.to_lowercase()));
+}
+
+#[test]
+fn the_local_profile_logs_at_info() {
+    let local =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.yaml")).unwrap();
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&local).unwrap();
+    assert_eq!(yaml["log"]["level"], "info");
+}

@@ -330,3 +330,36 @@ async fn a_login_burst_is_queued_and_shed_without_stalling_other_endpoints() {
         "{ok} of 12 logins succeeded: the queue bound did not apply"
     );
 }
+
+#[tokio::test]
+async fn clients_without_the_refresh_grant_get_no_refresh_token() {
+    let app = spawn_app().await;
+    let user = app.seed().await;
+    app.create_public_client("kiosk", &["password"], &["read"])
+        .await;
+    let response = app.password_grant("kiosk", "alice", PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(app.count("refresh_tokens").await, 0);
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(access).await["active"], true);
+    // The login still ends with "log out everywhere", and its session row
+    // lives no longer than its access token.
+    let expires: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT expires_at FROM refresh_families")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(expires <= app.state.clock.now() + chrono::Duration::seconds(600));
+    let admin = app.admin_token().await;
+    app.admin(
+        reqwest::Method::POST,
+        &format!("/admin/users/{user}/revoke"),
+        &admin,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(app.introspect(access).await["active"], false);
+}

@@ -209,7 +209,10 @@ async fn the_feed_tells_offline_verifiers_what_was_revoked() {
     let first_sid = app
         .state
         .verifier
-        .verify(first["access_token"].as_str().unwrap(), app.state.clock.now())
+        .verify(
+            first["access_token"].as_str().unwrap(),
+            app.state.clock.now(),
+        )
         .unwrap()
         .sid
         .unwrap();
@@ -357,4 +360,72 @@ async fn a_listener_that_loses_its_connection_catches_up() {
         b.introspect(&access).await["active"] == false
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_login_right_after_log_out_everywhere_works_even_in_the_same_second() {
+    let app = spawn_app().await;
+    let user = app.seed().await;
+    let admin = app.admin_token().await;
+    let mut same_second = false;
+    for _ in 0..5 {
+        let before = app.login().await;
+        let out: Value = app
+            .admin(Method::POST, &format!("/admin/users/{user}/revoke"), &admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let after = app.login().await;
+        let access = after["access_token"].as_str().unwrap();
+        let iat = jsonwebtoken::dangerous::insecure_decode::<Value>(access)
+            .unwrap()
+            .claims["iat"]
+            .as_i64()
+            .unwrap();
+        // Everything issued before the log-out stays refused...
+        assert_eq!(
+            app.introspect(before["access_token"].as_str().unwrap())
+                .await["active"],
+            false
+        );
+        // ...and the new login is alive.
+        assert_eq!(app.introspect(access).await["active"], true);
+        same_second |= iat == out["not_before"].as_i64().unwrap();
+        if same_second {
+            break;
+        }
+    }
+    assert!(same_second, "never managed a login in the log-out's second");
+}
+
+#[tokio::test]
+async fn the_feed_refuses_a_cursor_from_the_future() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let reader = app.service_token("gateway", &["revocations:read"]).await;
+    let session = app.login().await;
+    revoke(&app, "mobile", session["refresh_token"].as_str().unwrap()).await;
+    let page: Value = feed(&app, &reader, None).await.json().await.unwrap();
+    let newest = page["next_cursor"].as_str().unwrap().to_owned();
+    // The newest cursor is fine (nothing new); one past it is not.
+    assert_eq!(feed(&app, &reader, Some(&newest)).await.status(), 200);
+    let ahead = (newest.parse::<i64>().unwrap() + 1).to_string();
+    for cursor in [ahead.as_str(), "999999"] {
+        let error = assert_oauth_error(
+            feed(&app, &reader, Some(cursor)).await,
+            400,
+            "invalid_request",
+        )
+        .await;
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("since=0"),
+            "{error}"
+        );
+    }
 }

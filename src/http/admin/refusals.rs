@@ -40,7 +40,9 @@ pub async fn audit_refusals(
     let action = format!(
         "{} {}",
         request.method(),
-        request.match_pattern().unwrap_or_else(|| "unmatched".into())
+        request
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into())
     );
     let target: String = request.path().chars().take(MAX_TARGET_CHARS).collect();
     let entry = Entry {
