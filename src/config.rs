@@ -43,6 +43,10 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     #[serde(with = "duration")]
     pub acquire_timeout: Duration,
+    /// The longest a refresh may wait on the database before it is rolled
+    /// back and answered 503 (shorter than clients' own timeouts).
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +217,7 @@ impl Settings {
             ("keys.jwks_max_age", self.keys.jwks_max_age),
             ("keys.reload_interval", self.keys.reload_interval),
             ("revocation.sync_interval", self.revocation.sync_interval),
+            ("database.request_timeout", self.database.request_timeout),
         ] {
             if ttl.is_zero() {
                 bail!("configuration: {name} must be greater than zero");

@@ -84,10 +84,13 @@ impl From<anyhow::Error> for Error {
     }
 }
 
-/// Faults of the connection rather than of the statement: the pool is out
-/// of connections or closed, the socket failed, or the server is shutting
-/// down, restarting or refusing connections (SQLSTATE class 08, 57P01-57P03,
-/// 53300 too many connections).
+/// Faults of the database rather than of the request, after which a retry
+/// can succeed: the pool is out of connections or closed, the socket
+/// failed, or the server is shutting down, restarting or refusing
+/// connections (SQLSTATE class 08, 57P01-57P03), out of resources (class
+/// 53), read-only (25006: a failover to a standby, or recovery), cancelled
+/// (57014: an operator, or `statement_timeout`), or a transaction lost a
+/// lock or serialisation race (55P03, 40001, 40P01).
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut
@@ -97,7 +100,12 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "57014" | "25006" | "55P03" | "40001" | "40P01"
+                )
         }),
         _ => false,
     }

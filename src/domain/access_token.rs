@@ -103,12 +103,42 @@ pub struct AccessTokenVerifier {
 }
 
 impl AccessTokenVerifier {
+    /// A token of ours that is valid at `now`.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, InvalidToken> {
-        let claims = verify(token, &self.keys, &self.issuer, &self.audience, now)?;
+        let claims = self.verify_issued(token, now)?;
+        if claims.exp <= now.timestamp() {
+            return Err(InvalidToken::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// A token of ours, also one that expired at most `expired_for` ago:
+    /// revoking a stale access token must still end its login, whose
+    /// refresh token may live on.
+    pub fn verify_revocable(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        expired_for: Duration,
+    ) -> Result<AccessClaims, InvalidToken> {
+        let claims = self.verify_issued(token, now)?;
+        let expired_for = i64::try_from(expired_for.as_secs()).unwrap_or(i64::MAX);
+        if claims.exp.saturating_add(expired_for) <= now.timestamp() {
+            return Err(InvalidToken::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Signature, header, issuer, audience and the bounds of a token we
+    /// could have issued; not expiry.
+    fn verify_issued(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, InvalidToken> {
+        let claims = decode(token, &self.keys, &self.issuer, &self.audience, now)?;
         let now = now.timestamp();
         let max_lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
-        if claims.iat > now + CLOCK_LEEWAY_SECS
-            || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_LEEWAY_SECS)
+        if claims.iat > now.saturating_add(CLOCK_LEEWAY_SECS)
+            || claims
+                .nbf
+                .is_some_and(|nbf| nbf > now.saturating_add(CLOCK_LEEWAY_SECS))
             || claims.exp.saturating_sub(claims.iat) > max_lifetime
         {
             return Err(InvalidToken::OutOfBounds);
@@ -118,9 +148,9 @@ impl AccessTokenVerifier {
 }
 
 /// Verifies signature (with the key named by `kid`, and only with that
-/// key's algorithm), `typ`, issuer, audience and expiry at `now`.
-/// Revocation is checked separately (see `revocation::Denylist`).
-fn verify(
+/// key's algorithm), `typ`, issuer and audience. Expiry and bounds are the
+/// caller's; revocation is checked separately (see `revocation::Denylist`).
+fn decode(
     token: &str,
     keys: &KeyRing,
     issuer: &str,
@@ -145,11 +175,7 @@ fn verify(
     validation.required_spec_claims.clear();
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[audience]);
-    let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-        .map_err(|_| InvalidToken::BadSignature)?
-        .claims;
-    if claims.exp <= now.timestamp() {
-        return Err(InvalidToken::Expired);
-    }
-    Ok(claims)
+    jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|_| InvalidToken::BadSignature)
 }

@@ -15,8 +15,10 @@ pub struct ClientId(String);
 pub enum InvalidClientId {
     #[error("client_id must be 1 to {MAX_CLIENT_ID_LEN} bytes")]
     Length,
-    #[error("client_id must not contain control characters, spaces or `:`")]
+    #[error("client_id may contain only ASCII letters, digits and `.`, `-`, `_`, `~`")]
     BadCharacters,
+    #[error("client_id `cli` is reserved for the command line in the audit trail")]
+    Reserved,
     #[error("client_id must not be a UUID: user ids are UUIDs, and the two share the `sub` claim")]
     LooksLikeUserId,
 }
@@ -29,12 +31,18 @@ impl ClientId {
         if uuid::Uuid::try_parse(raw).is_ok() {
             return Err(InvalidClientId::LooksLikeUserId);
         }
-        // `:` separates id and secret in HTTP Basic (RFC 6749 §2.3.1).
-        if raw
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == ':')
+        // Printable ASCII without `:` (it separates id and secret in HTTP
+        // Basic, RFC 6749 §2.3.1), so that no id can look like another
+        // (full-width digits, invisible or direction characters).
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_~".contains(&b))
         {
             return Err(InvalidClientId::BadCharacters);
+        }
+        // The audit trail's name for the command line.
+        if raw.eq_ignore_ascii_case("cli") {
+            return Err(InvalidClientId::Reserved);
         }
         Ok(ClientId(raw.to_owned()))
     }
@@ -75,5 +83,14 @@ mod tests {
         assert_eq!(ClientId::parse(""), Err(InvalidClientId::Length));
         assert_eq!(ClientId::parse("a:b"), Err(InvalidClientId::BadCharacters));
         assert_eq!(ClientId::parse("a b"), Err(InvalidClientId::BadCharacters));
+        assert_eq!(
+            ClientId::parse("１4b7289c"),
+            Err(InvalidClientId::BadCharacters)
+        );
+        assert_eq!(
+            ClientId::parse("svc\u{200b}"),
+            Err(InvalidClientId::BadCharacters)
+        );
+        assert_eq!(ClientId::parse("CLI"), Err(InvalidClientId::Reserved));
     }
 }

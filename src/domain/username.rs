@@ -1,5 +1,5 @@
 //! Usernames, in the PRECIS UsernameCaseMapped profile (RFC 8265 §3.3):
-//! width-mapped, case-folded and NFC-normalised, so that `Alice`, `ａｌｉｃｅ`
+//! width-mapped, lower-cased (Unicode toLowerCase) and NFC-normalised, so that `Alice`, `ａｌｉｃｅ`
 //! and `alice` are one account, as are `josé` typed in NFC and in NFD.
 //! The profile refuses spaces, control, invisible (zero-width) and
 //! bidi-control characters. On top of it, a username must not mix scripts
@@ -44,10 +44,26 @@ impl Username {
         if raw.len() > MAX_RAW_BYTES {
             return Err(InvalidUsername::TooLong);
         }
+        // RFC 8265 maps case with Unicode toLowerCase, which is contextual
+        // (a final Σ becomes ς); the crate maps one character at a time.
+        let lowered = raw.to_lowercase();
         let enforced =
-            UsernameCaseMapped::enforce(raw).map_err(|_| InvalidUsername::BadCharacters)?;
+            UsernameCaseMapped::enforce(lowered).map_err(|_| InvalidUsername::BadCharacters)?;
         if enforced.chars().count() > MAX_USERNAME_CHARS {
             return Err(InvalidUsername::TooLong);
+        }
+        // What is stored must parse to itself, or its owner could not log
+        // in by typing it back (characters that lower-case into ones the
+        // profile's tables do not allow).
+        if UsernameCaseMapped::enforce(enforced.as_ref())
+            .ok()
+            .as_deref()
+            != Some(enforced.as_ref())
+        {
+            return Err(InvalidUsername::BadCharacters);
+        }
+        if has_stacked_marks(&enforced) {
+            return Err(InvalidUsername::BadCharacters);
         }
         if !is_plausible_script_mix(&enforced) {
             return Err(InvalidUsername::MixedScripts);
@@ -59,6 +75,24 @@ impl Username {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// More combining marks on one letter than any language needs: a way to
+/// draw one name over another.
+fn has_stacked_marks(s: &str) -> bool {
+    const MAX_MARKS: usize = 3;
+    let mut run = 0;
+    for c in s.chars() {
+        run = if unicode_normalization::char::is_combining_mark(c) {
+            run + 1
+        } else {
+            0
+        };
+        if run > MAX_MARKS {
+            return true;
+        }
+    }
+    false
 }
 
 /// Single-script text (digits and punctuation belong to every script), or
@@ -109,6 +143,22 @@ mod tests {
         assert_eq!(parse("用户"), Ok("用户".into()));
         assert_eq!(parse("山田taro"), Ok("山田taro".into()));
         assert_eq!(parse("иван"), Ok("иван".into()));
+        // Contextual lower-casing: a final capital sigma is ς.
+        assert_eq!(parse("ΟΔΥΣΣΕΥΣ"), Ok("οδυσσευς".into()));
+        assert_eq!(parse("ΟΔΥΣΣΕΥΣ"), parse("οδυσσευς"));
+    }
+
+    #[test]
+    fn what_is_stored_parses_to_itself() {
+        for name in ["ᎠᎡ", "ΟΔΥΣΣΕΥΣ", "İstanbul", "Straße", "ǅemal", "ﬃ"] {
+            if let Ok(stored) = parse(name) {
+                assert_eq!(parse(&stored), Ok(stored.clone()), "{name:?}");
+            }
+        }
+        assert_eq!(
+            parse(&format!("a{}", "\u{301}".repeat(4))),
+            Err(InvalidUsername::BadCharacters)
+        );
     }
 
     #[test]

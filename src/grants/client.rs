@@ -41,7 +41,7 @@ impl Client {
 
 /// Confidential clients must present their secret; public clients must not
 /// present one. Every failure is the same `invalid_client`.
-#[tracing::instrument(level = "debug", skip_all, fields(client_id = %credentials.client_id))]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn authenticate(
     state: &AppState,
     credentials: ClientCredentials,

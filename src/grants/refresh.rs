@@ -8,7 +8,6 @@
 //! and a fresh one issued instead. All of it happens under the family's row
 //! lock in one transaction, so concurrent refreshes cannot both win.
 
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client::Client;
@@ -29,13 +28,31 @@ enum Decision {
     Reuse,
 }
 
+/// A refresh must finish (commit or roll back) well within a client's own
+/// timeout: otherwise a client that gave up on a stalled database would
+/// retry with a token that was spent after it stopped listening.
 #[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), family_id = tracing::field::Empty))]
 pub async fn grant(
     state: &AppState,
     client: &Client,
     presented: SecretString,
     requested: Option<Scope>,
-    now: DateTime<Utc>,
+) -> Result<TokenResponse, Error> {
+    let deadline = state.settings.database.request_timeout;
+    // Dropping the unfinished transaction rolls it back: nothing is spent.
+    tokio::time::timeout(deadline, rotate(state, client, presented, requested))
+        .await
+        .map_err(|_| {
+            tracing::warn!("refresh abandoned: the database did not answer in time");
+            Error::TemporarilyUnavailable
+        })?
+}
+
+async fn rotate(
+    state: &AppState,
+    client: &Client,
+    presented: SecretString,
+    requested: Option<Scope>,
 ) -> Result<TokenResponse, Error> {
     if presented.expose_secret().is_empty() || presented.expose_secret().len() > MAX_OPAQUE_LEN {
         return Err(Error::InvalidGrant(INVALID));
@@ -45,6 +62,10 @@ pub async fn grant(
     let Some((family, token)) = refresh::lock_by_token(&mut tx, &hash).await? else {
         return Err(Error::InvalidGrant(INVALID));
     };
+    // "Now" is read once the family is locked, not at the edge: the wait
+    // for the lock (or a slow database) must not eat into the grace window
+    // or stamp the token as spent earlier than it was.
+    let now = state.clock.now();
     tracing::Span::current().record("family_id", tracing::field::display(family.id));
     // Bound to the client it was issued to; another client learns nothing.
     if family.client_id != client.id() || family.revoked_at.is_some() || family.expires_at <= now {
@@ -58,8 +79,8 @@ pub async fn grant(
     let decision = match (token.revoked_at, token.used_at) {
         (Some(_), _) => Decision::Reuse,
         (None, None) => Decision::Rotate,
-        // `now` was read before waiting for the lock, so it can be earlier
-        // than a concurrent winner's `used_at`: count that as no time passed.
+        // Another instance's clock may be ahead of ours, making `now`
+        // earlier than its `used_at`: count that as no time passed.
         (None, Some(used_at)) if (now - used_at).max(chrono::Duration::zero()) < grace => {
             match refresh::live_child(&mut tx, token.id).await? {
                 Some(child) if child.used_at.is_none() => Decision::ReplaceChild(child.id),

@@ -14,12 +14,13 @@ pub async fn healthz() -> HttpResponse {
 /// not answer within this long counts as down.
 const DATABASE_PROBE: Duration = Duration::from_millis(800);
 
-/// The database answers, a signing key is loaded and so is the denylist.
+/// The database answers and takes writes, a signing key is loaded and so
+/// is the denylist.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let probe = crate::store::ping(&state.pool);
     let database = matches!(
         tokio::time::timeout(DATABASE_PROBE, probe).await,
-        Ok(Ok(()))
+        Ok(Ok(true))
     );
     let keys = state.keys.signer(state.clock.now()).is_some();
     let revocations = state.denylist.is_loaded();

@@ -11,7 +11,7 @@ use super::client_auth::credentials_from;
 use super::{bearer, body};
 use crate::error::Error;
 use crate::grants::client;
-use crate::revocation::{self, Presented};
+use crate::revocation::{self, Presented, Purpose};
 use crate::state::AppState;
 use crate::telemetry::record_on_request;
 
@@ -83,7 +83,14 @@ pub async fn introspect(
     }
 
     let settings = &state.settings;
-    let details = match revocation::identify(&state, token.expose_secret(), now).await? {
+    let details = match revocation::identify(
+        &state,
+        token.expose_secret(),
+        Purpose::Introspect,
+        now,
+    )
+    .await?
+    {
         Presented::Access(claims) if !state.denylist.is_revoked(&claims) => Some(Details {
             token_type: Some("Bearer"),
             token_use: "access_token",

@@ -10,7 +10,7 @@ use super::body;
 use super::client_auth::credentials_from;
 use crate::error::Error;
 use crate::grants::client;
-use crate::revocation::{self, Presented};
+use crate::revocation::{self, Presented, Purpose};
 use crate::state::AppState;
 use crate::telemetry::record_on_request;
 
@@ -42,7 +42,8 @@ pub async fn revoke(
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
 
-    let presented = revocation::identify(&state, token.expose_secret(), now).await?;
+    let presented =
+        revocation::identify(&state, token.expose_secret(), Purpose::Revoke, now).await?;
     let owner = match &presented {
         Presented::Access(claims) => Some(claims.client_id.as_str()),
         Presented::Refresh(status) => Some(status.client_id.as_str()),

@@ -48,8 +48,10 @@ pub async fn token(
     record_on_request(&req, "grant_type", grant_type);
 
     let credentials = credentials_from(&req, request.client_id, request.client_secret)?;
-    record_on_request(&req, "client_id", &credentials.client_id);
+    // Recorded only once authenticated: a secret pasted into the id field
+    // must not reach the log.
     let client = client::authenticate(&state, credentials).await?;
+    record_on_request(&req, "client_id", client.id());
     if !client.may_use(grant_type) {
         return Err(Error::UnauthorizedClient(
             "the client is not allowed to use this grant type",
@@ -76,7 +78,7 @@ pub async fn token(
             let token = request
                 .refresh_token
                 .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
-            refresh::grant(&state, &client, token, scope, now).await?
+            refresh::grant(&state, &client, token, scope).await?
         }
     };
     record_on_request(&req, "user_id", &response.subject);

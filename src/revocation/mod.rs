@@ -19,6 +19,7 @@ pub use denylist::Denylist;
 
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{AccessClaims, TokenHash};
+use crate::error::Error;
 use crate::observability::REVOCATIONS;
 use crate::state::AppState;
 use crate::store::{refresh, revocations};
@@ -35,8 +36,10 @@ pub async fn log_out_everywhere(
     let families = refresh::revoke_user_families(conn, user_id, reason, now).await?;
     // Access tokens are denied by login (`sid`), which does not depend on
     // clocks: a refresh that committed just before this, on an instance
-    // whose clock is ahead, still loses its token.
-    for family in &families {
+    // whose clock is ahead, still loses its token. A login that expired
+    // more than an access-token lifetime ago has no live token to deny.
+    let horizon = now - chrono::Duration::from_std(access_ttl)?;
+    for (family, _) in families.iter().filter(|(_, expires)| *expires > horizon) {
         deny_session_tokens(conn, *family, now, access_ttl).await?;
     }
     // And by time, for tokens not tied to a login. After one access-token
@@ -78,13 +81,17 @@ pub async fn deny_session_tokens(
     Ok(())
 }
 
-/// Denylists one access token until its own expiry.
+/// Denylists one access token until its own expiry (an expired one needs
+/// no entry).
 pub async fn deny(
     conn: &mut PgConnection,
     claims: &AccessClaims,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+    if expires_at <= now {
+        return Ok(());
+    }
     revocations::deny_access_token(conn, &claims.jti, expires_at, now).await?;
     Ok(())
 }
@@ -92,7 +99,8 @@ pub async fn deny(
 /// What a presented token turned out to be.
 #[derive(Debug)]
 pub enum Presented {
-    /// A valid (signature, issuer, audience, unexpired) access token of ours.
+    /// An access token of ours (signature, issuer, audience, bounds), valid
+    /// now or, when identified for revocation, recently expired.
     Access(AccessClaims),
     /// A refresh token we issued, in whatever state it is.
     Refresh(refresh::TokenStatus),
@@ -100,18 +108,40 @@ pub enum Presented {
     Unknown,
 }
 
+/// Why a token is identified: introspection wants it valid now; revocation
+/// also takes an access token that has expired but whose login (refresh
+/// token) may live on, for as long as a refresh token can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Introspect,
+    Revoke,
+}
+
 /// Identifies a token without trusting any hint: JWTs are verified, anything
-/// else is looked up by hash as a refresh token.
+/// else is looked up by hash as a refresh token. Until this instance has
+/// loaded its keys and denylist a JWT cannot be told apart from a forgery
+/// or a revoked token, so the answer is "retry", never "unknown".
 pub async fn identify(
     state: &AppState,
     token: &str,
+    purpose: Purpose,
     now: DateTime<Utc>,
-) -> anyhow::Result<Presented> {
+) -> Result<Presented, Error> {
     if token.is_empty() {
         return Ok(Presented::Unknown);
     }
     if token.matches('.').count() == 2 {
-        return Ok(match state.verifier.verify(token, now) {
+        if state.keys.signer(now).is_none() || !state.denylist.is_loaded() {
+            return Err(Error::TemporarilyUnavailable);
+        }
+        let verified = match purpose {
+            Purpose::Introspect => state.verifier.verify(token, now),
+            Purpose::Revoke => {
+                let window = state.settings.tokens.refresh_ttl;
+                state.verifier.verify_revocable(token, now, window)
+            }
+        };
+        return Ok(match verified {
             Ok(claims) => Presented::Access(claims),
             Err(_) => Presented::Unknown,
         });

@@ -71,6 +71,34 @@ pub async fn record(
     Ok(())
 }
 
+/// Records an admin call refused to a valid token, at most once a minute
+/// per caller and call: any token holder can knock, and the table must not
+/// grow with how often they do.
+#[tracing::instrument(level = "debug", skip_all, fields(action = entry.action))]
+pub async fn record_refusal(
+    conn: &mut PgConnection,
+    entry: Entry<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (actor, actor_client_id, os_user, action, target, reason, outcome, created_at)
+         SELECT $1, $2, $3, $4, $5, $6, 'denied', $7
+         WHERE NOT EXISTS (
+             SELECT 1 FROM audit_log WHERE outcome = 'denied' AND actor = $1 AND action = $4
+             AND created_at > $7 - interval '1 minute')",
+    )
+    .bind(entry.actor)
+    .bind(entry.actor_client_id)
+    .bind(entry.os_user)
+    .bind(entry.action)
+    .bind(entry.target)
+    .bind(entry.reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Newest first; `before` is the id cursor from the previous page.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn page(pool: &PgPool, before: Option<i64>, limit: i64) -> sqlx::Result<Vec<AuditRow>> {

@@ -50,7 +50,8 @@ pub async fn insert(
     Ok(())
 }
 
-#[tracing::instrument(level = "debug", skip(pool))]
+/// The id is not logged: until it is found, it may be a pasted secret.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find(pool: &PgPool, client_id: &str) -> sqlx::Result<Option<ClientRow>> {
     sqlx::query_as::<_, ClientRow>(
         "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients WHERE client_id = $1",

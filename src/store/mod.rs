@@ -60,9 +60,15 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .context("running database migrations")
 }
 
-/// One round trip: is the database answering?
-pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+/// One round trip: is the database answering, and will it take writes?
+/// A standby after a failover, or a database set read-only, answers reads
+/// but fails every login and refresh.
+pub async fn ping(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// Waits for the database with exponential backoff.

@@ -231,24 +231,23 @@ pub async fn live_sessions(
     .await
 }
 
-/// Revokes every live family of a user; returns how many.
-#[tracing::instrument(level = "debug", skip(conn))]
 /// Revokes every live family of a user, first locking the user row so that
 /// a login in flight either commits before (and is revoked here) or sees
-/// the revocation. Returns the revoked family ids.
+/// the revocation. Returns the revoked families with their expiry.
+#[tracing::instrument(level = "debug", skip(conn))]
 pub async fn revoke_user_families(
     conn: &mut PgConnection,
     user_id: Uuid,
     reason: &str,
     now: DateTime<Utc>,
-) -> sqlx::Result<Vec<Uuid>> {
+) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query_scalar(
+    sqlx::query_as(
         "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
-         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id, expires_at",
     )
     .bind(user_id)
     .bind(now)
@@ -277,6 +276,21 @@ pub async fn revoke_user_family(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Deletes (at most `limit`) families that expired before `before`: no
+/// token of theirs can be used or can still be live. Returns how many.
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn prune(pool: &PgPool, before: DateTime<Utc>, limit: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM refresh_families WHERE id IN (
+             SELECT id FROM refresh_families WHERE expires_at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// What introspection and revocation need to know about a refresh token.

@@ -32,8 +32,8 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
 ) -> Result<Uuid, CreateUserError> {
     let id = Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO users (id, username, password_hash, scopes, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $5)",
+        "INSERT INTO users (id, username, password_hash, scopes, created_at, updated_at, username_normalised)
+         VALUES ($1, $2, $3, $4, $5, $5, true)",
     )
     .bind(id)
     .bind(username.as_str())

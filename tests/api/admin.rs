@@ -68,7 +68,8 @@ async fn admin_calls_need_a_valid_token_with_the_admin_scope() {
             json!({"error": "invalid_token", "error_description": "a valid bearer token is required"})
         );
     }
-    for without_admin in [&user_token, &service] {
+    // Asked twice each: refusals are recorded once a minute per caller and call.
+    for without_admin in [&user_token, &service, &user_token, &service] {
         let response = app
             .http
             .get(&url)

@@ -179,3 +179,110 @@ async fn readyz_says_no_within_a_second_when_the_database_hangs() {
     }
     held.abort();
 }
+
+#[tokio::test]
+async fn a_stalled_refresh_is_rolled_back_before_the_client_gives_up() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.database.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    app.seed().await;
+    let refresh = app.login().await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut blocker = PgConnection::connect(&app.db.url).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
+    sqlx::query("SELECT id FROM refresh_families FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    let response = app.refresh("mobile", &refresh).await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The database comes back after the deadline: nothing was spent, so
+    // the retry is a plain rotation, not "reuse".
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.rollback().await.unwrap();
+    assert_eq!(app.refresh("mobile", &refresh).await.status(), 200);
+    let reused: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM refresh_families WHERE revoked_at IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(reused, 0);
+}
+
+#[tokio::test]
+async fn revocation_before_the_keys_are_loaded_is_a_503_not_a_silent_200() {
+    let a = spawn_app().await;
+    a.seed().await;
+    let access = a.login().await["access_token"].as_str().unwrap().to_owned();
+    let mut blocker = PgConnection::connect(&a.db.url).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE signing_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let b = start_on(a.db.clone(), |_| {}).await;
+    let revoke = || {
+        b.http
+            .post(format!("{}/auth/revoke", b.address))
+            .form(&[("client_id", "mobile"), ("token", access.as_str())])
+            .send()
+    };
+    let response = revoke().await.unwrap();
+    assert_eq!(response.status(), 503);
+    tx.rollback().await.unwrap();
+    b.wait_until_ready().await;
+    assert_eq!(revoke().await.unwrap().status(), 200);
+    assert_eq!(a.introspect(&access).await["active"], false);
+}
+
+#[tokio::test]
+async fn a_read_only_database_is_not_ready_and_writes_are_503() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let db = app.db.name.clone();
+    let set = |on: bool| {
+        let sql = format!(
+            r#"ALTER DATABASE "{db}" SET default_transaction_read_only = {}"#,
+            if on { "on" } else { "off" }
+        );
+        let pool = app.pool.clone();
+        async move {
+            // From the maintenance database: once ours is read-only, our own
+            // sessions cannot run ALTER DATABASE any more.
+            let mut admin = PgConnection::connect(crate::postgres::server_url())
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            // New sessions pick the setting up: end the service's.
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    set(true).await;
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    let login = app
+        .password_grant("mobile", "alice", crate::helpers::PASSWORD)
+        .await;
+    assert_eq!(login.status(), 503);
+    assert!(login.headers().contains_key("retry-after"));
+    set(false).await;
+    app.wait_until_ready().await;
+    app.login().await;
+}

@@ -104,6 +104,11 @@ async fn the_username_of_a_failed_login_is_never_logged() {
     let typed = "MyS3cretPassw0rdTypedAsUsername";
     let response = app.password_grant("mobile", typed, "whatever").await;
     assert_eq!(response.status(), 400);
+    // Nor the client id of a failed client authentication (a secret pasted
+    // into the wrong field).
+    let pasted = "tss_PastedSecretInTheClientIdField";
+    let response = app.password_grant(pasted, "alice", "whatever").await;
+    assert_eq!(response.status(), 401);
     assert_eq!(
         app.password_grant("mobile", "alice", "wrong password")
             .await
@@ -114,6 +119,7 @@ async fn the_username_of_a_failed_login_is_never_logged() {
     let logs = captured_logs();
     assert!(logs.contains("/auth/token"), "the capture works");
     assert!(!logs.to_lowercase().contains(&typed.to_lowercase()));
+    assert!(!logs.contains(pasted));
 }
 
 #[test]

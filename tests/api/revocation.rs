@@ -429,3 +429,57 @@ async fn the_feed_refuses_a_cursor_from_the_future() {
         );
     }
 }
+
+#[tokio::test]
+async fn revoking_an_expired_access_token_still_ends_its_login() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let session = app.login().await;
+    app.advance_clock(Duration::from_secs(700));
+    let access = session["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(access).await["active"], false);
+    assert_eq!(revoke(&app, "mobile", access).await.status(), 200);
+    assert_oauth_error(
+        app.refresh("mobile", session["refresh_token"].as_str().unwrap())
+            .await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn long_expired_logins_are_neither_denylisted_nor_kept() {
+    let app = spawn_app().await;
+    let user = app.seed().await;
+    app.create_public_client("kiosk", &["password"], &["read"])
+        .await;
+    for _ in 0..3 {
+        let response = app
+            .password_grant("kiosk", "alice", crate::helpers::PASSWORD)
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    // Those logins ended with their access tokens, 10 minutes later.
+    app.advance_clock(Duration::from_secs(1300));
+    let admin = app.admin_token().await;
+    app.admin(Method::POST, &format!("/admin/users/{user}/revoke"), &admin)
+        .send()
+        .await
+        .unwrap();
+    let sessions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM revocations WHERE kind = 'session'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(sessions, 0, "nothing of theirs is live to deny");
+    let pruned = tessera::store::refresh::prune(
+        &app.pool,
+        app.state.clock.now() - chrono::Duration::seconds(600),
+        1000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pruned, 3);
+    assert_eq!(app.count("refresh_families").await, 0);
+}

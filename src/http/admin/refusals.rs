@@ -1,6 +1,7 @@
 //! What the admin listener does with calls it refuses. A valid token
 //! without the `admin` scope (403) is a known party asking for something it
-//! may not have: an audit row records who asked for what. A call without a
+//! may not have: an audit row records who asked for what (once a minute
+//! per caller and call, however often they ask). A call without a
 //! valid token (401) is logged and counted, never stored, so that nobody
 //! without a token can grow the audit table.
 
@@ -55,7 +56,7 @@ pub async fn audit_refusals(
         outcome: Outcome::Denied,
     };
     let recorded = match state.pool.acquire().await {
-        Ok(mut conn) => audit::record(&mut conn, entry, state.clock.now()).await,
+        Ok(mut conn) => audit::record_refusal(&mut conn, entry, state.clock.now()).await,
         Err(e) => Err(e),
     };
     match recorded {

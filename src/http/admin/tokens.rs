@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{Admin, check_reason, json};
 use crate::error::Error;
-use crate::revocation::{self, Presented};
+use crate::revocation::{self, Presented, Purpose};
 use crate::state::AppState;
 
 #[derive(Default, Deserialize)]
@@ -31,7 +31,8 @@ pub async fn revoke(
     let token = body
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
-    let presented = revocation::identify(&state, token.expose_secret(), now).await?;
+    let presented =
+        revocation::identify(&state, token.expose_secret(), Purpose::Revoke, now).await?;
     // The audit names the token by jti or family, never by its value.
     let target = match &presented {
         Presented::Access(claims) => Some(format!("jti:{}", claims.jti)),
