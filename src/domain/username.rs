@@ -156,7 +156,7 @@ mod tests {
             }
         }
         assert_eq!(
-            parse(&format!("a{}", "\u{301}".repeat(4))),
+            parse(&format!("a{}", "\u{301}".repeat(5))),
             Err(InvalidUsername::BadCharacters)
         );
     }
