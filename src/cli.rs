@@ -16,7 +16,7 @@ use crate::domain::{ClientSecret, PasswordHasher, PlainPassword, Scope, Username
 use crate::grants::GRANT_TYPES;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
 use crate::startup::{Application, Options};
-use crate::store::{self, clients, users};
+use crate::store::{self, clients, login_throttle, users};
 
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "OAuth 2.0 token issuer")]
@@ -59,6 +59,8 @@ enum UserCommand {
         #[command(flatten)]
         scope: ScopeArg,
     },
+    /// Lift a login lockout: forget the username's failed password logins.
+    Unlock { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +178,16 @@ pub async fn run() -> anyhow::Result<()> {
             )
             .await?;
             println!("created user {username} with id {id}");
+            Ok(())
+        }
+        Command::User(UserCommand::Unlock { username }) => {
+            let username = Username::parse(&username)?;
+            let pool = connect(&settings).await?;
+            if login_throttle::reset(&pool, username.as_str()).await? {
+                println!("unlocked {username}: failed logins forgotten");
+            } else {
+                println!("{username} had no failed logins");
+            }
             Ok(())
         }
         Command::Client(ClientCommand::Create {

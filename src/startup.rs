@@ -20,6 +20,7 @@ use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::{self, Denylist};
 use crate::state::AppState;
 use crate::telemetry::RequestSpan;
+use crate::throttle::{self, AddressLimiter};
 use crate::{http, observability, store};
 
 /// How long startup keeps retrying an unreachable database.
@@ -56,6 +57,7 @@ impl Application {
         let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::default());
+        let addresses = Arc::new(AddressLimiter::new(&settings.login)?);
         observability::handle();
         let state = AppState {
             pool,
@@ -63,6 +65,7 @@ impl Application {
             keys,
             hasher,
             denylist,
+            addresses,
             clock,
         };
 
@@ -123,6 +126,7 @@ impl Application {
                 state.clock.clone(),
                 state.settings.revocation.sync_interval,
             )),
+            tokio::spawn(throttle::prune_forever(state.clone())),
         ];
         let result = servers.await;
         background.iter().for_each(JoinHandle::abort);
@@ -142,7 +146,11 @@ fn serve(
     state: AppState,
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<Server> {
-    let state_shutdown_timeout = state.settings.http.shutdown_timeout.as_secs();
+    let shutdown_timeout = state.settings.http.shutdown_timeout.as_secs();
+    // actix's connection cap is per worker thread: spread the listener's
+    // cap over an explicit number of workers.
+    let workers = crate::config::cpus();
+    let per_worker = state.settings.max_connections().div_ceil(workers).max(1);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -154,7 +162,9 @@ fn serve(
             .configure(routes)
             .default_service(web::to(http::not_found))
     })
-    .shutdown_timeout(state_shutdown_timeout)
+    .workers(workers)
+    .max_connections(per_worker)
+    .shutdown_timeout(shutdown_timeout)
     .listen(listener)?
     .run();
     Ok(server)

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::domain::PasswordHasher;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
+use crate::throttle::AddressLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,5 +18,7 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     pub hasher: PasswordHasher,
     pub denylist: Arc<Denylist>,
+    /// Failed password logins per client address.
+    pub addresses: Arc<AddressLimiter>,
     pub clock: Clock,
 }
