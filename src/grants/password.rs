@@ -52,14 +52,15 @@ pub async fn grant(
     let user = users::find_by_username(&state.pool, username.as_str()).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown users are verified against a dummy hash: same work, same answer.
-    let verified = state
-        .hasher
-        .verify(password, stored)
-        .await
-        .map_err(|e| match e {
-            HashError::Busy => Error::TemporarilyUnavailable,
-            HashError::Internal(e) => Error::Internal(e),
-        })?;
+    let verified = match state.hasher.verify(password, stored).await {
+        Ok(verified) => verified,
+        Err(HashError::Busy) => {
+            // Nothing was checked, so nothing counts against the username.
+            login_throttle::release(&state.pool, username.as_str(), policy).await?;
+            return Err(Error::TemporarilyUnavailable);
+        }
+        Err(HashError::Internal(e)) => return Err(Error::Internal(e)),
+    };
     let user = match (verified, user) {
         (Verified::No, _) | (_, None) => return Err(failed()),
         (Verified::Yes, Some(user)) => user,

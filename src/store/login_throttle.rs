@@ -86,6 +86,23 @@ pub async fn reset<'e, E: sqlx::PgExecutor<'e>>(executor: E, username: &str) -> 
     Ok(done.rows_affected() > 0)
 }
 
+/// Takes back a reservation whose password was never checked (the hashing
+/// queue was full): one failure fewer, and no lock below the threshold.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn release(pool: &PgPool, username: &str, policy: Policy) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE login_throttle
+         SET failures = failures - 1,
+             locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END
+         WHERE username = $1 AND failures > 0",
+    )
+    .bind(username)
+    .bind(i32::try_from(policy.threshold).unwrap_or(i32::MAX))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Deletes rows that are not locked and have seen no failure for
 /// `policy.reset`: the table holds recent failures, not history. Rows of
 /// usernames that do not exist go on the same schedule as the others, so

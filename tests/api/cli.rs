@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
 fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
@@ -146,6 +146,31 @@ async fn operators_create_users_and_clients_from_the_cli() {
         &[],
     );
     assert!(stderr(&bad_grant).contains("unknown grant type"));
+}
+
+#[tokio::test]
+async fn operators_unlock_a_locked_username_from_the_cli() {
+    let app = spawn_app().await;
+    app.seed().await;
+    for _ in 0..10 {
+        let failed = app.password_grant("mobile", "alice", "not it").await;
+        assert_eq!(failed.status(), 400);
+    }
+    let locked = app.password_grant("mobile", "alice", PASSWORD).await;
+    assert_eq!(locked.status(), 429);
+
+    let unlock = tessera(Some(&app), &["user", "unlock", "alice"], "", &[]);
+    assert!(unlock.status.success(), "{}", stderr(&unlock));
+    assert!(
+        stdout(&unlock).contains("unlocked alice"),
+        "{}",
+        stdout(&unlock)
+    );
+    let ok = app.password_grant("mobile", "alice", PASSWORD).await;
+    assert_eq!(ok.status(), 200);
+    let again = tessera(Some(&app), &["user", "unlock", "alice"], "", &[]);
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("no failed logins"));
 }
 
 #[tokio::test]
