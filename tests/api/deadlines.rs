@@ -54,6 +54,10 @@ fn assert_timed_out(listener: &str, (response, at): (String, Duration)) {
         "{listener}: {response}"
     );
     assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{listener}: {response}"
+    );
+    assert!(
         at >= Duration::from_millis(900) && at < Duration::from_secs(3),
         "{listener}: answered after {at:?}, deadline 1 s"
     );
