@@ -49,7 +49,8 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
     Ok(id)
 }
 
-#[tracing::instrument(level = "debug", skip(pool))]
+// skip_all: the username of a failed login must not reach the logs.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_by_username(pool: &PgPool, username: &str) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as::<_, UserRow>(
         "SELECT id, username, password_hash, scopes, disabled FROM users WHERE username = $1",
