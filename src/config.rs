@@ -375,6 +375,35 @@ mod cidrs {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_come_as_a_list_or_a_comma_separated_variable() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let defaults =
+            Settings::load_from(&dir, Environment::Local, Some(Default::default())).unwrap();
+        assert!(defaults.http.trusted_proxies.is_empty());
+        let vars = [(
+            "TESSERA__HTTP__TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, 192.0.2.1,2001:db8::/32".to_owned(),
+        )];
+        let settings =
+            Settings::load_from(&dir, Environment::Local, Some(vars.into_iter().collect()))
+                .unwrap();
+        let nets: Vec<String> = settings
+            .http
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        assert_eq!(settings.login.lockout_threshold, 10);
+        assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
+    }
+}
+
 /// Durations are written `30s`, `10m`, `12h`, `30d` or as plain seconds.
 pub mod duration {
     use std::time::Duration;

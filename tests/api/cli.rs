@@ -215,10 +215,22 @@ async fn keys_list_and_rotate() {
 
 #[test]
 fn bad_configuration_fails_with_one_line_naming_the_key() {
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
         (&[("TESSERA__TOKENS__ACCESS_TTL", "0")], "tokens.access_ttl"),
         (&[("TESSERA__DATABASE__URL", "")], "database.url"),
         (&[("TESSERA__KEYS__ALGORITHM", "HS256")], "HS256"),
+        (
+            &[("TESSERA__LOGIN__LOCKOUT_THRESHOLD", "0")],
+            "login.lockout_threshold",
+        ),
+        (
+            &[("TESSERA__LOGIN__LOCKOUT_MAX", "10s")],
+            "login.lockout_max",
+        ),
+        (
+            &[("TESSERA__HTTP__TRUSTED_PROXIES", "10.0.0.0/8,nonsense")],
+            "nonsense",
+        ),
         (
             &[("TESSERA__KEYS__ENCRYPTION_KEY", "too-short")],
             "keys.encryption_key",
