@@ -16,7 +16,7 @@ use crate::domain::{ClientId, ClientSecret, PasswordHasher, PlainPassword, Scope
 use crate::grants::GRANT_TYPES;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
 use crate::startup::{Application, Options};
-use crate::store::{self, audit, clients, users};
+use crate::store::{self, audit, clients, login_throttle, users};
 
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "OAuth 2.0 token issuer")]
@@ -59,6 +59,8 @@ enum UserCommand {
         #[command(flatten)]
         scope: ScopeArg,
     },
+    /// Lift a login lockout: forget the username's failed password logins.
+    Unlock { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +175,21 @@ pub async fn run() -> anyhow::Result<()> {
             audit(&mut tx, "user.create", &id.to_string(), now).await?;
             tx.commit().await?;
             println!("created user {username} with id {id}");
+            Ok(())
+        }
+        Command::User(UserCommand::Unlock { username }) => {
+            let username = Username::parse(&username)?;
+            let pool = connect(&settings).await?;
+            let now = Clock::default().now();
+            let mut tx = pool.begin().await?;
+            let was_locked = login_throttle::reset(&mut *tx, username.as_str()).await?;
+            audit(&mut tx, "user.unlock", username.as_str(), now).await?;
+            tx.commit().await?;
+            if was_locked {
+                println!("unlocked {username}: failed logins forgotten");
+            } else {
+                println!("{username} had no failed logins");
+            }
             Ok(())
         }
         Command::Client(ClientCommand::Create {

@@ -29,6 +29,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub tokens: TokenSettings,
     pub password: PasswordSettings,
+    pub login: LoginSettings,
     pub revocation: RevocationSettings,
     pub log: LogSettings,
     /// Filled from `TESSERA_ENV`, not from the files.
@@ -58,6 +59,14 @@ pub struct HttpSettings {
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Total time allowed for receiving a request body (408 and close past it).
+    #[serde(with = "duration")]
+    pub body_timeout: Duration,
+    /// Open connections per listener; 0 sizes it for the machine.
+    pub max_connections: usize,
+    /// Peers allowed to name the client through `X-Forwarded-For`/`Forwarded`.
+    #[serde(with = "cidrs")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +106,28 @@ pub struct PasswordSettings {
     pub max_length: usize,
     pub max_concurrent: usize,
     pub max_queue: usize,
+}
+
+/// Limits on password guessing: per username (in Postgres, shared by every
+/// instance) and per client address (in memory, per instance).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSettings {
+    /// Consecutive failures that lock a username.
+    pub lockout_threshold: u32,
+    /// The first lock's length; every further failure doubles it.
+    #[serde(with = "duration")]
+    pub lockout_base: Duration,
+    #[serde(with = "duration")]
+    pub lockout_max: Duration,
+    /// A username's failures are forgotten after this long without one.
+    #[serde(with = "duration")]
+    pub lockout_reset: Duration,
+    /// Failed logins an address may make at once.
+    pub address_burst: u32,
+    /// One more failed login is allowed per address every this long.
+    #[serde(with = "duration")]
+    pub address_refill: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +249,9 @@ impl Settings {
             ("keys.reload_interval", self.keys.reload_interval),
             ("revocation.sync_interval", self.revocation.sync_interval),
             ("database.request_timeout", self.database.request_timeout),
+            ("http.body_timeout", self.http.body_timeout),
+            ("login.lockout_base", self.login.lockout_base),
+            ("login.address_refill", self.login.address_refill),
         ] {
             if ttl.is_zero() {
                 bail!("configuration: {name} must be greater than zero");
@@ -246,6 +280,18 @@ impl Settings {
         }
         if self.http.max_body_bytes < 512 {
             bail!("configuration: http.max_body_bytes must be at least 512");
+        }
+        if self.login.lockout_threshold == 0 {
+            bail!("configuration: login.lockout_threshold must be at least 1");
+        }
+        if self.login.lockout_max < self.login.lockout_base {
+            bail!("configuration: login.lockout_max must be at least login.lockout_base");
+        }
+        if self.login.lockout_reset < self.login.lockout_max {
+            bail!("configuration: login.lockout_reset must be at least login.lockout_max");
+        }
+        if self.login.address_burst == 0 {
+            bail!("configuration: login.address_burst must be at least 1");
         }
         Ok(())
     }
@@ -279,13 +325,87 @@ impl Settings {
         self.keys.jwks_max_age + self.keys.reload_interval
     }
 
-    pub fn password_concurrency(&self) -> usize {
-        match self.password.max_concurrent {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+    /// Connections each listener accepts: `http.max_connections`, or 1024
+    /// per CPU when it is 0.
+    pub fn max_connections(&self) -> usize {
+        match self.http.max_connections {
+            0 => 1024 * cpus(),
             n => n,
         }
+    }
+
+    pub fn password_concurrency(&self) -> usize {
+        match self.password.max_concurrent {
+            0 => cpus(),
+            n => n,
+        }
+    }
+}
+
+/// CPUs this process may use (one worker thread per listener for each).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// CIDR lists, written as a YAML list or (from an environment variable) as
+/// one comma-separated string; a bare address means just that address.
+mod cidrs {
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        let items = match Raw::deserialize(d)? {
+            Raw::List(items) => items,
+            Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+        };
+        items
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| D::Error::custom(format!("`{s}` is not a CIDR (e.g. 10.0.0.0/8)")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_come_as_a_list_or_a_comma_separated_variable() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let defaults =
+            Settings::load_from(&dir, Environment::Local, Some(Default::default())).unwrap();
+        assert!(defaults.http.trusted_proxies.is_empty());
+        let vars = [(
+            "TESSERA__HTTP__TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, 192.0.2.1,2001:db8::/32".to_owned(),
+        )];
+        let settings =
+            Settings::load_from(&dir, Environment::Local, Some(vars.into_iter().collect()))
+                .unwrap();
+        let nets: Vec<String> = settings
+            .http
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        assert_eq!(settings.login.lockout_threshold, 10);
+        assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
     }
 }
 

@@ -19,12 +19,20 @@ pub enum Error {
     /// The body exceeded `http.max_body_bytes`.
     #[error("request body is too large")]
     PayloadTooLarge,
+    /// The body did not arrive within `http.body_timeout`; the connection
+    /// is closed, as the rest of the body may still be on its way.
+    #[error("request body was not received in time")]
+    BodyTimeout,
     /// Unknown client, wrong or missing secret, disabled client.
     #[error("client authentication failed")]
     InvalidClient,
     /// Bad credentials, or a refresh token that is unknown, spent, expired or revoked.
     #[error("{0}")]
     InvalidGrant(&'static str),
+    /// Password logins refused without checking the password: the username
+    /// is locked, or the client's address has used up its failed logins.
+    #[error("too many failed attempts; retry later")]
+    TooManyAttempts { retry_after: std::time::Duration },
     /// An authenticated client doing something it is not registered for.
     #[error("{0}")]
     UnauthorizedClient(&'static str),
@@ -114,9 +122,11 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 impl Error {
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidRequest(_) | Error::PayloadTooLarge => "invalid_request",
+            Error::InvalidRequest(_) | Error::PayloadTooLarge | Error::BodyTimeout => {
+                "invalid_request"
+            }
             Error::InvalidClient => "invalid_client",
-            Error::InvalidGrant(_) => "invalid_grant",
+            Error::InvalidGrant(_) | Error::TooManyAttempts { .. } => "invalid_grant",
             Error::UnauthorizedClient(_) => "unauthorized_client",
             Error::UnsupportedGrantType => "unsupported_grant_type",
             Error::InvalidScope(_) => "invalid_scope",
@@ -132,6 +142,13 @@ impl Error {
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Error::InvalidRequest(description.into())
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up: retrying at the announced
+/// time must not be refused again.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 #[derive(Serialize)]
@@ -150,6 +167,8 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -194,6 +213,12 @@ impl ResponseError for Error {
             Error::TemporarilyUnavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
+            Error::TooManyAttempts { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
+            }
+            Error::BodyTimeout => {
+                response.force_close();
+            }
             _ => {}
         }
         let description = match self {
@@ -218,6 +243,8 @@ mod tests {
         let cases = [
             (Error::invalid_request("x"), StatusCode::BAD_REQUEST, "invalid_request"),
             (Error::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
+            (Error::BodyTimeout, StatusCode::REQUEST_TIMEOUT, "invalid_request"),
+            (Error::TooManyAttempts { retry_after: std::time::Duration::from_millis(29_001) }, StatusCode::TOO_MANY_REQUESTS, "invalid_grant"),
             (Error::InvalidClient, StatusCode::UNAUTHORIZED, "invalid_client"),
             (Error::InvalidGrant("x"), StatusCode::BAD_REQUEST, "invalid_grant"),
             (Error::UnauthorizedClient("x"), StatusCode::BAD_REQUEST, "unauthorized_client"),
@@ -251,5 +278,21 @@ mod tests {
         assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"));
         let response = Error::InvalidClient.error_response();
         assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn throttled_logins_say_when_to_retry_and_slow_bodies_close() {
+        let wait = std::time::Duration::from_millis(29_001);
+        let response = Error::TooManyAttempts { retry_after: wait }.error_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "30");
+        let bytes = response.into_body().try_into_bytes().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "invalid_grant", "error_description": "too many failed attempts; retry later"})
+        );
+        assert_eq!(retry_after_secs(std::time::Duration::ZERO), 1);
+        let response = Error::BodyTimeout.error_response();
+        assert!(!response.head().keep_alive());
     }
 }

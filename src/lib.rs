@@ -5,6 +5,7 @@
 //! - `domain`: validated types (scopes, usernames, passwords, opaque tokens, JWT claims)
 //! - `keys`: signing keys, their schedule and the JWKS
 //! - `revocation`: denylist of access tokens, mirrored on every instance
+//! - `throttle`: limits on password guessing, per username and per address
 //! - `store`: every SQL statement
 //! - `config`, `telemetry` (logs), `observability` (metrics), `startup`, `cli`: wiring
 #![cfg_attr(
@@ -26,3 +27,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;

@@ -16,6 +16,8 @@ pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
 pub const HTTP_DURATION: &str = "tessera_http_request_duration_seconds";
 pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
 pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
+/// Password logins refused unchecked; `reason` is `account` or `address`.
+pub const LOGIN_THROTTLED: &str = "tessera_login_throttled_total";
 pub const REFRESH_REUSE: &str = "tessera_refresh_reuse_detected_total";
 pub const REVOCATIONS: &str = "tessera_revocations_total";
 pub const HASH_QUEUE_DEPTH: &str = "tessera_password_hash_queue_depth";

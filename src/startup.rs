@@ -22,6 +22,7 @@ use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::{self, Denylist};
 use crate::state::AppState;
 use crate::telemetry::RequestSpan;
+use crate::throttle::{self, AddressLimiter};
 use crate::{http, observability, store};
 
 /// How long startup keeps retrying an unreachable database.
@@ -58,6 +59,7 @@ impl Application {
         let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::default());
+        let addresses = Arc::new(AddressLimiter::new(&settings.login)?);
         observability::handle();
         let verifier = AccessTokenVerifier {
             keys: keys.clone(),
@@ -72,6 +74,7 @@ impl Application {
             verifier,
             hasher,
             denylist,
+            addresses,
             clock,
         };
 
@@ -133,6 +136,7 @@ impl Application {
                 state.settings.revocation.sync_interval,
             )),
             tokio::spawn(prune_sessions(state.clone())),
+            tokio::spawn(throttle::prune_forever(state.clone())),
         ];
         let result = servers.await;
         background.iter().for_each(JoinHandle::abort);
@@ -153,7 +157,11 @@ fn serve(
     routes: fn(&mut web::ServiceConfig),
     audit_refusals: bool,
 ) -> anyhow::Result<Server> {
-    let state_shutdown_timeout = state.settings.http.shutdown_timeout.as_secs();
+    let shutdown_timeout = state.settings.http.shutdown_timeout.as_secs();
+    // actix's connection cap is per worker thread: spread the listener's
+    // cap over an explicit number of workers.
+    let workers = crate::config::cpus();
+    let per_worker = state.settings.max_connections().div_ceil(workers).max(1);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -169,7 +177,9 @@ fn serve(
             .configure(routes)
             .default_service(web::to(http::not_found))
     })
-    .shutdown_timeout(state_shutdown_timeout)
+    .workers(workers)
+    .max_connections(per_worker)
+    .shutdown_timeout(shutdown_timeout)
     .listen(listener)?
     .run();
     Ok(server)

@@ -10,6 +10,7 @@ use crate::domain::PasswordHasher;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
+use crate::throttle::AddressLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,5 +20,7 @@ pub struct AppState {
     pub verifier: AccessTokenVerifier,
     pub hasher: PasswordHasher,
     pub denylist: Arc<Denylist>,
+    /// Failed password logins per client address.
+    pub addresses: Arc<AddressLimiter>,
     pub clock: Clock,
 }

@@ -1,15 +1,22 @@
 //! Password hashing with argon2id, off the async workers and with bounded
 //! concurrency: each hash holds `memory_kib` of RAM and a core for ~20 ms, so
 //! a burst of logins waits for a slot instead of stalling everything else.
+//!
+//! Each slot owns its argon2 block buffer, allocated on the slot's first
+//! hash and reused for every hash after it. Allocating 19 MiB per hash made
+//! the allocator keep what was freed (glibc raises its mmap threshold after
+//! each large free, so later buffers come from arenas that never shrink):
+//! memory grew with the request rate instead of staying at
+//! `max_concurrent × memory_kib`. Reuse also saves the page faults.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, anyhow};
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::config::PasswordSettings;
@@ -82,6 +89,10 @@ struct Inner {
     /// as a real verification, so timing does not reveal which usernames exist.
     dummy_hash: String,
     slots: Arc<Semaphore>,
+    /// The block buffers of the slots not hashing right now. A slot's
+    /// permit guarantees a buffer here, or room to allocate the slot's
+    /// first one, so there are never more than `slots` buffers.
+    buffers: Mutex<Vec<Vec<Block>>>,
     waiting: AtomicUsize,
     max_queue: usize,
 }
@@ -95,12 +106,13 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| anyhow!("configuration: password.* are not valid argon2 parameters: {e}"))?;
-        let dummy_hash = hash_with(&params, b"tessera dummy password for unknown users")?;
+        let dummy_hash = dummy_hash(&params)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 params,
                 dummy_hash,
                 slots: Arc::new(Semaphore::new(concurrency.max(1))),
+                buffers: Mutex::new(Vec::new()),
                 waiting: AtomicUsize::new(0),
                 max_queue: settings.max_queue,
             }),
@@ -110,7 +122,7 @@ impl PasswordHasher {
     /// Hashes a new password at the configured cost.
     pub async fn hash(&self, password: PlainPassword) -> Result<String, HashError> {
         let params = self.inner.params.clone();
-        self.run(move || hash_with(&params, password.0.expose_secret().as_bytes()))
+        self.run(move |blocks| hash_with(&params, password.0.expose_secret().as_bytes(), blocks))
             .await
     }
 
@@ -124,14 +136,14 @@ impl PasswordHasher {
         let params = self.inner.params.clone();
         let is_real = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
-        self.run(move || {
+        self.run(move |blocks| {
             let secret = password.0.expose_secret().as_bytes();
-            let ok = verify_with(&stored, secret)?;
+            let ok = verify_with(&stored, secret, blocks)?;
             if !(ok && is_real) {
                 return Ok(Verified::No);
             }
             if is_weaker(&stored, &params) {
-                return Ok(Verified::YesRehashed(hash_with(&params, secret)?));
+                return Ok(Verified::YesRehashed(hash_with(&params, secret, blocks)?));
             }
             Ok(Verified::Yes)
         })
@@ -146,7 +158,7 @@ impl PasswordHasher {
     async fn run<T, F>(&self, work: F) -> Result<T, HashError>
     where
         T: Send + 'static,
-        F: FnOnce() -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&mut Vec<Block>) -> anyhow::Result<T> + Send + 'static,
     {
         let inner = &self.inner;
         // Counted as waiting until a slot is ours, even if the request is
@@ -163,15 +175,39 @@ impl PasswordHasher {
         metrics::histogram!(crate::observability::HASH_WAIT)
             .record(started.elapsed().as_secs_f64());
         let span = tracing::Span::current();
+        let inner = self.inner.clone();
         // The permit moves into the blocking task: the slot stays taken for
         // as long as argon2 runs, even if this future is dropped.
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            span.in_scope(work)
+            let mut blocks = inner.take_buffer();
+            let result = span.in_scope(|| work(&mut blocks));
+            inner.give_back(blocks);
+            result
         })
         .await
         .context("password hashing task failed")?;
         Ok(result?)
+    }
+}
+
+impl Inner {
+    /// A free slot buffer; a slot's first hash allocates it (lazily, so an
+    /// idle service does not hold `max_concurrent × memory_kib`).
+    fn take_buffer(&self) -> Vec<Block> {
+        let free = self
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        free.unwrap_or_else(|| vec![Block::new(); self.params.block_count()])
+    }
+
+    fn give_back(&self, blocks: Vec<Block>) {
+        self.buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(blocks);
     }
 }
 
@@ -194,24 +230,91 @@ impl Drop for Waiting<'_> {
     }
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
+
+/// Runs argon2 with `params` in the slot's buffer. A stored hash made with
+/// less memory than configured (an older, weaker cost) uses the front of
+/// the buffer. One made with more (the configured cost was lowered since)
+/// does not fit: it gets a temporary buffer of its own, freed afterwards.
+/// That is the one allocation per hash left, and only such users cause it.
+fn argon2_into(
+    argon: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    blocks: &mut [Block],
+) -> anyhow::Result<()> {
+    let needed = argon.params().block_count();
+    let result = match blocks.get_mut(..needed) {
+        Some(slot) => argon.hash_password_into_with_memory(password, salt, out, slot),
+        None => {
+            argon.hash_password_into_with_memory(password, salt, out, vec![Block::new(); needed])
+        }
+    };
+    result.map_err(|e| anyhow!("argon2 failed: {e}"))
 }
 
-fn hash_with(params: &Params, password: &[u8]) -> anyhow::Result<String> {
-    argon2(params)
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow!("hashing a password failed: {e}"))
+fn hash_with(params: &Params, password: &[u8], blocks: &mut [Block]) -> anyhow::Result<String> {
+    let mut salt = [0u8; SALT_LEN];
+    rand::fill(&mut salt);
+    let mut out = [0u8; OUTPUT_LEN];
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon2_into(&argon, password, &salt, &mut out, blocks)?;
+    phc_string(params, &salt, &out)
 }
 
-fn verify_with(stored: &str, password: &[u8]) -> anyhow::Result<bool> {
+/// `$argon2id$v=19$m=...,t=...,p=...$salt$hash`
+fn phc_string(params: &Params, salt: &[u8], hash: &[u8]) -> anyhow::Result<String> {
+    let phc = |e: argon2::password_hash::phc::Error| anyhow!("encoding a password hash: {e}");
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)
+            .map_err(|e| anyhow!("encoding argon2 parameters: {e}"))?,
+        salt: Some(Salt::new(salt).map_err(phc)?),
+        hash: Some(Output::new(hash).map_err(phc)?),
+    };
+    Ok(hash.to_string())
+}
+
+/// A hash of no password at all: random salt and random output at the
+/// configured cost. Verifying against it runs the full argon2 work and
+/// never matches, without hashing anything at startup.
+fn dummy_hash(params: &Params) -> anyhow::Result<String> {
+    let mut salt = [0u8; SALT_LEN];
+    let mut out = [0u8; OUTPUT_LEN];
+    rand::fill(&mut salt);
+    rand::fill(&mut out);
+    phc_string(params, &salt, &out)
+}
+
+/// Recomputes the stored hash's output (with the parameters, salt and
+/// algorithm written in it, so old hashes keep verifying) and compares in
+/// constant time.
+fn verify_with(stored: &str, password: &[u8], blocks: &mut [Block]) -> anyhow::Result<bool> {
     let parsed =
         PasswordHash::new(stored).map_err(|e| anyhow!("stored password hash is malformed: {e}"))?;
-    // Parameters come from the stored hash, so old hashes keep verifying.
+    let algorithm = Algorithm::new(parsed.algorithm.as_str())
+        .map_err(|e| anyhow!("stored password hash has an unknown algorithm: {e}"))?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| anyhow!("stored password hash has an unknown version: {e}"))?
+        .unwrap_or_default();
     let params = Params::try_from(&parsed)
         .map_err(|e| anyhow!("stored password hash has bad parameters: {e}"))?;
-    Ok(argon2(&params).verify_password(password, &parsed).is_ok())
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return Err(anyhow!("stored password hash has no salt or no output"));
+    };
+    let mut buffer = [0u8; Output::MAX_LENGTH];
+    let out = buffer
+        .get_mut(..expected.len())
+        .ok_or_else(|| anyhow!("stored password hash output is too long"))?;
+    let argon = Argon2::new(algorithm, version, params);
+    argon2_into(&argon, password, salt.as_ref(), out, blocks)?;
+    Ok(out.ct_eq(expected.as_bytes()).into())
 }
 
 fn is_weaker(stored: &str, wanted: &Params) -> bool {
@@ -314,6 +417,96 @@ mod tests {
         );
         // And the hasher still works.
         assert!(h.hash(pw("last password")).await.is_ok());
+    }
+
+    /// The address of each free slot buffer, sorted.
+    fn buffer_addresses(h: &PasswordHasher) -> Vec<usize> {
+        let mut addresses: Vec<usize> = h
+            .inner
+            .buffers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_ptr() as usize)
+            .collect();
+        addresses.sort();
+        addresses
+    }
+
+    #[tokio::test]
+    async fn slots_allocate_their_buffer_once_and_reuse_it() {
+        let h = PasswordHasher::new(&settings(19456), 2).unwrap();
+        assert!(
+            buffer_addresses(&h).is_empty(),
+            "nothing allocated while idle"
+        );
+        let stored = h.hash(pw("correct horse")).await.unwrap();
+        let first = buffer_addresses(&h);
+        assert_eq!(first.len(), 1);
+        for _ in 0..3 {
+            h.verify(pw("wrong horse"), Some(stored.clone()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(buffer_addresses(&h), first, "one slot, one buffer, reused");
+
+        // Concurrent work: at most one buffer per slot, and the same ones
+        // from then on.
+        let round = || {
+            futures_util::future::join_all(
+                (0..6).map(|_| h.verify(pw("wrong horse"), Some(stored.clone()))),
+            )
+        };
+        round().await;
+        let both = buffer_addresses(&h);
+        assert_eq!(both.len(), 2);
+        round().await;
+        h.verify(pw("nobody"), None).await.unwrap();
+        assert_eq!(buffer_addresses(&h), both);
+    }
+
+    #[tokio::test]
+    async fn hashes_needing_more_memory_than_a_slot_still_verify() {
+        let big = PasswordHasher::new(&settings(32768), 1).unwrap();
+        let small = PasswordHasher::new(&settings(19456), 1).unwrap();
+        let stored = big.hash(pw("correct horse")).await.unwrap();
+        assert_eq!(
+            small
+                .verify(pw("correct horse"), Some(stored.clone()))
+                .await
+                .unwrap(),
+            Verified::Yes
+        );
+        assert_eq!(
+            small.verify(pw("wrong horse"), Some(stored)).await.unwrap(),
+            Verified::No
+        );
+        let slot = small.inner.buffers.lock().unwrap()[0].len();
+        assert_eq!(slot, 19456, "the slot keeps its configured size");
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings() {
+        // Written by the `argon2` crate's own hasher: must verify here.
+        use argon2::password_hash::PasswordHasher as _;
+        let params = Params::new(19456, 2, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        let mut blocks = vec![Block::new(); params.block_count()];
+        assert!(verify_with(&theirs, b"correct horse", &mut blocks).unwrap());
+        assert!(!verify_with(&theirs, b"wrong horse", &mut blocks).unwrap());
+        // And ours verify with the crate's own verifier.
+        use argon2::password_hash::PasswordVerifier as _;
+        let ours = hash_with(&params, b"correct horse", &mut blocks).unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
     }
 
     #[test]

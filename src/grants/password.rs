@@ -1,5 +1,7 @@
 //! Resource owner password credentials grant (RFC 6749 §4.3).
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
@@ -9,11 +11,13 @@ use crate::domain::password::{HashError, Verified};
 use crate::domain::{PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
 use crate::state::AppState;
-use crate::store::{refresh, users};
+use crate::store::{login_throttle, refresh, users};
+use crate::{observability, throttle};
 
 /// One message for unknown user, wrong password and disabled user.
 const BAD_CREDENTIALS: &str = "invalid username or password";
 
+/// A password login from `address` (the client's IP, when known).
 #[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), user_id = tracing::field::Empty))]
 pub async fn grant(
     state: &AppState,
@@ -21,27 +25,57 @@ pub async fn grant(
     username: &str,
     password: SecretString,
     requested: Option<Scope>,
+    address: Option<IpAddr>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
     // No account can have a name the profile refuses: the same answer as
-    // for any unknown user, without hashing (the rule is public anyway).
-    let username = Username::parse(username).map_err(|_| failed_login())?;
+    // for any unknown user, without hashing (the rule is public anyway),
+    // and it counts against the address like any failed login.
+    let username = match Username::parse(username) {
+        Ok(username) => username,
+        Err(_) => {
+            if let Some(address) = address
+                && let Err(wait) = state.addresses.check(address)
+            {
+                return Err(throttled("address", wait));
+            }
+            return Err(failed_login(state, address));
+        }
+    };
     let password = PlainPassword::for_login(password, state.settings.password.max_length)
         .map_err(|e| Error::invalid_request(e.to_string()))?;
+
+    // Both limits are checked before argon2 runs. The attempt is counted
+    // against the username now (and forgotten on success), so concurrent
+    // guesses cannot all get in under the threshold.
+    if let Some(address) = address
+        && let Err(wait) = state.addresses.check(address)
+    {
+        return Err(throttled("address", wait));
+    }
+    let policy = throttle::policy(&state.settings.login);
+    if let Some(locked_until) =
+        login_throttle::reserve(&state.pool, username.as_str(), policy, now).await?
+    {
+        let wait = (locked_until - now).to_std().unwrap_or_default();
+        return Err(throttled("account", wait));
+    }
+    let failed = || failed_login(state, address);
 
     let user = users::find_by_username(&state.pool, &username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown users are verified against a dummy hash: same work, same answer.
-    let verified = state
-        .hasher
-        .verify(password, stored)
-        .await
-        .map_err(|e| match e {
-            HashError::Busy => Error::TemporarilyUnavailable,
-            HashError::Internal(e) => Error::Internal(e),
-        })?;
+    let verified = match state.hasher.verify(password, stored).await {
+        Ok(verified) => verified,
+        Err(HashError::Busy) => {
+            // Nothing was checked, so nothing counts against the username.
+            login_throttle::release(&state.pool, username.as_str(), policy).await?;
+            return Err(Error::TemporarilyUnavailable);
+        }
+        Err(HashError::Internal(e)) => return Err(Error::Internal(e)),
+    };
     let user = match (verified, user) {
-        (Verified::No, _) | (_, None) => return Err(failed_login()),
+        (Verified::No, _) | (_, None) => return Err(failed()),
         (Verified::Yes, Some(user)) => user,
         (Verified::YesRehashed(new_hash), Some(mut user)) => {
             users::upgrade_password_hash(&state.pool, user.id, &user.password_hash, &new_hash, now)
@@ -53,8 +87,10 @@ pub async fn grant(
     };
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     if user.disabled {
-        return Err(failed_login());
+        return Err(failed());
     }
+    // The right password: the username's failures are forgotten.
+    login_throttle::reset(&state.pool, username.as_str()).await?;
 
     let client_scopes = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
     let user_scopes = Scope::from_tokens(&user.scopes).map_err(anyhow::Error::from)?;
@@ -85,7 +121,7 @@ pub async fn grant(
     else {
         // The password changed, the user was disabled or logged out
         // everywhere while this login was being checked.
-        return Err(failed_login());
+        return Err(failed());
     };
 
     issue(
@@ -99,7 +135,18 @@ pub async fn grant(
     )
 }
 
-fn failed_login() -> Error {
-    metrics::counter!(crate::observability::LOGIN_FAILURES).increment(1);
+/// A failed login; it also takes a token from the address's bucket (the
+/// username's count was already taken before hashing).
+fn failed_login(state: &AppState, address: Option<IpAddr>) -> Error {
+    if let Some(address) = address {
+        state.addresses.record_failure(address);
+    }
+    metrics::counter!(observability::LOGIN_FAILURES).increment(1);
     Error::InvalidGrant(BAD_CREDENTIALS)
+}
+
+fn throttled(reason: &'static str, retry_after: std::time::Duration) -> Error {
+    metrics::counter!(observability::LOGIN_THROTTLED, "reason" => reason).increment(1);
+    tracing::info!(reason, "password login refused: too many failed attempts");
+    Error::TooManyAttempts { retry_after }
 }

@@ -1,6 +1,7 @@
 //! Reading and parsing request bodies ourselves, so that every failure
-//! (too large, not UTF-8, malformed, wrong content type) is an RFC 6749 error
-//! rather than actix's plain-text default.
+//! (too large, too slow, not UTF-8, malformed, wrong content type) is an
+//! RFC 6749 error rather than actix's plain-text default. Every body on both
+//! listeners is read here, so `http.body_timeout` bounds them all.
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -8,10 +9,19 @@ use actix_web::web::{BytesMut, Payload};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::config::HttpSettings;
 use crate::error::Error;
 
-/// Reads at most `limit` bytes of body.
-pub async fn read(mut payload: Payload, limit: usize) -> Result<BytesMut, Error> {
+/// Reads at most `http.max_body_bytes` of body, all of it within
+/// `http.body_timeout`: a client trickling its body a byte at a time gets
+/// a 408 and loses the connection instead of holding it for ever.
+pub async fn read(payload: Payload, http: &HttpSettings) -> Result<BytesMut, Error> {
+    tokio::time::timeout(http.body_timeout, read_all(payload, http.max_body_bytes))
+        .await
+        .map_err(|_| Error::BodyTimeout)?
+}
+
+async fn read_all(mut payload: Payload, limit: usize) -> Result<BytesMut, Error> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Error::invalid_request("request body could not be read"))?;
@@ -23,13 +33,13 @@ pub async fn read(mut payload: Payload, limit: usize) -> Result<BytesMut, Error>
     Ok(body)
 }
 
-/// Reads (at most `limit` bytes) and parses a form or JSON body.
+/// Reads (within the limits of `http`) and parses a form or JSON body.
 pub async fn form_or_json<T: DeserializeOwned>(
     req: &HttpRequest,
     payload: Payload,
-    limit: usize,
+    http: &HttpSettings,
 ) -> Result<T, Error> {
-    let raw = read(payload, limit).await?;
+    let raw = read(payload, http).await?;
     parse(req, &raw)
 }
 

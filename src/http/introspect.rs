@@ -58,7 +58,7 @@ pub async fn introspect(
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let request: IntrospectRequest =
-        body::form_or_json(&req, payload, state.settings.http.max_body_bytes).await?;
+        body::form_or_json(&req, payload, &state.settings.http).await?;
     if bearer::is_present(&req) {
         bearer::require(&req, &state, "admin")?;
     } else {

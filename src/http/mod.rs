@@ -5,6 +5,7 @@ mod admin;
 pub(crate) mod bearer;
 mod body;
 mod client_auth;
+pub mod client_ip;
 mod health;
 mod introspect;
 mod metrics;
@@ -52,6 +53,7 @@ route_table!(admin_routes, ADMIN_ROUTES {
     post "/admin/users/{id}/enable" => admin::users::enable,
     put "/admin/users/{id}/password" => admin::users::set_password,
     post "/admin/users/{id}/revoke" => admin::users::revoke_everywhere,
+    post "/admin/users/{id}/unlock" => admin::users::unlock,
     get "/admin/users/{id}/sessions" => admin::sessions::list,
     delete "/admin/users/{id}/sessions/{session_id}" => admin::sessions::revoke,
     post "/admin/tokens/revoke" => admin::tokens::revoke,

@@ -30,8 +30,7 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    let request: RevokeRequest =
-        body::form_or_json(&req, payload, state.settings.http.max_body_bytes).await?;
+    let request: RevokeRequest = body::form_or_json(&req, payload, &state.settings.http).await?;
     let client = client::authenticate(
         &state,
         credentials_from(&req, request.client_id, request.client_secret)?,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::body;
 use super::client_auth::credentials_from;
+use super::client_ip::client_ip;
 use crate::domain::Scope;
 use crate::error::Error;
 use crate::grants::client;
@@ -35,8 +36,7 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    let request: TokenRequest =
-        body::form_or_json(&req, payload, state.settings.http.max_body_bytes).await?;
+    let request: TokenRequest = body::form_or_json(&req, payload, &state.settings.http).await?;
 
     let grant_type = request
         .grant_type
@@ -71,7 +71,8 @@ pub async fn token(
             let password = request
                 .password
                 .ok_or_else(|| Error::invalid_request("password is required"))?;
-            password::grant(&state, &client, &username, password, scope, now).await?
+            let address = client_ip(&req, &state.settings.http.trusted_proxies);
+            password::grant(&state, &client, &username, password, scope, address, now).await?
         }
         "client_credentials" => client_credentials::grant(&state, &client, scope, now)?,
         _ => {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clients;
 pub mod keys;
+pub mod login_throttle;
 pub mod refresh;
 pub mod revocations;
 pub mod users;

@@ -94,12 +94,19 @@ pub struct UserView {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Consecutive failed password logins counted against the username.
+    pub failed_logins: i32,
+    /// End of the current (or last) lockout; locked while in the future.
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn find_by_id(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result<Option<UserView>> {
     sqlx::query_as::<_, UserView>(
-        "SELECT id, username, scopes, disabled, created_at, updated_at FROM users WHERE id = $1",
+        "SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
+                COALESCE(t.failures, 0) AS failed_logins, t.locked_until
+         FROM users u LEFT JOIN login_throttle t ON t.username = u.username
+         WHERE u.id = $1",
     )
     .bind(id)
     .fetch_optional(conn)

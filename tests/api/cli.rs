@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
 fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
@@ -149,6 +149,31 @@ async fn operators_create_users_and_clients_from_the_cli() {
 }
 
 #[tokio::test]
+async fn operators_unlock_a_locked_username_from_the_cli() {
+    let app = spawn_app().await;
+    app.seed().await;
+    for _ in 0..10 {
+        let failed = app.password_grant("mobile", "alice", "not it").await;
+        assert_eq!(failed.status(), 400);
+    }
+    let locked = app.password_grant("mobile", "alice", PASSWORD).await;
+    assert_eq!(locked.status(), 429);
+
+    let unlock = tessera(Some(&app), &["user", "unlock", "alice"], "", &[]);
+    assert!(unlock.status.success(), "{}", stderr(&unlock));
+    assert!(
+        stdout(&unlock).contains("unlocked alice"),
+        "{}",
+        stdout(&unlock)
+    );
+    let ok = app.password_grant("mobile", "alice", PASSWORD).await;
+    assert_eq!(ok.status(), 200);
+    let again = tessera(Some(&app), &["user", "unlock", "alice"], "", &[]);
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("no failed logins"));
+}
+
+#[tokio::test]
 async fn keys_list_and_rotate() {
     let app = spawn_app().await;
     let list = tessera(Some(&app), &["keys", "list"], "", &[]);
@@ -190,10 +215,22 @@ async fn keys_list_and_rotate() {
 
 #[test]
 fn bad_configuration_fails_with_one_line_naming_the_key() {
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
         (&[("TESSERA__TOKENS__ACCESS_TTL", "0")], "tokens.access_ttl"),
         (&[("TESSERA__DATABASE__URL", "")], "database.url"),
         (&[("TESSERA__KEYS__ALGORITHM", "HS256")], "HS256"),
+        (
+            &[("TESSERA__LOGIN__LOCKOUT_THRESHOLD", "0")],
+            "login.lockout_threshold",
+        ),
+        (
+            &[("TESSERA__LOGIN__LOCKOUT_MAX", "10s")],
+            "login.lockout_max",
+        ),
+        (
+            &[("TESSERA__HTTP__TRUSTED_PROXIES", "10.0.0.0/8,nonsense")],
+            "nonsense",
+        ),
         (
             &[("TESSERA__KEYS__ENCRYPTION_KEY", "too-short")],
             "keys.encryption_key",

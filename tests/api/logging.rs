@@ -17,6 +17,10 @@ async fn secrets_never_reach_the_logs() {
     let url = format!("{}/auth/token", app.address);
     let wrong_password = "hunter2-wrong-password";
     app.password_grant("mobile", "alice", wrong_password).await;
+    // A failed login's username may be a mistyped password: never logged.
+    let typo_username = "alice-typed-her-password-here";
+    app.password_grant("mobile", typo_username, wrong_password)
+        .await;
     app.http
         .post(&url)
         .basic_auth("backend", Some(&secret))
@@ -55,6 +59,7 @@ async fn secrets_never_reach_the_logs() {
     let secrets = [
         PASSWORD,
         wrong_password,
+        typo_username,
         secret.as_str(),
         access.as_str(),
         access.split('.').nth(2).unwrap(),

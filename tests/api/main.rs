@@ -1,7 +1,9 @@
 mod admin;
 mod bad_input;
+mod brute_force;
 mod cli;
 mod client_credentials;
+mod deadlines;
 mod deployment;
 mod faults;
 mod forged_tokens;

@@ -71,7 +71,7 @@ pub async fn json<T: DeserializeOwned + Default>(
     state: &AppState,
     optional: bool,
 ) -> Result<T, Error> {
-    let raw = body::read(payload, state.settings.http.max_body_bytes).await?;
+    let raw = body::read(payload, &state.settings.http).await?;
     if raw.is_empty() && optional {
         return Ok(T::default());
     }

@@ -10,6 +10,7 @@ use crate::domain::{PlainPassword, Scope, Username};
 use crate::error::Error;
 use crate::revocation;
 use crate::state::AppState;
+use crate::store::login_throttle;
 use crate::store::users::{self, CreateUserError};
 
 const NO_USER: &str = "no such user";
@@ -217,4 +218,32 @@ pub async fn revoke_everywhere(
     revocation::commit(tx, &state, now).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"sessions_revoked": sessions, "not_before": now.timestamp()})))
+}
+
+/// Lifts a login lockout: forgets the username's failed logins.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn unlock(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let admin = Admin::authenticate(&req, &state)?;
+    let now = state.clock.now();
+    let id = parse_id(&path, NO_USER)?;
+    let body: Reason = json(&req, payload, &state, true).await?;
+    let reason = check_reason(&body.reason)?;
+    let mut tx = state.pool.begin().await?;
+    let user = users::find_by_id(&mut tx, id)
+        .await?
+        .ok_or(Error::NotFound(NO_USER))?;
+    login_throttle::reset(&mut *tx, &user.username).await?;
+    admin
+        .audit(&mut tx, "user.unlock", Some(&path), reason, now)
+        .await?;
+    let user = users::find_by_id(&mut tx, id)
+        .await?
+        .ok_or(Error::NotFound(NO_USER))?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(user))
 }

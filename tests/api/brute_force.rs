@@ -1,0 +1,373 @@
+//! Password-guessing limits: the per-username lockout (in Postgres, shared
+//! by every instance, reserved before hashing) and the per-address bucket.
+
+use std::time::Duration;
+
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, spawn_app_with, spawn_on};
+
+const LOCKED: &str = "too many failed attempts; retry later";
+
+/// Settings for lockout tests: the address bucket out of the way.
+fn roomy(s: &mut tessera::config::Settings) {
+    s.login.address_burst = 10_000;
+}
+
+async fn wrong(app: &TestApp, username: &str) -> Response {
+    app.password_grant("mobile", username, "not the password")
+        .await
+}
+
+/// Asserts a 429 with the lockout body and returns its `Retry-After`.
+async fn assert_throttled(response: Response) -> u64 {
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After on a 429")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = assert_oauth_error(response, 429, "invalid_grant").await;
+    assert_eq!(body["error_description"], LOCKED);
+    retry_after
+}
+
+/// Fails `username`'s login `times` times, each answered 400 invalid_grant.
+async fn fail(app: &TestApp, username: &str, times: usize) {
+    for attempt in 1..=times {
+        let response = wrong(app, username).await;
+        assert_eq!(response.status(), 400, "failure {attempt} of {username}");
+    }
+}
+
+async fn throttled_total(app: &TestApp, reason: &str) -> f64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.admin_address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("tessera_login_throttled_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+async fn admin_user(app: &TestApp, token: &str, id: uuid::Uuid) -> Value {
+    app.admin(Method::GET, &format!("/admin/users/{id}"), token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ten_failures_lock_the_username_even_against_the_right_password() {
+    let app = spawn_app_with(roomy).await;
+    let alice = app.seed().await;
+    let before = throttled_total(&app, "account").await;
+
+    fail(&app, "alice", 10).await;
+    assert_eq!(assert_throttled(wrong(&app, "alice").await).await, 30);
+    let right = app.password_grant("mobile", "alice", PASSWORD).await;
+    assert_eq!(assert_throttled(right).await, 30);
+    assert!(throttled_total(&app, "account").await >= before + 2.0);
+
+    // Attempts refused while locked are not counted: the lock does not grow.
+    app.advance_clock(Duration::from_secs(10));
+    assert_eq!(assert_throttled(wrong(&app, "alice").await).await, 20);
+    let token = app.admin_token().await;
+    let user = admin_user(&app, &token, alice).await;
+    assert_eq!(user["failed_logins"], 10);
+    assert!(user["locked_until"].is_string(), "{user}");
+}
+
+#[tokio::test]
+async fn the_lock_doubles_with_each_further_failure_up_to_the_cap() {
+    let app = spawn_app_with(roomy).await;
+    app.seed().await;
+    fail(&app, "alice", 10).await;
+    let mut lock = 30;
+    for expected in [60, 120, 240, 480, 900, 900] {
+        assert_eq!(assert_throttled(wrong(&app, "alice").await).await, lock);
+        app.advance_clock(Duration::from_secs(lock));
+        // The lock is over: one more guess is checked, fails, and locks again.
+        assert_eq!(wrong(&app, "alice").await.status(), 400);
+        lock = expected;
+    }
+    assert_eq!(assert_throttled(wrong(&app, "alice").await).await, 900);
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_count() {
+    let app = spawn_app_with(roomy).await;
+    let alice = app.seed().await;
+    fail(&app, "alice", 9).await;
+    assert_eq!(
+        app.password_grant("mobile", "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    fail(&app, "alice", 10).await;
+    assert_throttled(wrong(&app, "alice").await).await;
+
+    // Once the lock is over, the right password gets in and clears it all.
+    app.advance_clock(Duration::from_secs(30));
+    assert_eq!(
+        app.password_grant("mobile", "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let token = app.admin_token().await;
+    let user = admin_user(&app, &token, alice).await;
+    assert_eq!(user["failed_logins"], 0);
+    assert!(user["locked_until"].is_null());
+    fail(&app, "alice", 10).await;
+}
+
+#[tokio::test]
+async fn unknown_usernames_are_counted_and_locked_exactly_like_real_ones() {
+    let app = spawn_app_with(roomy).await;
+    app.seed().await;
+    for attempt in 1..=11 {
+        let real = wrong(&app, "alice").await;
+        let unknown = wrong(&app, "nobody-here").await;
+        assert_eq!(real.status(), unknown.status(), "attempt {attempt}");
+        let header = |r: &Response| r.headers().get("retry-after").cloned();
+        assert_eq!(header(&real), header(&unknown), "attempt {attempt}");
+        assert_eq!(
+            real.bytes().await.unwrap(),
+            unknown.bytes().await.unwrap(),
+            "attempt {attempt}"
+        );
+    }
+    assert_throttled(wrong(&app, "nobody-here").await).await;
+}
+
+#[tokio::test]
+async fn every_instance_enforces_the_lock_without_hashing() {
+    let app = spawn_app_with(roomy).await;
+    app.seed().await;
+    app.create_user("bob", PASSWORD, &["read"]).await;
+    fail(&app, "alice", 10).await;
+
+    // This instance cannot hash at all (no queue): any login that reached
+    // argon2 would be a 503. The lock is read from the shared database.
+    let other = spawn_on(app.db.clone(), |s| s.password.max_queue = 0).await;
+    let right = other.password_grant("mobile", "alice", PASSWORD).await;
+    assert_eq!(assert_throttled(right).await, 30);
+    let unlocked = other.password_grant("mobile", "bob", PASSWORD).await;
+    assert_oauth_error(unlocked, 503, "temporarily_unavailable").await;
+
+    // That 503 checked no password, so it did not count against bob: ten
+    // failures lock him, not nine. And a lock set through the second
+    // instance holds on the first.
+    let second = app.spawn_second_instance().await;
+    fail(&second, "bob", 10).await;
+    assert_throttled(app.password_grant("mobile", "bob", PASSWORD).await).await;
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_exceed_the_threshold() {
+    let app = spawn_app_with(roomy).await;
+    app.seed().await;
+    let guesses = (0..100).map(|i| {
+        let app = &app;
+        async move {
+            app.password_grant("mobile", "alice", &format!("guess {i}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let hashed = statuses.iter().filter(|s| **s == 400).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(hashed + refused, 100, "{statuses:?}");
+    assert_eq!(
+        hashed, 10,
+        "only the threshold's worth of guesses may be checked"
+    );
+    let failures: i32 =
+        sqlx::query_scalar("SELECT failures FROM login_throttle WHERE username = 'alice'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(failures, 10);
+}
+
+#[tokio::test]
+async fn operators_unlock_through_the_admin_api_and_it_is_audited() {
+    let app = spawn_app_with(roomy).await;
+    let alice = app.seed().await;
+    let token = app.admin_token().await;
+    fail(&app, "alice", 10).await;
+    assert_throttled(app.password_grant("mobile", "alice", PASSWORD).await).await;
+
+    let unlocked = app
+        .admin(
+            Method::POST,
+            &format!("/admin/users/{alice}/unlock"),
+            &token,
+        )
+        .json(&json!({"reason": "called the help desk"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlocked.status(), 200);
+    let user: Value = unlocked.json().await.unwrap();
+    assert_eq!(user["id"], alice.to_string());
+    assert_eq!(user["failed_logins"], 0);
+    assert!(user["locked_until"].is_null());
+    let (target, reason): (String, String) = sqlx::query_as(
+        "SELECT target, reason FROM audit_log WHERE action = 'user.unlock' AND actor_client_id LIKE 'ops-%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (target.as_str(), reason.as_str()),
+        (alice.to_string().as_str(), "called the help desk")
+    );
+    assert_eq!(
+        app.password_grant("mobile", "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+
+    let missing = app
+        .admin(
+            Method::POST,
+            &format!("/admin/users/{}/unlock", uuid::Uuid::new_v4()),
+            &token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let anonymous = app
+        .http
+        .post(format!("{}/admin/users/{alice}/unlock", app.admin_address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn failed_logins_from_one_address_are_limited() {
+    let app = spawn_app_with(|s| {
+        s.login.address_burst = 3;
+        s.login.address_refill = Duration::from_secs(3600);
+    })
+    .await;
+    app.seed().await;
+    let before = throttled_total(&app, "address").await;
+    // Successful logins take nothing from the bucket.
+    for _ in 0..5 {
+        assert_eq!(
+            app.password_grant("mobile", "alice", PASSWORD)
+                .await
+                .status(),
+            200
+        );
+    }
+    // Three failures, each for another username (no account is locked)...
+    for name in ["u1", "u2", "u3"] {
+        assert_eq!(wrong(&app, name).await.status(), 400);
+    }
+    // ...empty the bucket: any password login from here waits, unchecked.
+    let retry = assert_throttled(wrong(&app, "u4").await).await;
+    assert!((3500..=3600).contains(&retry), "Retry-After {retry}");
+    assert_throttled(app.password_grant("mobile", "alice", PASSWORD).await).await;
+    assert!(throttled_total(&app, "address").await >= before + 2.0);
+    // Other grants are not affected.
+    let secret = app
+        .create_confidential_client("svc", &["client_credentials"], &[])
+        .await;
+    assert_eq!(app.client_token("svc", &secret, None).await.status(), 200);
+}
+
+/// A failed login from `app` claiming to come from `header: value`.
+async fn wrong_via(app: &TestApp, username: &str, header: &str, value: &str) -> Response {
+    app.http
+        .post(format!("{}/auth/token", app.address))
+        .header(header, value)
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "mobile"),
+            ("username", username),
+            ("password", "not the password"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    // The tests connect from 127.0.0.1: here that is a trusted proxy.
+    let proxied = spawn_app_with(|s| {
+        s.login.address_burst = 2;
+        s.login.address_refill = Duration::from_secs(3600);
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    proxied.seed().await;
+    let xff = "x-forwarded-for";
+    for name in ["a1", "a2"] {
+        let r = wrong_via(&proxied, name, xff, "198.51.100.7, 203.0.113.1").await;
+        assert_eq!(r.status(), 400);
+    }
+    assert_throttled(wrong_via(&proxied, "a3", xff, "203.0.113.1").await).await;
+    // Another client behind the proxy has a bucket of its own...
+    let other = wrong_via(&proxied, "a4", xff, "203.0.113.1, 203.0.113.2").await;
+    assert_eq!(other.status(), 400);
+    // ...and so does the address named by a `Forwarded` header.
+    let forwarded = wrong_via(&proxied, "a5", "forwarded", "for=203.0.113.3").await;
+    assert_eq!(forwarded.status(), 400);
+
+    // Here 127.0.0.1 is just a client: the headers it sends are ignored.
+    let direct = spawn_app_with(|s| {
+        s.login.address_burst = 2;
+        s.login.address_refill = Duration::from_secs(3600);
+    })
+    .await;
+    direct.seed().await;
+    assert_eq!(
+        wrong_via(&direct, "b1", xff, "203.0.113.1").await.status(),
+        400
+    );
+    assert_eq!(
+        wrong_via(&direct, "b2", xff, "203.0.113.2").await.status(),
+        400
+    );
+    assert_throttled(wrong_via(&direct, "b3", xff, "203.0.113.3").await).await;
+    assert_throttled(wrong_via(&direct, "b4", "forwarded", "for=203.0.113.4").await).await;
+}
+
+#[tokio::test]
+async fn lockouts_are_pruned_once_over_and_quiet() {
+    let app = spawn_app_with(roomy).await;
+    app.seed().await;
+    fail(&app, "alice", 10).await;
+    fail(&app, "nobody-here", 3).await;
+    let policy = tessera::throttle::policy(&app.state.settings.login);
+    let prune = |at| tessera::store::login_throttle::prune(&app.pool, policy, at);
+    // Still locked, or failures too recent: kept.
+    assert_eq!(prune(app.state.clock.now()).await.unwrap(), 0);
+    let later = app.state.clock.now() + chrono::Duration::hours(25);
+    assert_eq!(prune(later).await.unwrap(), 2);
+    assert_eq!(app.count("login_throttle").await, 0);
+}

@@ -1,0 +1,102 @@
+//! Deadlines on connections: a body that trickles in is cut off.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// Sends `head` and then one byte of a 100-byte body every 100 ms; returns
+/// the whole response (read until the server closes) and when it began.
+async fn trickle(address: &str, head: String) -> (String, Duration) {
+    let started = Instant::now();
+    let host = address.trim_start_matches("http://");
+    let stream = TcpStream::connect(host).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let dripping = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writer.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut response = Vec::new();
+    let mut first_byte = None;
+    let mut chunk = [0u8; 1024];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut chunk))
+            .await
+            .expect("the server neither answered nor closed the connection");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                first_byte.get_or_insert_with(|| started.elapsed());
+                response.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    dripping.abort();
+    let at = first_byte.expect("no response at all");
+    (String::from_utf8_lossy(&response).into_owned(), at)
+}
+
+fn assert_timed_out(listener: &str, (response, at): (String, Duration)) {
+    assert!(
+        response.starts_with("HTTP/1.1 408"),
+        "{listener}: got {response}"
+    );
+    assert!(
+        response.contains(r#""error":"invalid_request""#)
+            && response.contains("request body was not received in time"),
+        "{listener}: {response}"
+    );
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{listener}: {response}"
+    );
+    assert!(
+        at >= Duration::from_millis(900) && at < Duration::from_secs(3),
+        "{listener}: answered after {at:?}, deadline 1 s"
+    );
+}
+
+async fn get_ok(app: &TestApp, path: &str) {
+    assert_eq!(app.get(path).await.status(), 200, "{path}");
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408_and_its_connection_closed_while_others_are_served() {
+    let app = spawn_app_with(|s| s.http.body_timeout = Duration::from_secs(1)).await;
+    let token = app.admin_token().await;
+    let public = trickle(
+        &app.address,
+        "POST /auth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n".to_owned(),
+    );
+    let admin = trickle(
+        &app.admin_address,
+        format!(
+            "POST /admin/users HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        ),
+    );
+    let started = Instant::now();
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..2 {
+            get_ok(&app, "/healthz").await;
+            get_ok(&app, "/.well-known/jwks.json").await;
+        }
+        started.elapsed()
+    };
+    let (public, admin, served_within) = tokio::join!(public, admin, others);
+    // The others were answered while both bodies were still trickling in.
+    assert!(
+        served_within < public.1.min(admin.1),
+        "other requests waited for the slow bodies ({served_within:?})"
+    );
+    // The response is complete only because the server closed the connection.
+    assert_timed_out("public", public);
+    assert_timed_out("admin", admin);
+}
