@@ -12,8 +12,9 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::clock::Clock;
 use crate::config::{LogFormat, Settings};
-use crate::domain::{ClientId, ClientSecret, PasswordHasher, PlainPassword, Scope, Username};
-use crate::grants::GRANT_TYPES;
+use crate::domain::{
+    ClientId, ClientSecret, GrantType, PasswordHasher, PlainPassword, Scope, Username,
+};
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
 use crate::startup::{Application, Options};
 use crate::store::{self, audit, clients, login_throttle, users};
@@ -200,15 +201,11 @@ pub async fn run() -> anyhow::Result<()> {
             scope,
         }) => {
             let client_id = ClientId::parse(&client_id)?;
-            for grant in &grants {
-                if !GRANT_TYPES.contains(&grant.as_str()) {
-                    bail!(
-                        "--grant: unknown grant type `{grant}` (supported: {})",
-                        GRANT_TYPES.join(", ")
-                    );
-                }
-            }
-            if public && grants.iter().any(|g| g == "client_credentials") {
+            let grants = grants
+                .iter()
+                .map(|g| GrantType::parse(g).with_context(|| format!("--grant `{g}`")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if public && grants.contains(&GrantType::ClientCredentials) {
                 bail!("--grant client_credentials needs a confidential client (drop --public)");
             }
             let scope = scope.parse()?;
@@ -229,7 +226,7 @@ pub async fn run() -> anyhow::Result<()> {
                 &client_id,
                 hash.as_ref().map(|h| h.as_bytes()),
                 &grants,
-                &scope.tokens(),
+                &scope,
                 now,
             )
             .await?;

@@ -1,10 +1,19 @@
-//! The one place domain errors become HTTP responses.
+//! The one place errors become HTTP responses.
 //!
 //! Every error leaves as the RFC 6749 §5.2 shape `{"error", "error_description"}`
-//! with `Cache-Control: no-store`. Descriptions are fixed strings written here
-//! or in the grant code, never echoes of the request, so no secret can leak
-//! through them. Internal errors are logged and answered with a bare
-//! `server_error`.
+//! with `Cache-Control: no-store`, 404 and 405 included. Descriptions are
+//! fixed strings written here or in the domain, never echoes of the request,
+//! so no secret can leak through them. Internal errors are logged and
+//! answered with a bare `server_error`.
+//!
+//! Which error type each layer uses:
+//! - `domain`: one small error per type (`InvalidUsername`, `InvalidScope`,
+//!   `InvalidPassword`, `HashError`, ...), saying what is wrong with a value;
+//! - `store`: `sqlx::Error`, or `anyhow` where rows are parsed;
+//! - `grants`, `revocation`, `http`: this `Error`, built from the others
+//!   with the `From` impls below (database faults become a 503 whichever way
+//!   they arrive);
+//! - `cli`, `startup`: `anyhow`, printed as one line with its causes.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -51,6 +60,9 @@ pub enum Error {
     InsufficientScope,
     #[error("{0}")]
     NotFound(&'static str),
+    /// The path exists, the method does not; `allow` lists those that do.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     Conflict(&'static str),
     /// Overloaded (hashing queue full), not ready (no signing key or
@@ -76,6 +88,34 @@ impl From<sqlx::Error> for Error {
         Error::Internal(e.into())
     }
 }
+
+impl From<crate::domain::password::HashError> for Error {
+    fn from(e: crate::domain::password::HashError) -> Self {
+        match e {
+            crate::domain::password::HashError::Busy => Error::TemporarilyUnavailable,
+            crate::domain::password::HashError::Internal(e) => Error::Internal(e),
+        }
+    }
+}
+
+/// Values refused by the domain's parsers are the caller's mistake; their
+/// messages describe the rule, never the value.
+macro_rules! invalid_request_from {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for Error {
+            fn from(e: $error) -> Self {
+                Error::InvalidRequest(e.to_string())
+            }
+        })*
+    };
+}
+
+invalid_request_from!(
+    crate::domain::username::InvalidUsername,
+    crate::domain::password::InvalidPassword,
+    crate::domain::scope::InvalidScope,
+    crate::domain::client_id::InvalidClientId,
+);
 
 impl From<anyhow::Error> for Error {
     /// Code that returns `anyhow` may be carrying a database fault: it gets
@@ -133,6 +173,7 @@ impl Error {
             Error::InvalidToken | Error::MissingToken => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::NotFound(_) => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::Conflict(_) => "conflict",
             Error::TemporarilyUnavailable => "temporarily_unavailable",
             Error::Internal(_) => "server_error",
@@ -165,6 +206,7 @@ impl ResponseError for Error {
             }
             Error::InsufficientScope => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -219,6 +261,9 @@ impl ResponseError for Error {
             Error::BodyTimeout => {
                 response.force_close();
             }
+            Error::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
             _ => {}
         }
         let description = match self {
@@ -254,6 +299,7 @@ mod tests {
             (Error::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),
             (Error::NotFound("x"), StatusCode::NOT_FOUND, "not_found"),
+            (Error::MethodNotAllowed { allow: "GET, HEAD" }, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             (Error::Conflict("x"), StatusCode::CONFLICT, "conflict"),
             (Error::TemporarilyUnavailable, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             (Error::Internal(anyhow::anyhow!("db password is hunter2")), StatusCode::INTERNAL_SERVER_ERROR, "server_error"),

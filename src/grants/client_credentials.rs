@@ -21,10 +21,10 @@ pub fn grant(
             "only confidential clients may use client_credentials",
         ));
     }
-    let allowed = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
-    let scope = allowed
-        .grant(requested)
-        .map_err(|_| Error::InvalidScope("requested scope exceeds what this client may have"))?;
+    let scope =
+        client.scopes.clone().grant(requested).map_err(|_| {
+            Error::InvalidScope("requested scope exceeds what this client may have")
+        })?;
     issue(
         state,
         client.id().to_owned(),

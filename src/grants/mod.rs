@@ -13,9 +13,6 @@ use crate::domain::{AccessClaims, RefreshToken, Scope};
 use crate::error::Error;
 use crate::state::AppState;
 
-/// Every grant type the token endpoint implements.
-pub const GRANT_TYPES: [&str; 3] = ["password", "refresh_token", "client_credentials"];
-
 /// The successful token response (RFC 6749 §5.1).
 #[derive(Serialize)]
 pub struct TokenResponse {

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use super::client::Client;
 use super::{TokenResponse, issue};
 use crate::domain::password::{HashError, Verified};
-use crate::domain::{PlainPassword, RefreshToken, Scope, Username};
+use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::{login_throttle, refresh, users};
@@ -42,8 +42,7 @@ pub async fn grant(
             return Err(failed_login(state, address));
         }
     };
-    let password = PlainPassword::for_login(password, state.settings.password.max_length)
-        .map_err(|e| Error::invalid_request(e.to_string()))?;
+    let password = PlainPassword::for_login(password, state.settings.password.max_length)?;
 
     // Both limits are checked before argon2 runs. The attempt is counted
     // against the username now (and forgotten on success), so concurrent
@@ -92,9 +91,8 @@ pub async fn grant(
     // The right password: the username's failures are forgotten.
     login_throttle::reset(&state.pool, username.as_str()).await?;
 
-    let client_scopes = Scope::from_tokens(&client.0.scopes).map_err(anyhow::Error::from)?;
     let user_scopes = Scope::from_tokens(&user.scopes).map_err(anyhow::Error::from)?;
-    let allowed = client_scopes.intersection(&user_scopes);
+    let allowed = client.scopes.intersection(&user_scopes);
     let scope = allowed.grant(requested).map_err(|_| {
         Error::InvalidScope("requested scope exceeds what this user and client may have")
     })?;
@@ -102,7 +100,9 @@ pub async fn grant(
     // Every login is a session (its `sid` is how logging out reaches its
     // access tokens), but only a client allowed to refresh gets a refresh
     // token; without one, the session ends with its access token.
-    let refresh_token = client.may_use("refresh_token").then(RefreshToken::generate);
+    let refresh_token = client
+        .may_use(GrantType::RefreshToken)
+        .then(RefreshToken::generate);
     let ttl = match refresh_token {
         Some(_) => state.settings.tokens.refresh_ttl,
         None => state.settings.tokens.access_ttl,

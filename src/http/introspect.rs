@@ -68,7 +68,7 @@ pub async fn introspect(
         )
         .await?;
         record_on_request(&req, "client_id", client.id());
-        if !client.is_confidential() || !client.0.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
+        if !client.is_confidential() || !client.scopes.contains(INTROSPECT_SCOPE) {
             return Err(Error::UnauthorizedClient(
                 "the client is not allowed to introspect",
             ));

@@ -16,9 +16,9 @@ mod wellknown;
 
 pub use admin::refusals::audit_refusals;
 
-use actix_web::http::header;
 use actix_web::{HttpResponse, Route, web};
-use serde_json::json;
+
+use crate::error::Error;
 
 /// Declares a listener's routes once: the function that registers them and
 /// the `(METHOD, path)` table that tests compare with `openapi.yaml`.
@@ -68,30 +68,25 @@ route_table!(admin_routes, ADMIN_ROUTES {
 /// A path with one method (GET also answers HEAD); any other method gets a
 /// JSON 405 with `Allow`.
 fn resource(path: &str, method: &'static str, route: Route, head: Route) -> actix_web::Resource {
-    let is_get = method == "get";
-    let allow = if is_get {
-        "GET, HEAD".to_owned()
-    } else {
-        method.to_uppercase()
+    let allow = match method {
+        "get" => "GET, HEAD",
+        "post" => "POST",
+        "put" => "PUT",
+        "delete" => "DELETE",
+        _ => "",
     };
     let resource = web::resource(path).route(route);
-    let resource = if is_get {
+    let resource = if method == "get" {
         resource.route(head)
     } else {
         resource
     };
-    resource.default_service(web::to(move || {
-        let allow = allow.clone();
-        async move {
-            HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow)).json(
-                json!({"error": "method_not_allowed", "error_description": "method not allowed on this path"}),
-            )
-        }
+    resource.default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(Error::MethodNotAllowed { allow })
     }))
 }
 
 /// Everything that matches no route.
-pub async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
-        .json(json!({"error": "not_found", "error_description": "no such endpoint"}))
+pub async fn not_found() -> Result<HttpResponse, Error> {
+    Err(Error::NotFound("no such endpoint"))
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::body;
 use super::client_auth::credentials_from;
 use super::client_ip::client_ip;
-use crate::domain::Scope;
+use crate::domain::{GrantType, Scope};
 use crate::error::Error;
 use crate::grants::client;
 use crate::grants::{client_credentials, password, refresh};
@@ -42,10 +42,8 @@ pub async fn token(
         .grant_type
         .as_deref()
         .ok_or_else(|| Error::invalid_request("grant_type is required"))?;
-    if !crate::grants::GRANT_TYPES.contains(&grant_type) {
-        return Err(Error::UnsupportedGrantType);
-    }
-    record_on_request(&req, "grant_type", grant_type);
+    let grant_type = GrantType::parse(grant_type).map_err(|_| Error::UnsupportedGrantType)?;
+    record_on_request(&req, "grant_type", grant_type.as_str());
 
     let credentials = credentials_from(&req, request.client_id, request.client_secret)?;
     // Recorded only once authenticated: a secret pasted into the id field
@@ -64,7 +62,7 @@ pub async fn token(
         .map_err(|_| Error::InvalidScope("scope is malformed"))?;
 
     let response = match grant_type {
-        "password" => {
+        GrantType::Password => {
             let username = request
                 .username
                 .ok_or_else(|| Error::invalid_request("username is required"))?;
@@ -74,8 +72,8 @@ pub async fn token(
             let address = client_ip(&req, &state.settings.http.trusted_proxies);
             password::grant(&state, &client, &username, password, scope, address, now).await?
         }
-        "client_credentials" => client_credentials::grant(&state, &client, scope, now)?,
-        _ => {
+        GrantType::ClientCredentials => client_credentials::grant(&state, &client, scope, now)?,
+        GrantType::RefreshToken => {
             let token = request
                 .refresh_token
                 .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
@@ -83,7 +81,7 @@ pub async fn token(
         }
     };
     record_on_request(&req, "user_id", &response.subject);
-    metrics::counter!(observability::TOKENS_ISSUED, "grant_type" => grant_type.to_owned())
+    metrics::counter!(observability::TOKENS_ISSUED, "grant_type" => grant_type.as_str())
         .increment(1);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

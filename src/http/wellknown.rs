@@ -4,6 +4,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::domain::GrantType;
 use crate::state::AppState;
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
@@ -36,7 +37,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "issuer": issuer,
             "token_endpoint": format!("{issuer}/auth/token"),
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-            "grant_types_supported": crate::grants::GRANT_TYPES,
+            "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
             "revocation_endpoint": format!("{issuer}/auth/revoke"),
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint": format!("{issuer}/auth/introspect"),

@@ -1,10 +1,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::domain::ClientId;
+use crate::domain::{Client, ClientId, GrantType, Scope};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ClientRow {
+#[derive(sqlx::FromRow)]
+struct ClientRow {
     pub client_id: String,
     pub secret_hash: Option<Vec<u8>>,
     pub grant_types: Vec<String>,
@@ -25,8 +25,8 @@ pub async fn insert(
     conn: &mut sqlx::PgConnection,
     client_id: &ClientId,
     secret_hash: Option<&[u8]>,
-    grant_types: &[String],
-    scopes: &[String],
+    grant_types: &[GrantType],
+    scopes: &Scope,
     now: DateTime<Utc>,
 ) -> Result<(), CreateClientError> {
     sqlx::query(
@@ -35,8 +35,8 @@ pub async fn insert(
     )
     .bind(client_id.as_str())
     .bind(secret_hash)
-    .bind(grant_types)
-    .bind(scopes)
+    .bind(grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>())
+    .bind(scopes.tokens())
     .bind(now)
     .execute(conn)
     .await
@@ -51,12 +51,36 @@ pub async fn insert(
 }
 
 /// The id is not logged: until it is found, it may be a pasted secret.
+/// Stored grant types and scopes are parsed here, once.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn find(pool: &PgPool, client_id: &str) -> sqlx::Result<Option<ClientRow>> {
-    sqlx::query_as::<_, ClientRow>(
+pub async fn find(pool: &PgPool, client_id: &str) -> anyhow::Result<Option<Client>> {
+    let row = sqlx::query_as::<_, ClientRow>(
         "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients WHERE client_id = $1",
     )
     .bind(client_id)
     .fetch_optional(pool)
-    .await
+    .await?;
+    row.map(Client::try_from).transpose()
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = anyhow::Error;
+
+    fn try_from(row: ClientRow) -> anyhow::Result<Client> {
+        let grants = row
+            .grant_types
+            .iter()
+            .map(|g| GrantType::parse(g))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("client {}: stored grant type: {e}", row.client_id))?;
+        let scopes = Scope::from_tokens(&row.scopes)
+            .map_err(|e| anyhow::anyhow!("client {}: stored scopes: {e}", row.client_id))?;
+        Ok(Client {
+            id: ClientId::from_stored(row.client_id),
+            secret_hash: row.secret_hash,
+            grants,
+            scopes,
+            disabled: row.disabled,
+        })
+    }
 }

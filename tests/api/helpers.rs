@@ -10,7 +10,9 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
 use tessera::clock::Clock;
 use tessera::config::{LogFormat, Settings};
-use tessera::domain::{ClientId, ClientSecret, PasswordHasher, PlainPassword, Username};
+use tessera::domain::{
+    ClientId, ClientSecret, GrantType, PasswordHasher, PlainPassword, Scope, Username,
+};
 use tessera::startup::{Application, Options};
 use tessera::state::AppState;
 use tessera::store::{self, clients, users};
@@ -245,13 +247,15 @@ impl TestApp {
         grants: &[&str],
         scopes: &[&str],
     ) {
-        let grants: Vec<String> = grants.iter().map(|s| s.to_string()).collect();
-        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let hash = secret.map(|s| s.hash());
+        let grants: Vec<GrantType> = grants
+            .iter()
+            .map(|g| GrantType::parse(g).unwrap())
+            .collect();
+        let scopes = Scope::from_tokens(scopes).unwrap();
         clients::insert(
             &mut self.pool.acquire().await.unwrap(),
             &ClientId::parse(client_id).unwrap(),
-            hash.as_ref().map(|h| h.as_bytes()),
+            secret.map(|s| s.hash()).as_ref().map(|h| h.as_bytes()),
             &grants,
             &scopes,
             self.state.clock.now(),

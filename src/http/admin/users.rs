@@ -5,7 +5,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Admin, Reason, check_reason, json, parse_id};
-use crate::domain::password::HashError;
 use crate::domain::{PlainPassword, Scope, Username};
 use crate::error::Error;
 use crate::revocation;
@@ -32,13 +31,6 @@ pub struct NewPassword {
     reason: Option<String>,
 }
 
-fn hash_error(e: HashError) -> Error {
-    match e {
-        HashError::Busy => Error::TemporarilyUnavailable,
-        HashError::Internal(e) => Error::Internal(e),
-    }
-}
-
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     req: HttpRequest,
@@ -49,13 +41,10 @@ pub async fn create(
     let now = state.clock.now();
     let body: NewUser = json(&req, payload, &state, false).await?;
     let reason = check_reason(&body.reason)?;
-    let username =
-        Username::parse(&body.username).map_err(|e| Error::invalid_request(e.to_string()))?;
-    let scope =
-        Scope::from_tokens(&body.scopes).map_err(|e| Error::invalid_request(e.to_string()))?;
-    let password = PlainPassword::new_password(body.password, state.settings.password.max_length)
-        .map_err(|e| Error::invalid_request(e.to_string()))?;
-    let hash = state.hasher.hash(password).await.map_err(hash_error)?;
+    let username = Username::parse(&body.username)?;
+    let scope = Scope::from_tokens(&body.scopes)?;
+    let password = PlainPassword::new_password(body.password, state.settings.password.max_length)?;
+    let hash = state.hasher.hash(password).await?;
 
     let mut tx = state.pool.begin().await?;
     let id = users::insert(&mut *tx, &username, &hash, &scope.tokens(), now)
@@ -164,9 +153,8 @@ pub async fn set_password(
     let id = parse_id(&path, NO_USER)?;
     let body: NewPassword = json(&req, payload, &state, false).await?;
     let reason = check_reason(&body.reason)?;
-    let password = PlainPassword::new_password(body.password, state.settings.password.max_length)
-        .map_err(|e| Error::invalid_request(e.to_string()))?;
-    let hash = state.hasher.hash(password).await.map_err(hash_error)?;
+    let password = PlainPassword::new_password(body.password, state.settings.password.max_length)?;
+    let hash = state.hasher.hash(password).await?;
     let mut tx = state.pool.begin().await?;
     if !users::set_password_hash(&mut tx, id, &hash, now).await? {
         return Err(Error::NotFound(NO_USER));
