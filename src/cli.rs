@@ -12,9 +12,8 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::clock::Clock;
 use crate::config::{LogFormat, Settings};
-use crate::domain::{
-    ClientId, ClientSecret, GrantType, PasswordHasher, PlainPassword, Scope, Username,
-};
+use crate::domain::{ClientId, ClientSecret, GrantType, PlainPassword, Scope, Username};
+use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
 use crate::startup::{Application, Options};
 use crate::store::{self, audit, clients, login_throttle, users};

@@ -10,7 +10,7 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::keys::SigningAlgorithm;
+use crate::domain::signing::SigningAlgorithm;
 
 /// Key-encryption secrets published in this repository (`config/local.yaml`,
 /// `.env.example`): fine for trying things out, never for production.

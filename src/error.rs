@@ -8,7 +8,8 @@
 //!
 //! Which error type each layer uses:
 //! - `domain`: one small error per type (`InvalidUsername`, `InvalidScope`,
-//!   `InvalidPassword`, `HashError`, ...), saying what is wrong with a value;
+//!   `InvalidPassword`, ...), saying what is wrong with a value; `hashing`:
+//!   `HashError` (busy or broken);
 //! - `store`: `sqlx::Error`, or `anyhow` where rows are parsed;
 //! - `grants`, `revocation`, `http`: this `Error`, built from the others
 //!   with the `From` impls below (database faults become a 503 whichever way
@@ -89,11 +90,11 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-impl From<crate::domain::password::HashError> for Error {
-    fn from(e: crate::domain::password::HashError) -> Self {
+impl From<crate::hashing::HashError> for Error {
+    fn from(e: crate::hashing::HashError) -> Self {
         match e {
-            crate::domain::password::HashError::Busy => Error::TemporarilyUnavailable,
-            crate::domain::password::HashError::Internal(e) => Error::Internal(e),
+            crate::hashing::HashError::Busy => Error::TemporarilyUnavailable,
+            crate::hashing::HashError::Internal(e) => Error::Internal(e),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! - `http`: routes, body parsing, handlers (thin: read "now", parse, call a grant)
 //! - `grants`: the token endpoint's grant types and client authentication
 //! - `domain`: validated types (scopes, usernames, passwords, opaque tokens, JWT claims)
+//! - `hashing`: the argon2id pool (bounded slots with reused buffers, a bounded queue)
 //! - `keys`: signing keys, their schedule and the JWKS
 //! - `revocation`: denylist of access tokens, mirrored on every instance
 //! - `throttle`: limits on password guessing, per username and per address
@@ -19,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grants;
+pub mod hashing;
 pub mod http;
 pub mod keys;
 pub mod observability;

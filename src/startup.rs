@@ -16,8 +16,8 @@ use tracing_actix_web::TracingLogger;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::PasswordHasher;
 use crate::domain::access_token::AccessTokenVerifier;
+use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::{self, Denylist};
 use crate::state::AppState;

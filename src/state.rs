@@ -6,8 +6,8 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::PasswordHasher;
 use crate::domain::access_token::AccessTokenVerifier;
+use crate::hashing::PasswordHasher;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
 use crate::throttle::AddressLimiter;
@@ -23,4 +23,16 @@ pub struct AppState {
     /// Failed password logins per client address.
     pub addresses: Arc<AddressLimiter>,
     pub clock: Clock,
+}
+
+impl AppState {
+    /// What identifying a presented token needs (introspection, revocation).
+    pub fn token_lookup(&self) -> crate::revocation::Lookup<'_> {
+        crate::revocation::Lookup {
+            pool: &self.pool,
+            verifier: &self.verifier,
+            denylist: &self.denylist,
+            revocable_for: self.settings.tokens.refresh_ttl,
+        }
+    }
 }

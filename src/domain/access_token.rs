@@ -4,11 +4,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::keys::{KeyRing, Signer};
+use super::signing::{Signer, SigningAlgorithm};
+
+/// Where verification finds the public key a token names. Implemented by
+/// the key ring; the domain does not know where keys come from.
+pub trait VerifyingKeys: Send + Sync {
+    /// False until the first key set has been loaded: before that, no
+    /// token can be told apart from a forgery.
+    fn is_loaded(&self) -> bool;
+
+    /// The key with this id and its algorithm, while it is published at `now`.
+    fn verifying_key(
+        &self,
+        kid: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(Arc<DecodingKey>, SigningAlgorithm)>;
+}
 
 /// Longest token we try to parse.
 const MAX_TOKEN_LEN: usize = 8192;
@@ -95,7 +110,7 @@ pub enum InvalidToken {
 /// audience and time bounds. One per service, in `AppState`.
 #[derive(Clone)]
 pub struct AccessTokenVerifier {
-    pub keys: Arc<KeyRing>,
+    pub keys: Arc<dyn VerifyingKeys>,
     pub issuer: String,
     pub audience: String,
     /// The configured access-token lifetime: no genuine token lives longer.
@@ -132,7 +147,7 @@ impl AccessTokenVerifier {
     /// Signature, header, issuer, audience and the bounds of a token we
     /// could have issued; not expiry.
     fn verify_issued(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, InvalidToken> {
-        let claims = decode(token, &self.keys, &self.issuer, &self.audience, now)?;
+        let claims = decode(token, self.keys.as_ref(), &self.issuer, &self.audience, now)?;
         let now = now.timestamp();
         let max_lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
         if claims.iat > now.saturating_add(CLOCK_LEEWAY_SECS)
@@ -152,7 +167,7 @@ impl AccessTokenVerifier {
 /// caller's; revocation is checked separately (see `revocation::Denylist`).
 fn decode(
     token: &str,
-    keys: &KeyRing,
+    keys: &dyn VerifyingKeys,
     issuer: &str,
     audience: &str,
     now: DateTime<Utc>,
@@ -165,7 +180,9 @@ fn decode(
         return Err(InvalidToken::Malformed);
     }
     let kid = header.kid.ok_or(InvalidToken::Malformed)?;
-    let (key, algorithm) = keys.verifier(&kid, now).ok_or(InvalidToken::UnknownKey)?;
+    let (key, algorithm) = keys
+        .verifying_key(&kid, now)
+        .ok_or(InvalidToken::UnknownKey)?;
     if header.alg != algorithm.jwt() {
         return Err(InvalidToken::BadSignature);
     }

@@ -1,4 +1,5 @@
-//! Domain types that validate when parsed, and the password hasher.
+//! Domain types that validate when parsed. Nothing here imports from the
+//! rest of the crate: the other layers depend on the domain, not the reverse.
 
 pub mod access_token;
 pub mod client;
@@ -7,6 +8,7 @@ pub mod grant_type;
 pub mod opaque;
 pub mod password;
 pub mod scope;
+pub mod signing;
 pub mod username;
 
 pub use access_token::AccessClaims;
@@ -14,6 +16,6 @@ pub use client::Client;
 pub use client_id::ClientId;
 pub use grant_type::GrantType;
 pub use opaque::{ClientSecret, RefreshToken, TokenHash};
-pub use password::{PasswordHasher, PlainPassword};
+pub use password::PlainPassword;
 pub use scope::Scope;
 pub use username::Username;

@@ -7,9 +7,10 @@ use secrecy::SecretString;
 
 use super::client::Client;
 use super::{TokenResponse, issue};
-use crate::domain::password::{HashError, Verified};
+use crate::domain::password::Verified;
 use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
+use crate::hashing::HashError;
 use crate::state::AppState;
 use crate::store::{login_throttle, refresh, users};
 use crate::{observability, throttle};

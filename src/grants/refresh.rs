@@ -101,7 +101,7 @@ async fn rotate(
             state.settings.tokens.access_ttl,
         )
         .await?;
-        revocation::commit(tx, state, now).await?;
+        revocation::commit(tx, &state.pool, &state.denylist, now).await?;
         metrics::counter!(crate::observability::REFRESH_REUSE).increment(1);
         tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
         return Err(Error::InvalidGrant(INVALID));

@@ -84,7 +84,7 @@ pub async fn introspect(
 
     let settings = &state.settings;
     let details = match revocation::identify(
-        &state,
+        &state.token_lookup(),
         token.expose_secret(),
         Purpose::Introspect,
         now,

@@ -41,8 +41,13 @@ pub async fn revoke(
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
 
-    let presented =
-        revocation::identify(&state, token.expose_secret(), Purpose::Revoke, now).await?;
+    let presented = revocation::identify(
+        &state.token_lookup(),
+        token.expose_secret(),
+        Purpose::Revoke,
+        now,
+    )
+    .await?;
     let owner = match &presented {
         Presented::Access(claims) => Some(claims.client_id.as_str()),
         Presented::Refresh(status) => Some(status.client_id.as_str()),
@@ -55,8 +60,15 @@ pub async fn revoke(
         ));
     }
     let mut tx = state.pool.begin().await?;
-    revocation::revoke(&mut tx, &state, &presented, "client revocation", now).await?;
-    revocation::commit(tx, &state, now).await?;
+    revocation::revoke(
+        &mut tx,
+        &presented,
+        "client revocation",
+        state.settings.tokens.access_ttl,
+        now,
+    )
+    .await?;
+    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     // Unknown and already-revoked tokens get the same 200 (§2.2).
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

@@ -12,16 +12,16 @@ mod denylist;
 pub mod sync;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use denylist::Denylist;
 
+use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{AccessClaims, TokenHash};
 use crate::error::Error;
 use crate::observability::REVOCATIONS;
-use crate::state::AppState;
 use crate::store::{refresh, revocations};
 
 /// Logs a user out everywhere: every refresh family is revoked and every
@@ -117,12 +117,22 @@ pub enum Purpose {
     Revoke,
 }
 
+/// What identifying a presented token needs.
+pub struct Lookup<'a> {
+    pub pool: &'a PgPool,
+    pub verifier: &'a AccessTokenVerifier,
+    pub denylist: &'a Denylist,
+    /// How long after its expiry an access token may still be revoked (to
+    /// end its login): as long as a refresh token can live.
+    pub revocable_for: std::time::Duration,
+}
+
 /// Identifies a token without trusting any hint: JWTs are verified, anything
 /// else is looked up by hash as a refresh token. Until this instance has
 /// loaded its keys and denylist a JWT cannot be told apart from a forgery
 /// or a revoked token, so the answer is "retry", never "unknown".
 pub async fn identify(
-    state: &AppState,
+    lookup: &Lookup<'_>,
     token: &str,
     purpose: Purpose,
     now: DateTime<Utc>,
@@ -131,15 +141,14 @@ pub async fn identify(
         return Ok(Presented::Unknown);
     }
     if token.matches('.').count() == 2 {
-        if state.keys.signer(now).is_none() || !state.denylist.is_loaded() {
+        if !lookup.verifier.keys.is_loaded() || !lookup.denylist.is_loaded() {
             return Err(Error::TemporarilyUnavailable);
         }
         let verified = match purpose {
-            Purpose::Introspect => state.verifier.verify(token, now),
-            Purpose::Revoke => {
-                let window = state.settings.tokens.refresh_ttl;
-                state.verifier.verify_revocable(token, now, window)
-            }
+            Purpose::Introspect => lookup.verifier.verify(token, now),
+            Purpose::Revoke => lookup
+                .verifier
+                .verify_revocable(token, now, lookup.revocable_for),
         };
         return Ok(match verified {
             Ok(claims) => Presented::Access(claims),
@@ -150,7 +159,7 @@ pub async fn identify(
         return Ok(Presented::Unknown);
     }
     Ok(
-        match refresh::status(&state.pool, &TokenHash::of(token)).await? {
+        match refresh::status(lookup.pool, &TokenHash::of(token)).await? {
             Some(status) => Presented::Refresh(status),
             None => Presented::Unknown,
         },
@@ -164,9 +173,9 @@ pub async fn identify(
 /// token type revoked, if any.
 pub async fn revoke(
     conn: &mut PgConnection,
-    state: &AppState,
     presented: &Presented,
     reason: &str,
+    access_ttl: std::time::Duration,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<&'static str>> {
     let kind = match presented {
@@ -176,8 +185,7 @@ pub async fn revoke(
         // flood the denylist that every instance and verifier holds.
         Presented::Access(AccessClaims { sid: Some(sid), .. }) => {
             let family = Uuid::parse_str(sid)?;
-            let ttl = state.settings.tokens.access_ttl;
-            end_session(conn, family, reason, now, ttl).await?;
+            end_session(conn, family, reason, now, access_ttl).await?;
             Some("access_token")
         }
         Presented::Access(claims) => {
@@ -186,8 +194,7 @@ pub async fn revoke(
             Some("access_token")
         }
         Presented::Refresh(status) => {
-            let ttl = state.settings.tokens.access_ttl;
-            end_session(conn, status.family_id, reason, now, ttl).await?;
+            end_session(conn, status.family_id, reason, now, access_ttl).await?;
             Some("refresh_token")
         }
         Presented::Unknown => None,
@@ -200,10 +207,11 @@ pub async fn revoke(
 /// through NOTIFY.
 pub async fn commit(
     tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    state: &AppState,
+    pool: &PgPool,
+    denylist: &Denylist,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     tx.commit().await?;
-    state.denylist.catch_up(&state.pool, now).await?;
+    denylist.catch_up(pool, now).await?;
     Ok(())
 }

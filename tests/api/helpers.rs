@@ -10,9 +10,8 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
 use tessera::clock::Clock;
 use tessera::config::{LogFormat, Settings};
-use tessera::domain::{
-    ClientId, ClientSecret, GrantType, PasswordHasher, PlainPassword, Scope, Username,
-};
+use tessera::domain::{ClientId, ClientSecret, GrantType, PlainPassword, Scope, Username};
+use tessera::hashing::PasswordHasher;
 use tessera::startup::{Application, Options};
 use tessera::state::AppState;
 use tessera::store::{self, clients, users};

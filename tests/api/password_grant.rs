@@ -2,7 +2,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tessera::config::PasswordSettings;
-use tessera::domain::{PasswordHasher, PlainPassword};
+use tessera::domain::PlainPassword;
+use tessera::hashing::PasswordHasher;
 
 use crate::helpers::{PASSWORD, assert_oauth_error, spawn_app};
 

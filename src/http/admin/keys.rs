@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Admin, check_reason, json};
+use crate::domain::signing::SigningAlgorithm;
 use crate::error::Error;
-use crate::keys::SigningAlgorithm;
 use crate::state::AppState;
 
 #[derive(Default, Deserialize)]

@@ -61,6 +61,6 @@ pub async fn revoke(
             now,
         )
         .await?;
-    revocation::commit(tx, &state, now).await?;
+    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -31,8 +31,13 @@ pub async fn revoke(
     let token = body
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
-    let presented =
-        revocation::identify(&state, token.expose_secret(), Purpose::Revoke, now).await?;
+    let presented = revocation::identify(
+        &state.token_lookup(),
+        token.expose_secret(),
+        Purpose::Revoke,
+        now,
+    )
+    .await?;
     // The audit names the token by jti or family, never by its value.
     let target = match &presented {
         Presented::Access(claims) => Some(format!("jti:{}", claims.jti)),
@@ -41,10 +46,17 @@ pub async fn revoke(
     };
     // The revocation and its audit row commit together.
     let mut tx = state.pool.begin().await?;
-    let kind = revocation::revoke(&mut tx, &state, &presented, "admin revoked token", now).await?;
+    let kind = revocation::revoke(
+        &mut tx,
+        &presented,
+        "admin revoked token",
+        state.settings.tokens.access_ttl,
+        now,
+    )
+    .await?;
     admin
         .audit(&mut tx, "token.revoke", target.as_deref(), reason, now)
         .await?;
-    revocation::commit(tx, &state, now).await?;
+    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     Ok(HttpResponse::Ok().json(json!({"revoked": kind.is_some(), "token_type": kind})))
 }

@@ -136,7 +136,7 @@ async fn set_disabled(
     let user = users::find_by_id(&mut tx, id)
         .await?
         .ok_or(Error::NotFound(NO_USER))?;
-    revocation::commit(tx, &state, now).await?;
+    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     Ok(HttpResponse::Ok().json(user))
 }
 
@@ -170,7 +170,7 @@ pub async fn set_password(
     admin
         .audit(&mut tx, "user.set_password", Some(&path), reason, now)
         .await?;
-    revocation::commit(tx, &state, now).await?;
+    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -203,7 +203,7 @@ pub async fn revoke_everywhere(
     admin
         .audit(&mut tx, "user.revoke", Some(&path), reason, now)
         .await?;
-    revocation::commit(tx, &state, now).await?;
+    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"sessions_revoked": sessions, "not_before": now.timestamp()})))
 }
