@@ -8,15 +8,15 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::config::{LogFormat, Settings};
-use crate::domain::{ClientId, ClientSecret, GrantType, PlainPassword, Scope, Username};
 use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
+use crate::ops::{Actor, NewClient, NewUser, Ops, Reason, RotateKey, SecretChoice};
 use crate::startup::{Application, Options};
-use crate::store::{self, audit, clients, login_throttle, users};
+use crate::store;
 
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "OAuth 2.0 token issuer")]
@@ -111,12 +111,6 @@ struct ScopeArg {
     scopes: Vec<String>,
 }
 
-impl ScopeArg {
-    fn parse(&self) -> anyhow::Result<Scope> {
-        Scope::from_tokens(&self.scopes).context("--scope")
-    }
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::duration::parse(s)
         .ok_or_else(|| format!("`{s}` is not a duration (e.g. 0s, 10m, 1h)"))
@@ -139,180 +133,168 @@ pub async fn run() -> anyhow::Result<()> {
     };
     crate::telemetry::init(format, &level, std::io::stderr)?;
 
-    if let Command::Healthcheck = cli.command {
-        return healthcheck(&settings.http.public_addr);
-    }
     match cli.command {
-        Command::Healthcheck => Ok(()),
+        Command::Healthcheck => healthcheck(&settings.http.public_addr),
         Command::Serve { migrate } => {
             let app = Application::build(settings, Options { migrate }).await?;
             app.run_until_stopped().await
         }
-        Command::Migrate => {
-            store::create_database_if_missing(&settings.database).await?;
-            let pool = connect(&settings).await?;
-            store::migrate(&pool).await?;
-            println!("migrations applied");
-            Ok(())
-        }
-        Command::User(UserCommand::Create {
-            username,
-            password_stdin: _,
-            scope,
-        }) => {
-            let username = Username::parse(&username)?;
-            let scope = scope.parse()?;
-            let password = PlainPassword::new_password(
-                read_secret("password")?,
-                settings.password.max_length,
-            )?;
-            let hasher = PasswordHasher::new(&settings.password, 1)?;
-            let hash = hasher.hash(password).await?;
-            let pool = connect(&settings).await?;
-            let now = Clock::default().now();
-            let mut tx = pool.begin().await?;
-            let id = users::insert(&mut *tx, &username, &hash, &scope.tokens(), now).await?;
-            audit(&mut tx, "user.create", &id.to_string(), now).await?;
-            tx.commit().await?;
-            println!("created user {username} with id {id}");
-            Ok(())
-        }
-        Command::User(UserCommand::Unlock { username }) => {
-            let username = Username::parse(&username)?;
-            let pool = connect(&settings).await?;
-            let now = Clock::default().now();
-            let mut tx = pool.begin().await?;
-            let was_locked = login_throttle::reset(&mut *tx, username.as_str()).await?;
-            audit(&mut tx, "user.unlock", username.as_str(), now).await?;
-            tx.commit().await?;
-            if was_locked {
-                println!("unlocked {username}: failed logins forgotten");
-            } else {
-                println!("{username} had no failed logins");
-            }
-            Ok(())
-        }
-        Command::Client(ClientCommand::Create {
-            client_id,
-            public,
-            secret_stdin,
-            grants,
-            scope,
-        }) => {
-            let client_id = ClientId::parse(&client_id)?;
-            let grants = grants
-                .iter()
-                .map(|g| GrantType::parse(g).with_context(|| format!("--grant `{g}`")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            if public && grants.contains(&GrantType::ClientCredentials) {
-                bail!("--grant client_credentials needs a confidential client (drop --public)");
-            }
-            let scope = scope.parse()?;
-            let (secret, generated) = match (public, secret_stdin) {
-                (true, _) => (None, false),
-                (false, true) => (
-                    Some(ClientSecret::parse(read_secret("client secret")?)?),
-                    false,
-                ),
-                (false, false) => (Some(ClientSecret::generate()), true),
-            };
-            let pool = connect(&settings).await?;
-            let hash = secret.as_ref().map(|s| s.hash());
-            let now = Clock::default().now();
-            let mut tx = pool.begin().await?;
-            clients::insert(
-                &mut tx,
-                &client_id,
-                hash.as_ref().map(|h| h.as_bytes()),
-                &grants,
-                &scope,
-                now,
-            )
-            .await?;
-            audit(&mut tx, "client.create", client_id.as_str(), now).await?;
-            tx.commit().await?;
-            println!("created client {client_id}");
-            if let (Some(secret), true) = (secret, generated) {
-                println!("client_secret: {}", secret.expose());
-                eprintln!("Store this secret now: it is not shown again and cannot be recovered.");
-            }
-            Ok(())
-        }
-        Command::Keys(command) => {
-            let pool = connect(&settings).await?;
-            let ring = KeyRing::new(
+        Command::Migrate => migrate(&settings).await,
+        Command::User(command) => user(&settings, command).await,
+        Command::Client(command) => client(&settings, command).await,
+        Command::Keys(command) => keys(&settings, command).await,
+    }
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    store::create_database_if_missing(&settings.database).await?;
+    let pool = connect(settings).await?;
+    store::migrate(&pool).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// What the operations need, for one command.
+struct Operator {
+    pool: PgPool,
+    hasher: PasswordHasher,
+    keys: KeyRing,
+    actor: Actor,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Operator {
+    async fn new(settings: &Settings) -> anyhow::Result<Operator> {
+        Ok(Operator {
+            pool: connect(settings).await?,
+            hasher: PasswordHasher::new(&settings.password, 1)?,
+            keys: KeyRing::new(
                 KeyEncryptionKey::new(&settings.encryption_key()?)?,
                 settings.tokens.access_ttl,
-            )?;
-            let now = Clock::default().now();
-            if let KeysCommand::Rotate {
-                delay,
-                force,
-                algorithm,
-            } = command
-            {
-                let algorithm = algorithm.unwrap_or(settings.keys.algorithm);
-                let delay = delay.unwrap_or(settings.keys.rotation_delay);
-                let minimum = settings.min_rotation_delay();
-                if delay < minimum && !force {
-                    bail!(
-                        "--delay below {}s lets the new key sign before verifiers and other instances know it; add --force for an emergency rotation",
-                        minimum.as_secs()
-                    );
-                }
-                let mut tx = pool.begin().await?;
-                let kid = ring.rotate(&mut tx, algorithm, now, delay).await?;
-                audit(&mut tx, "keys.rotate", &kid, now).await?;
-                tx.commit().await?;
-                println!(
-                    "new {} key {kid} activates in {}s",
-                    algorithm.as_str(),
-                    delay.as_secs()
-                );
-            }
-            ring.reload(&pool, now).await?;
-            println!(
-                "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
-                "KID", "ALG", "STATE", "ACTIVATES", "RETIRED", "EXPIRES"
-            );
-            let date = |d: Option<chrono::DateTime<chrono::Utc>>| {
-                d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
-            };
-            for key in ring.list(now) {
-                println!(
-                    "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
-                    key.kid,
-                    key.algorithm.as_str(),
-                    format!("{:?}", key.state).to_lowercase(),
-                    key.activates_at.to_rfc3339(),
-                    date(key.retired_at),
-                    date(key.expires_at)
-                );
-            }
-            Ok(())
+            )?,
+            actor: Actor::Cli { os_user: os_user() },
+            now: Clock::default().now(),
+        })
+    }
+
+    fn ops<'a>(&'a self, settings: &'a Settings) -> Ops<'a> {
+        Ops {
+            pool: &self.pool,
+            settings,
+            hasher: &self.hasher,
+            keys: &self.keys,
+            denylist: None,
         }
     }
 }
 
-/// Records a change made from the command line in the audit trail, in the
-/// change's own transaction: actor `cli`, and who ran it.
-async fn audit(
-    conn: &mut PgConnection,
-    action: &str,
-    target: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<()> {
-    let os_user = os_user();
-    let entry = audit::Entry {
-        actor: "cli",
-        actor_client_id: None,
-        os_user: Some(&os_user),
-        action,
-        target: Some(target),
-        reason: None,
-        outcome: audit::Outcome::Ok,
+async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    let cx = Operator::new(settings).await?;
+    let ops = cx.ops(settings);
+    match command {
+        UserCommand::Create {
+            username, scope, ..
+        } => {
+            let new = NewUser {
+                username,
+                password: read_secret("password")?,
+                scopes: scope.scopes,
+            };
+            let user = ops
+                .create_user(&cx.actor, new, &Reason::none(), cx.now)
+                .await?;
+            println!("created user {} with id {}", user.username, user.id);
+        }
+        UserCommand::Unlock { username } => {
+            if ops
+                .unlock_username(&cx.actor, &username, &Reason::none(), cx.now)
+                .await?
+            {
+                println!("unlocked {username}: failed logins forgotten");
+            } else {
+                println!("{username} had no failed logins");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
+    let ClientCommand::Create {
+        client_id,
+        public,
+        secret_stdin,
+        grants,
+        scope,
+    } = command;
+    let secret = match (public, secret_stdin) {
+        (true, _) => SecretChoice::None,
+        (false, true) => SecretChoice::Given(read_secret("client secret")?),
+        (false, false) => SecretChoice::Generate,
     };
-    audit::record(conn, entry, now).await?;
+    let new = NewClient {
+        id: client_id.clone(),
+        secret,
+        grants,
+        scopes: scope.scopes,
+    };
+    let cx = Operator::new(settings).await?;
+    let generated = cx
+        .ops(settings)
+        .create_client(&cx.actor, new, &Reason::none(), cx.now)
+        .await?;
+    println!("created client {client_id}");
+    if let Some(secret) = generated {
+        println!("client_secret: {}", secret.expose());
+        eprintln!("Store this secret now: it is not shown again and cannot be recovered.");
+    }
+    Ok(())
+}
+
+async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let cx = Operator::new(settings).await?;
+    let ops = cx.ops(settings);
+    if let KeysCommand::Rotate {
+        delay,
+        force,
+        algorithm,
+    } = command
+    {
+        let algorithm = algorithm.unwrap_or(settings.keys.algorithm);
+        let delay = delay.unwrap_or(settings.keys.rotation_delay);
+        let rotate = RotateKey {
+            delay: Some(delay),
+            force,
+            algorithm: Some(algorithm),
+        };
+        let kid = ops
+            .rotate_key(&cx.actor, rotate, &Reason::none(), cx.now)
+            .await?;
+        println!(
+            "new {} key {kid} activates in {}s",
+            algorithm.as_str(),
+            delay.as_secs()
+        );
+    }
+    let keys = ops.list_keys(&cx.actor, cx.now).await?;
+    println!(
+        "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
+        "KID", "ALG", "STATE", "ACTIVATES", "RETIRED", "EXPIRES"
+    );
+    let date = |d: Option<chrono::DateTime<chrono::Utc>>| {
+        d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
+    };
+    for key in keys {
+        println!(
+            "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
+            key.kid,
+            key.algorithm.as_str(),
+            format!("{:?}", key.state).to_lowercase(),
+            key.activates_at.to_rfc3339(),
+            date(key.retired_at),
+            date(key.expires_at)
+        );
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! - `domain`: validated types (scopes, usernames, passwords, opaque tokens, JWT claims)
 //! - `hashing`: the argon2id pool (bounded slots with reused buffers, a bounded queue)
 //! - `keys`: signing keys, their schedule and the JWKS
+//! - `ops`: every administrative operation, once, with its audit row (admin API and CLI)
 //! - `revocation`: denylist of access tokens, mirrored on every instance
 //! - `throttle`: limits on password guessing, per username and per address
 //! - `store`: every SQL statement
@@ -24,6 +25,7 @@ pub mod hashing;
 pub mod http;
 pub mod keys;
 pub mod observability;
+pub mod ops;
 pub mod revocation;
 pub mod startup;
 pub mod state;

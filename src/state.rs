@@ -26,6 +26,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The administrative operations, on this instance's resources.
+    pub fn ops(&self) -> crate::ops::Ops<'_> {
+        crate::ops::Ops {
+            pool: &self.pool,
+            settings: &self.settings,
+            hasher: &self.hasher,
+            keys: &self.keys,
+            denylist: Some(&self.denylist),
+        }
+    }
+
     /// What identifying a presented token needs (introspection, revocation).
     pub fn token_lookup(&self) -> crate::revocation::Lookup<'_> {
         crate::revocation::Lookup {

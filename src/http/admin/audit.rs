@@ -17,8 +17,11 @@ struct PageQuery {
 
 /// Newest first; pass `next_cursor` as `before` for the next page.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    let admin = Admin::authenticate(&req, &state)?;
+pub async fn page(
+    admin: Admin,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
     let query: PageQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|_| Error::invalid_request("malformed query string"))?;
     let number = |raw: Option<String>, name: &str| -> Result<Option<i64>, Error> {
@@ -36,9 +39,9 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
-    let mut conn = state.pool.acquire().await?;
-    admin
-        .audit(&mut conn, "audit.read", None, None, state.clock.now())
+    state
+        .ops()
+        .audit_read(&admin.actor, "audit.read", None, admin.now)
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_cursor": next })))
 }

@@ -1,6 +1,8 @@
 //! The admin API, mounted only on the admin listener. Every call needs a
-//! bearer token of this issuer with the `admin` scope, and every call writes
-//! an audit row (in the same transaction as the change it makes).
+//! bearer token of this issuer with the `admin` scope (the `Admin`
+//! extractor), and every call writes an audit row in the same transaction
+//! as the change it makes (the operations in `ops` do that). Handlers only
+//! translate HTTP to an operation and back.
 
 pub mod audit;
 pub mod keys;
@@ -9,58 +11,54 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
-use actix_web::HttpRequest;
-use actix_web::web::Payload;
+use std::future::{Ready, ready};
+
+use actix_web::web::{self, Payload};
+use actix_web::{FromRequest, HttpRequest};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{bearer, body};
-use crate::domain::AccessClaims;
 use crate::error::Error;
+use crate::ops::{Actor, Reason};
 use crate::state::AppState;
-use crate::store::audit as audit_store;
 
 pub const ADMIN_SCOPE: &str = "admin";
-const MAX_REASON_CHARS: usize = 500;
 
-/// The authenticated operator.
-pub struct Admin(AccessClaims);
+/// The authenticated operator, and "now" as read at the edge.
+pub struct Admin {
+    pub actor: Actor,
+    pub now: DateTime<Utc>,
+}
 
-impl Admin {
-    pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Admin, Error> {
-        bearer::require(req, state, ADMIN_SCOPE).map(Admin)
-    }
+impl FromRequest for Admin {
+    type Error = Error;
+    type Future = Ready<Result<Admin, Error>>;
 
-    /// Writes the audit row for this call.
-    pub async fn audit(
-        &self,
-        conn: &mut PgConnection,
-        action: &str,
-        target: Option<&str>,
-        reason: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let entry = audit_store::Entry {
-            actor: &self.0.sub,
-            actor_client_id: Some(&self.0.client_id),
-            os_user: None,
-            action,
-            target,
-            reason,
-            outcome: audit_store::Outcome::Ok,
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return ready(Err(Error::Internal(anyhow::anyhow!(
+                "the admin API has no application state"
+            ))));
         };
-        audit_store::record(conn, entry, now).await?;
-        Ok(())
+        ready(
+            bearer::require(req, state, ADMIN_SCOPE).map(|claims| Admin {
+                actor: Actor::Token {
+                    sub: claims.sub,
+                    client_id: claims.client_id,
+                },
+                now: state.clock.now(),
+            }),
+        )
     }
 }
 
 /// The optional body of actions that change something: why.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Reason {
+pub struct WithReason {
     pub reason: Option<String>,
 }
 
@@ -88,14 +86,14 @@ pub async fn json<T: DeserializeOwned + Default>(
     body::parse(req, &raw)
 }
 
-pub fn check_reason(reason: &Option<String>) -> Result<Option<&str>, Error> {
-    match reason {
-        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(Error::invalid_request(format!(
-            "reason is longer than {MAX_REASON_CHARS} characters"
-        ))),
-        Some(r) => Ok(Some(r.as_str())),
-        None => Ok(None),
-    }
+/// The reason of an optional `{"reason": ...}` body.
+pub async fn reason(
+    req: &HttpRequest,
+    payload: Payload,
+    state: &AppState,
+) -> Result<Reason, Error> {
+    let body: WithReason = json(req, payload, state, true).await?;
+    Reason::parse(body.reason)
 }
 
 /// Path ids that are not UUIDs name nothing.

@@ -4,9 +4,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Admin, check_reason, json};
+use super::{Admin, json};
 use crate::error::Error;
-use crate::revocation::{self, Presented, Purpose};
+use crate::ops::Reason;
 use crate::state::AppState;
 
 #[derive(Default, Deserialize)]
@@ -16,47 +16,29 @@ pub struct RevokeToken {
     reason: Option<String>,
 }
 
-/// Revokes any token: an access token is denylisted until its `exp`, a
-/// refresh token's whole family is revoked.
+/// Revokes any token: a user's token ends its login, a service's access
+/// token is denylisted until its `exp`.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn revoke(
+    admin: Admin,
     req: HttpRequest,
     payload: Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    let admin = Admin::authenticate(&req, &state)?;
-    let now = state.clock.now();
     let body: RevokeToken = json(&req, payload, &state, false).await?;
-    let reason = check_reason(&body.reason)?;
+    let reason = Reason::parse(body.reason)?;
     let token = body
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
-    let presented = revocation::identify(
-        &state.token_lookup(),
-        token.expose_secret(),
-        Purpose::Revoke,
-        now,
-    )
-    .await?;
-    // The audit names the token by jti or family, never by its value.
-    let target = match &presented {
-        Presented::Access(claims) => Some(format!("jti:{}", claims.jti)),
-        Presented::Refresh(status) => Some(format!("family:{}", status.family_id)),
-        Presented::Unknown => None,
-    };
-    // The revocation and its audit row commit together.
-    let mut tx = state.pool.begin().await?;
-    let kind = revocation::revoke(
-        &mut tx,
-        &presented,
-        "admin revoked token",
-        state.settings.tokens.access_ttl,
-        now,
-    )
-    .await?;
-    admin
-        .audit(&mut tx, "token.revoke", target.as_deref(), reason, now)
+    let kind = state
+        .ops()
+        .revoke_token(
+            &admin.actor,
+            &state.token_lookup(),
+            token.expose_secret(),
+            &reason,
+            admin.now,
+        )
         .await?;
-    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     Ok(HttpResponse::Ok().json(json!({"revoked": kind.is_some(), "token_type": kind})))
 }
