@@ -8,6 +8,23 @@ use sqlx::{Connection, PgConnection};
 
 use crate::helpers::{spawn_app, start_on, test_settings};
 
+/// A lock held by another session until released, as a stalled or busy
+/// database would hold it.
+struct Held(PgConnection);
+
+impl Held {
+    async fn lock(url: &str, statement: &'static str) -> Held {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+        Held(conn)
+    }
+
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_starting_instance_trusts_no_token_until_its_denylist_is_loaded() {
     let a = spawn_app().await;
@@ -35,12 +52,7 @@ async fn a_starting_instance_trusts_no_token_until_its_denylist_is_loaded() {
         .unwrap();
 
     // Hold the denylist back: the new instance loads its keys, then waits.
-    let mut blocker = PgConnection::connect(&a.db.url).await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
-    sqlx::query("LOCK TABLE revocations IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let held = Held::lock(&a.db.url, "LOCK TABLE revocations IN ACCESS EXCLUSIVE MODE").await;
     let b = start_on(a.db.clone(), |_| {}).await;
     let started = Instant::now();
     let body = loop {
@@ -71,7 +83,7 @@ async fn a_starting_instance_trusts_no_token_until_its_denylist_is_loaded() {
         503
     );
 
-    tx.rollback().await.unwrap();
+    held.release().await;
     b.wait_until_ready().await;
     assert_eq!(b.introspect(&access).await["active"], false);
     assert_eq!(
@@ -95,12 +107,7 @@ async fn a_database_fault_mid_refresh_is_a_503_and_spends_nothing() {
 
     // Park the refresh on the family's row lock, then kill its backend as a
     // database restart would (SQLSTATE 57P01).
-    let mut blocker = PgConnection::connect(&app.db.url).await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
-    sqlx::query("SELECT id FROM refresh_families FOR UPDATE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let held = Held::lock(&app.db.url, "SELECT id FROM refresh_families FOR UPDATE").await;
     let pending = tokio::spawn({
         let http = app.http.clone();
         let url = format!("{}/auth/token", app.address);
@@ -142,7 +149,7 @@ async fn a_database_fault_mid_refresh_is_a_503_and_spends_nothing() {
         response.json::<Value>().await.unwrap()["error"],
         "temporarily_unavailable"
     );
-    tx.rollback().await.unwrap();
+    held.release().await;
     // Nothing was spent: the same refresh token still works, once.
     assert_eq!(app.refresh("mobile", &refresh).await.status(), 200);
 }
@@ -191,12 +198,7 @@ async fn a_stalled_refresh_is_rolled_back_before_the_client_gives_up() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut blocker = PgConnection::connect(&app.db.url).await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
-    sqlx::query("SELECT id FROM refresh_families FOR UPDATE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let held = Held::lock(&app.db.url, "SELECT id FROM refresh_families FOR UPDATE").await;
     let asked = Instant::now();
     let response = app.refresh("mobile", &refresh).await;
     assert_eq!(response.status(), 503);
@@ -208,7 +210,7 @@ async fn a_stalled_refresh_is_rolled_back_before_the_client_gives_up() {
     // The database comes back after the deadline: nothing was spent, so
     // the retry is a plain rotation, not "reuse".
     tokio::time::sleep(Duration::from_millis(300)).await;
-    tx.rollback().await.unwrap();
+    held.release().await;
     assert_eq!(app.refresh("mobile", &refresh).await.status(), 200);
     let reused: i64 =
         sqlx::query_scalar("SELECT count(*) FROM refresh_families WHERE revoked_at IS NOT NULL")
@@ -223,12 +225,11 @@ async fn revocation_before_the_keys_are_loaded_is_a_503_not_a_silent_200() {
     let a = spawn_app().await;
     a.seed().await;
     let access = a.login().await["access_token"].as_str().unwrap().to_owned();
-    let mut blocker = PgConnection::connect(&a.db.url).await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut blocker).await.unwrap();
-    sqlx::query("LOCK TABLE signing_keys IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let held = Held::lock(
+        &a.db.url,
+        "LOCK TABLE signing_keys IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
     let b = start_on(a.db.clone(), |_| {}).await;
     let revoke = || {
         b.http
@@ -238,7 +239,7 @@ async fn revocation_before_the_keys_are_loaded_is_a_503_not_a_silent_200() {
     };
     let response = revoke().await.unwrap();
     assert_eq!(response.status(), 503);
-    tx.rollback().await.unwrap();
+    held.release().await;
     b.wait_until_ready().await;
     assert_eq!(revoke().await.unwrap().status(), 200);
     assert_eq!(a.introspect(&access).await["active"], false);
