@@ -64,9 +64,22 @@ pub struct HttpSettings {
     pub body_timeout: Duration,
     /// Open connections per listener; 0 sizes it for the machine.
     pub max_connections: usize,
-    /// Peers allowed to name the client through `X-Forwarded-For`/`Forwarded`.
+    /// Peers allowed to name the client through `forwarded_header`.
     #[serde(with = "cidrs")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one header trusted proxies name the client in. Only one is read:
+    /// a proxy that appends to one of them passes the other through as the
+    /// client wrote it.
+    pub forwarded_header: ForwardedHeader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239)
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Deserialize)]

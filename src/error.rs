@@ -33,6 +33,9 @@ pub enum Error {
     /// is closed, as the rest of the body may still be on its way.
     #[error("request body was not received in time")]
     BodyTimeout,
+    /// A chunked body: every body must come with a `Content-Length`.
+    #[error("send the request body with a Content-Length (chunked bodies are not accepted)")]
+    LengthRequired,
     /// Unknown client, wrong or missing secret, disabled client.
     #[error("client authentication failed")]
     InvalidClient,
@@ -163,9 +166,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 impl Error {
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidRequest(_) | Error::PayloadTooLarge | Error::BodyTimeout => {
-                "invalid_request"
-            }
+            Error::InvalidRequest(_)
+            | Error::PayloadTooLarge
+            | Error::BodyTimeout
+            | Error::LengthRequired => "invalid_request",
             Error::InvalidClient => "invalid_client",
             Error::InvalidGrant(_) | Error::TooManyAttempts { .. } => "invalid_grant",
             Error::UnauthorizedClient(_) => "unauthorized_client",
@@ -211,6 +215,7 @@ impl ResponseError for Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -259,7 +264,7 @@ impl ResponseError for Error {
             Error::TooManyAttempts { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
             }
-            Error::BodyTimeout => {
+            Error::BodyTimeout | Error::LengthRequired => {
                 response.force_close();
             }
             Error::MethodNotAllowed { allow } => {
@@ -290,6 +295,7 @@ mod tests {
             (Error::invalid_request("x"), StatusCode::BAD_REQUEST, "invalid_request"),
             (Error::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
             (Error::BodyTimeout, StatusCode::REQUEST_TIMEOUT, "invalid_request"),
+            (Error::LengthRequired, StatusCode::LENGTH_REQUIRED, "invalid_request"),
             (Error::TooManyAttempts { retry_after: std::time::Duration::from_millis(29_001) }, StatusCode::TOO_MANY_REQUESTS, "invalid_grant"),
             (Error::InvalidClient, StatusCode::UNAUTHORIZED, "invalid_client"),
             (Error::InvalidGrant("x"), StatusCode::BAD_REQUEST, "invalid_grant"),

@@ -172,6 +172,7 @@ fn serve(
                 audit_refusals,
                 actix_web::middleware::from_fn(http::audit_refusals),
             ))
+            .wrap(actix_web::middleware::from_fn(http::refuse_chunked))
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(data.clone())
             .configure(routes)

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
 use crate::store::{login_throttle, refresh, users};
+use crate::throttle::address::Attempt;
 use crate::{observability, throttle};
 
 /// One message for unknown user, wrong password and disabled user.
@@ -29,30 +30,21 @@ pub async fn grant(
     address: Option<IpAddr>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
+    // Both limits are checked before argon2 runs, and both count the
+    // attempt before it is decided (and forget it on success), so
+    // concurrent guesses cannot all get in under either limit.
+    let attempt = address
+        .map(|address| state.addresses.admit(address))
+        .transpose()
+        .map_err(|wait| throttled("address", wait))?;
+    let failed = move || failed_login(attempt);
     // No account can have a name the profile refuses: the same answer as
     // for any unknown user, without hashing (the rule is public anyway),
     // and it counts against the address like any failed login.
-    let username = match Username::parse(username) {
-        Ok(username) => username,
-        Err(_) => {
-            if let Some(address) = address
-                && let Err(wait) = state.addresses.check(address)
-            {
-                return Err(throttled("address", wait));
-            }
-            return Err(failed_login(state, address));
-        }
+    let Ok(username) = Username::parse(username) else {
+        return Err(failed());
     };
     let password = PlainPassword::for_login(password, state.settings.password.max_length)?;
-
-    // Both limits are checked before argon2 runs. The attempt is counted
-    // against the username now (and forgotten on success), so concurrent
-    // guesses cannot all get in under the threshold.
-    if let Some(address) = address
-        && let Err(wait) = state.addresses.check(address)
-    {
-        return Err(throttled("address", wait));
-    }
     let policy = throttle::policy(&state.settings.login);
     if let Some(locked_until) =
         login_throttle::reserve(&state.pool, username.as_str(), policy, now).await?
@@ -60,7 +52,6 @@ pub async fn grant(
         let wait = (locked_until - now).to_std().unwrap_or_default();
         return Err(throttled("account", wait));
     }
-    let failed = || failed_login(state, address);
 
     let user = users::find_by_username(&state.pool, &username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -138,9 +129,9 @@ pub async fn grant(
 
 /// A failed login; it also takes a token from the address's bucket (the
 /// username's count was already taken before hashing).
-fn failed_login(state: &AppState, address: Option<IpAddr>) -> Error {
-    if let Some(address) = address {
-        state.addresses.record_failure(address);
+fn failed_login(attempt: Option<Attempt<'_>>) -> Error {
+    if let Some(attempt) = attempt {
+        attempt.fail();
     }
     metrics::counter!(observability::LOGIN_FAILURES).increment(1);
     Error::InvalidGrant(BAD_CREDENTIALS)

@@ -101,7 +101,11 @@ pub(super) fn verify_with(
     Ok(out.ct_eq(expected.as_bytes()).into())
 }
 
-pub(super) fn is_weaker(stored: &str, wanted: &Params) -> bool {
+/// Whether a verified password should be hashed again at the configured
+/// cost: the stored hash is weaker in any respect, or needs more memory
+/// than the configured cost (it would otherwise need a buffer of its own
+/// at every login, beyond the bound of `max_concurrent × memory_kib`).
+pub(super) fn needs_rehash(stored: &str, wanted: &Params) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return true;
     };
@@ -110,7 +114,7 @@ pub(super) fn is_weaker(stored: &str, wanted: &Params) -> bool {
     }
     match Params::try_from(&parsed) {
         Ok(p) => {
-            p.m_cost() < wanted.m_cost()
+            p.m_cost() != wanted.m_cost()
                 || p.t_cost() < wanted.t_cost()
                 || p.p_cost() < wanted.p_cost()
         }

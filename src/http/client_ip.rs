@@ -1,8 +1,10 @@
 //! The client's address: the TCP peer, unless the peer is a trusted proxy
-//! (`http.trusted_proxies`), in which case the proxies' `Forwarded` or
-//! `X-Forwarded-For` chain is walked from the right and the first address
-//! not itself a trusted proxy is the client. From any other peer those
-//! headers are ignored: whoever sends a request can write them.
+//! (`http.trusted_proxies`), in which case the chain in the one configured
+//! header (`http.forwarded_header`: `X-Forwarded-For` or `Forwarded`) is
+//! walked from the right and the first address not itself a trusted proxy
+//! is the client. From any other peer the header is ignored: whoever sends
+//! a request can write it. Only one header is read, because a proxy that
+//! appends to one passes the other through as the client wrote it.
 
 use std::net::IpAddr;
 
@@ -10,17 +12,29 @@ use actix_web::HttpRequest;
 use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
 
-pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+use crate::config::{ForwardedHeader, HttpSettings};
+
+pub fn client_ip(req: &HttpRequest, http: &HttpSettings) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
-    Some(resolve(peer, req.headers(), trusted))
+    Some(resolve(
+        peer,
+        req.headers(),
+        &http.trusted_proxies,
+        http.forwarded_header,
+    ))
 }
 
-fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+fn resolve(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ForwardedHeader,
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&ip.to_canonical()));
     if !is_trusted(&peer) {
         return peer;
     }
-    let chain = forwarded_chain(headers);
+    let chain = forwarded_chain(headers, header);
     let mut client = peer;
     for hop in chain.iter().rev() {
         // An entry that is not an address (`unknown`, an obfuscated name,
@@ -37,17 +51,16 @@ fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
 }
 
 /// Addresses named by the proxies, left (original client) to right (the
-/// proxy nearest us). `Forwarded` (RFC 7239) wins over `X-Forwarded-For`.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// proxy nearest us).
+fn forwarded_chain(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
             .map(|v| v.to_str().unwrap_or("garbage").to_owned())
             .collect()
     };
-    let forwarded = values("forwarded");
-    if !forwarded.is_empty() {
-        return forwarded
+    if header == ForwardedHeader::Forwarded {
+        return values("forwarded")
             .iter()
             .flat_map(|v| v.split(','))
             .map(|element| {
@@ -104,10 +117,18 @@ mod tests {
     #[test]
     fn headers_from_untrusted_peers_are_ignored() {
         let h = headers(&[("x-forwarded-for", "203.0.113.9")]);
-        assert_eq!(resolve(ip("198.51.100.1"), &h, &[]), ip("198.51.100.1"));
+        assert_eq!(
+            resolve(ip("198.51.100.1"), &h, &[], ForwardedHeader::XForwardedFor),
+            ip("198.51.100.1")
+        );
         let trusted = ["10.0.0.0/8".parse().unwrap()];
         assert_eq!(
-            resolve(ip("198.51.100.1"), &h, &trusted),
+            resolve(
+                ip("198.51.100.1"),
+                &h,
+                &trusted,
+                ForwardedHeader::XForwardedFor
+            ),
             ip("198.51.100.1")
         );
     }
@@ -120,18 +141,32 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4, 203.0.113.9"),
             ("x-forwarded-for", "10.0.0.7"),
         ]);
-        assert_eq!(resolve(ip("10.0.0.2"), &h, &trusted), ip("203.0.113.9"));
+        assert_eq!(
+            resolve(ip("10.0.0.2"), &h, &trusted, ForwardedHeader::XForwardedFor),
+            ip("203.0.113.9")
+        );
         // Only trusted hops: the left-most is as far as we can see.
         let h = headers(&[("x-forwarded-for", "10.0.0.9")]);
-        assert_eq!(resolve(ip("10.0.0.2"), &h, &trusted), ip("10.0.0.9"));
+        assert_eq!(
+            resolve(ip("10.0.0.2"), &h, &trusted, ForwardedHeader::XForwardedFor),
+            ip("10.0.0.9")
+        );
         // No header at all: the proxy itself.
         assert_eq!(
-            resolve(ip("10.0.0.2"), &HeaderMap::new(), &trusted),
+            resolve(
+                ip("10.0.0.2"),
+                &HeaderMap::new(),
+                &trusted,
+                ForwardedHeader::XForwardedFor
+            ),
             ip("10.0.0.2")
         );
         // Garbage stops the walk at the last trusted hop.
         let h = headers(&[("x-forwarded-for", "203.0.113.9, nonsense, 10.0.0.7")]);
-        assert_eq!(resolve(ip("10.0.0.2"), &h, &trusted), ip("10.0.0.7"));
+        assert_eq!(
+            resolve(ip("10.0.0.2"), &h, &trusted, ForwardedHeader::XForwardedFor),
+            ip("10.0.0.7")
+        );
     }
 
     #[test]
@@ -145,12 +180,33 @@ mod tests {
             ("x-forwarded-for", "198.51.100.3"),
         ]);
         assert_eq!(
-            resolve(ip("10.1.1.1"), &h, &trusted),
+            resolve(ip("10.1.1.1"), &h, &trusted, ForwardedHeader::Forwarded),
             ip("2001:db8:cafe::17")
         );
         let h = headers(&[("forwarded", "for=192.0.2.43:8080")]);
-        assert_eq!(resolve(ip("10.1.1.1"), &h, &trusted), ip("192.0.2.43"));
+        assert_eq!(
+            resolve(ip("10.1.1.1"), &h, &trusted, ForwardedHeader::Forwarded),
+            ip("192.0.2.43")
+        );
         let h = headers(&[("forwarded", "for=unknown")]);
-        assert_eq!(resolve(ip("10.1.1.1"), &h, &trusted), ip("10.1.1.1"));
+        assert_eq!(
+            resolve(ip("10.1.1.1"), &h, &trusted, ForwardedHeader::Forwarded),
+            ip("10.1.1.1")
+        );
+        // Only the configured header is read: a client's own `Forwarded`
+        // beside the proxy's `X-Forwarded-For` changes nothing.
+        let h = headers(&[
+            ("forwarded", "for=203.0.113.66"),
+            ("x-forwarded-for", "198.51.100.3"),
+        ]);
+        assert_eq!(
+            resolve(ip("10.1.1.1"), &h, &trusted, ForwardedHeader::XForwardedFor),
+            ip("198.51.100.3")
+        );
+        let h = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(
+            resolve(ip("10.1.1.1"), &h, &trusted, ForwardedHeader::Forwarded),
+            ip("10.1.1.1")
+        );
     }
 }

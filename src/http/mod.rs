@@ -4,6 +4,7 @@
 mod admin;
 pub(crate) mod bearer;
 mod body;
+mod chunked;
 mod client_auth;
 pub mod client_ip;
 mod health;
@@ -15,6 +16,7 @@ mod token;
 mod wellknown;
 
 pub use admin::refusals::audit_refusals;
+pub use chunked::refuse_chunked;
 
 use actix_web::{HttpResponse, Route, web};
 

@@ -35,8 +35,10 @@ pub async fn token(
     payload: Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    let now = state.clock.now();
     let request: TokenRequest = body::form_or_json(&req, payload, &state.settings.http).await?;
+    // Read once the body is in: a body sent slowly must not make a lock
+    // computed from this instant end early.
+    let now = state.clock.now();
 
     let grant_type = request
         .grant_type
@@ -69,7 +71,7 @@ pub async fn token(
             let password = request
                 .password
                 .ok_or_else(|| Error::invalid_request("password is required"))?;
-            let address = client_ip(&req, &state.settings.http.trusted_proxies);
+            let address = client_ip(&req, &state.settings.http);
             password::grant(&state, &client, &username, password, scope, address, now).await?
         }
         GrantType::ClientCredentials => client_credentials::grant(&state, &client, scope, now)?,

@@ -90,16 +90,25 @@ pub async fn reset<'e, E: sqlx::PgExecutor<'e>>(executor: E, username: &str) -> 
 /// queue was full): one failure fewer, and no lock below the threshold.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn release(pool: &PgPool, username: &str, policy: Policy) -> sqlx::Result<()> {
-    sqlx::query(
+    let left: Option<i32> = sqlx::query_scalar(
         "UPDATE login_throttle
          SET failures = failures - 1,
              locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END
-         WHERE username = $1 AND failures > 0",
+         WHERE username = $1 AND failures > 0
+         RETURNING failures",
     )
     .bind(username)
     .bind(i32::try_from(policy.threshold).unwrap_or(i32::MAX))
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
+    // Back at zero: the row goes, so attempts that were never checked (a
+    // flood of 503s) leave nothing behind.
+    if left == Some(0) {
+        sqlx::query("DELETE FROM login_throttle WHERE username = $1 AND failures = 0")
+            .bind(username)
+            .execute(pool)
+            .await?;
+    }
     Ok(())
 }
 

@@ -6,9 +6,10 @@
 //! pass?" call, so the state store below answers probes that ask without
 //! recording anything; the decision itself is always governor's.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -24,9 +25,40 @@ use crate::config::LoginSettings;
 /// still applies); memory stays bounded whatever the number of addresses.
 const MAX_ADDRESSES: usize = 100_000;
 
+/// Where the failures of addresses not yet tracked go while the table is
+/// full: they share one bucket, so filling the table does not open it.
+const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
 pub struct AddressLimiter {
     limiter: RateLimiter<Probe, Buckets, DefaultClock>,
     buckets: Arc<DashMapStateStore<IpAddr>>,
+    /// Logins admitted and not yet decided, per bucket: each may still fail
+    /// and take a token, so admission counts them as taken already.
+    /// Bounded by the hashing queue.
+    in_flight: Mutex<HashMap<IpAddr, u32>>,
+    refill: Duration,
+}
+
+/// A login admitted for an address. `fail` takes a token from its bucket;
+/// dropping it (success, or an error that checked nothing) takes none.
+pub struct Attempt<'a> {
+    limiter: &'a AddressLimiter,
+    key: IpAddr,
+}
+
+impl Attempt<'_> {
+    pub fn fail(self) {
+        let _ = self.limiter.limiter.check_key(&Probe {
+            key: self.key,
+            record: true,
+        });
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.limiter.leave(self.key);
+    }
 }
 
 impl AddressLimiter {
@@ -38,29 +70,72 @@ impl AddressLimiter {
             })?);
         let buckets = Arc::new(DashMapStateStore::default());
         let limiter = RateLimiter::new(quota, Buckets(buckets.clone()), DefaultClock::default());
-        Ok(Self { limiter, buckets })
+        Ok(Self {
+            limiter,
+            buckets,
+            in_flight: Mutex::new(HashMap::new()),
+            refill: settings.address_refill,
+        })
     }
 
-    /// `Err(wait)` when `address` has no failed login left right now.
-    pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
-        let probe = Probe {
-            key: bucket_key(address),
-            record: false,
+    /// Admits a login from `address` if its bucket could still pay for it
+    /// and for every other login from there that is being checked right
+    /// now; otherwise how long to wait. Concurrent guesses from one
+    /// address cannot all slip in before the first of them fails.
+    pub fn admit(&self, address: IpAddr) -> Result<Attempt<'_>, Duration> {
+        let key = self.key_for(address);
+        let pending = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let count = in_flight.entry(key).or_insert(0);
+            *count += 1;
+            *count
         };
-        self.limiter
-            .check_key(&probe)
-            .map_err(|until| until.wait_time_from(self.limiter.clock().now()))
+        let probe = Probe { key, record: false };
+        let refused = match NonZeroU32::new(pending) {
+            Some(n) => match self.limiter.check_key_n(&probe, n) {
+                Ok(Ok(())) => None,
+                Ok(Err(until)) => Some(until.wait_time_from(self.limiter.clock().now())),
+                // More logins in flight than the bucket can ever hold.
+                Err(_) => Some(self.refill),
+            },
+            None => None,
+        };
+        match refused {
+            None => Ok(Attempt { limiter: self, key }),
+            Some(wait) => {
+                self.leave(key);
+                Err(wait.max(Duration::from_secs(1)))
+            }
+        }
     }
 
-    /// Takes a token for a failed login from `address`.
-    pub fn record_failure(&self, address: IpAddr) {
+    fn leave(&self, key: IpAddr) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = in_flight.get_mut(&key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(&key);
+            }
+        }
+    }
+
+    /// The bucket of `address`: its own, or the shared overflow bucket when
+    /// the table is full and it has none yet.
+    fn key_for(&self, address: IpAddr) -> IpAddr {
         let key = bucket_key(address);
         if self.buckets.len() >= MAX_ADDRESSES && !self.buckets.contains_key(&key) {
-            tracing::warn!("address limiter is full; a failed login went unrecorded");
-            return;
+            tracing::debug!(
+                "address limiter is full; counting a new address in the overflow bucket"
+            );
+            return OVERFLOW;
         }
-        // An empty bucket just stays empty: nothing more to record.
-        let _ = self.limiter.check_key(&Probe { key, record: true });
+        key
     }
 
     /// Forgets addresses whose bucket has refilled and gives the memory back.
@@ -161,44 +236,61 @@ mod tests {
         AddressLimiter::new(&settings).unwrap()
     }
 
+    fn fail(limiter: &AddressLimiter, address: &str) {
+        limiter.admit(address.parse().unwrap()).unwrap().fail();
+    }
+
     #[test]
-    fn checking_takes_nothing_and_failures_empty_the_bucket() {
+    fn successes_take_nothing_and_failures_empty_the_bucket() {
         let limiter = limiter(3, Duration::from_secs(3600));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..10 {
-            assert!(
-                limiter.check(a).is_ok(),
-                "checks alone never use up the bucket"
+            drop(
+                limiter
+                    .admit(a)
+                    .expect("successful logins never use up the bucket"),
             );
         }
-        assert!(limiter.is_empty(), "checks record nothing");
+        assert!(limiter.is_empty(), "successes record nothing");
         for _ in 0..3 {
-            assert!(limiter.check(a).is_ok());
-            limiter.record_failure(a);
+            fail(&limiter, "192.0.2.1");
         }
-        let wait = limiter.check(a).unwrap_err();
+        let wait = limiter.admit(a).err().unwrap();
         assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600));
-        assert!(limiter.check("192.0.2.2".parse().unwrap()).is_ok());
+        assert!(limiter.admit("192.0.2.2".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn logins_in_flight_count_against_the_bucket() {
+        let limiter = limiter(3, Duration::from_secs(3600));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let pending: Vec<_> = (0..3).map(|_| limiter.admit(a).unwrap()).collect();
+        assert!(limiter.admit(a).is_err(), "three are being checked already");
+        drop(pending);
+        assert!(
+            limiter.admit(a).is_ok(),
+            "they succeeded: nothing was taken"
+        );
     }
 
     #[test]
     fn ipv6_addresses_share_their_64_and_mapped_ipv4_is_ipv4() {
         let limiter = limiter(1, Duration::from_secs(3600));
-        limiter.record_failure("2001:db8:1:2::1".parse().unwrap());
+        fail(&limiter, "2001:db8:1:2::1");
         assert!(
             limiter
-                .check("2001:db8:1:2:ffff::9".parse().unwrap())
+                .admit("2001:db8:1:2:ffff::9".parse().unwrap())
                 .is_err()
         );
-        assert!(limiter.check("2001:db8:1:3::1".parse().unwrap()).is_ok());
-        limiter.record_failure("::ffff:192.0.2.7".parse().unwrap());
-        assert!(limiter.check("192.0.2.7".parse().unwrap()).is_err());
+        assert!(limiter.admit("2001:db8:1:3::1".parse().unwrap()).is_ok());
+        fail(&limiter, "::ffff:192.0.2.7");
+        assert!(limiter.admit("192.0.2.7".parse().unwrap()).is_err());
     }
 
     #[test]
     fn refilled_buckets_are_pruned() {
         let limiter = limiter(2, Duration::from_millis(1));
-        limiter.record_failure("192.0.2.1".parse().unwrap());
+        fail(&limiter, "192.0.2.1");
         assert_eq!(limiter.len(), 1);
         std::thread::sleep(Duration::from_millis(20));
         limiter.prune();

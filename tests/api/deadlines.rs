@@ -100,3 +100,38 @@ async fn a_slow_body_gets_408_and_its_connection_closed_while_others_are_served(
     assert_timed_out("public", public);
     assert_timed_out("admin", admin);
 }
+
+/// Sends a chunked body of a few chunks, then nothing, keeping the socket
+/// open; returns what the server sent before it closed the connection.
+async fn chunks_then_silence(address: &str, path: &str) -> String {
+    let host = address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: tessera\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ngrant\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut response))
+        .await
+        .is_ok();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    assert!(closed, "the connection was held open after: {response}");
+    response
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_refused_and_its_connection_closed_not_drained() {
+    let app = spawn_app_with(|_| {}).await;
+    for (address, path) in [
+        (&app.address, "/auth/token"),
+        (&app.address, "/no/such/path"),
+        (&app.admin_address, "/admin/users"),
+    ] {
+        let response = chunks_then_silence(address, path).await;
+        assert!(response.starts_with("HTTP/1.1 411"), "{response}");
+        assert!(response.contains("invalid_request"), "{response}");
+    }
+    // Bodies with a length still work.
+    app.seed().await;
+    app.login().await;
+}
