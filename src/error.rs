@@ -51,6 +51,17 @@ pub enum Error {
     InsufficientScope,
     #[error("{0}")]
     NotFound(&'static str),
+    /// A revocation-stream cursor below the highest pruned `seq`: entries
+    /// after it may be gone, so the reader must reload the paged feed.
+    #[error(
+        "this cursor is older than the oldest revocation kept; reload from GET /auth/revocations?since=0 and resume the stream from its next_cursor"
+    )]
+    CursorExpired,
+    /// This instance already serves `revocation.max_subscribers` streams.
+    #[error(
+        "too many revocation streams on this instance; retry later, or poll GET /auth/revocations meanwhile"
+    )]
+    TooManyStreams,
     #[error("{0}")]
     Conflict(&'static str),
     /// Overloaded (hashing queue full), not ready (no signing key or
@@ -133,6 +144,8 @@ impl Error {
             Error::InvalidToken | Error::MissingToken => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::NotFound(_) => "not_found",
+            Error::CursorExpired => "cursor_expired",
+            Error::TooManyStreams => "temporarily_unavailable",
             Error::Conflict(_) => "conflict",
             Error::TemporarilyUnavailable => "temporarily_unavailable",
             Error::Internal(_) => "server_error",
@@ -165,11 +178,14 @@ impl ResponseError for Error {
             }
             Error::InsufficientScope => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::CursorExpired => StatusCode::GONE,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TemporarilyUnavailable | Error::TooManyStreams => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -213,6 +229,10 @@ impl ResponseError for Error {
             Error::TemporarilyUnavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
+            // A slot frees only when a stream ends: no use retrying at once.
+            Error::TooManyStreams => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
             Error::TooManyAttempts { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
             }
@@ -254,6 +274,8 @@ mod tests {
             (Error::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),
             (Error::NotFound("x"), StatusCode::NOT_FOUND, "not_found"),
+            (Error::CursorExpired, StatusCode::GONE, "cursor_expired"),
+            (Error::TooManyStreams, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             (Error::Conflict("x"), StatusCode::CONFLICT, "conflict"),
             (Error::TemporarilyUnavailable, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             (Error::Internal(anyhow::anyhow!("db password is hunter2")), StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
