@@ -239,4 +239,26 @@ mod tests {
         list.prune(at(1300));
         assert!(list.is_empty());
     }
+
+    #[test]
+    fn subscribers_hear_each_entry_once_in_seq_order() {
+        let list = Denylist::default();
+        list.apply(&[RevocationRow {
+            jti: Some("before".into()),
+            ..row(1, "access_token", 700)
+        }]);
+        let mut events = list.subscribe();
+        let jti = |seq: i64| RevocationRow {
+            jti: Some(format!("j{seq}")),
+            ..row(seq, "access_token", 700)
+        };
+        list.apply(&[jti(2), jti(3)]);
+        // A concurrent catch-up read the same rows and one more.
+        list.apply(&[jti(2), jti(3), jti(4)]);
+        let mut seen = Vec::new();
+        while let Ok(row) = events.try_recv() {
+            seen.push(row.seq);
+        }
+        assert_eq!(seen, [2, 3, 4]);
+    }
 }

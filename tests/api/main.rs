@@ -19,4 +19,5 @@ mod password_grant;
 mod postgres;
 mod refresh_grant;
 mod revocation;
+mod revocation_stream;
 mod usernames;
