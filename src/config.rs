@@ -255,7 +255,10 @@ impl Settings {
             ("keys.jwks_max_age", self.keys.jwks_max_age),
             ("keys.reload_interval", self.keys.reload_interval),
             ("revocation.sync_interval", self.revocation.sync_interval),
-            ("revocation.stream_keepalive", self.revocation.stream_keepalive),
+            (
+                "revocation.stream_keepalive",
+                self.revocation.stream_keepalive,
+            ),
             ("database.request_timeout", self.database.request_timeout),
             ("http.body_timeout", self.http.body_timeout),
             ("login.lockout_base", self.login.lockout_base),

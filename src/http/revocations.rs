@@ -6,8 +6,8 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -185,13 +185,16 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         slot,
     });
     let hello = Bytes::from(format!("retry: {RECONNECT_MS}\n: connected\n\n"));
-    let body = futures_util::stream::unfold((Some(hello), messages), |(hello, mut messages)| async move {
-        if let Some(hello) = hello {
-            return Some((Ok::<_, Infallible>(hello), (None, messages)));
-        }
-        let message = messages.recv().await?;
-        Some((Ok(Bytes::from(event_text(&message))), (None, messages)))
-    });
+    let body = futures_util::stream::unfold(
+        (Some(hello), messages),
+        |(hello, mut messages)| async move {
+            if let Some(hello) = hello {
+                return Some((Ok::<_, Infallible>(hello), (None, messages)));
+            }
+            let message = messages.recv().await?;
+            Some((Ok(Bytes::from(event_text(&message))), (None, messages)))
+        },
+    );
     Ok(response.streaming(body))
 }
 

@@ -153,8 +153,11 @@ impl Subscription {
             };
             *cursor = last.seq;
             let full = rows.len() as i64 == PAGE;
-            self.send(tx, Message::Entries(rows.into_iter().map(Arc::new).collect()))
-                .await?;
+            self.send(
+                tx,
+                Message::Entries(rows.into_iter().map(Arc::new).collect()),
+            )
+            .await?;
             if !full {
                 return Ok(());
             }

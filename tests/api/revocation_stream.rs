@@ -95,7 +95,12 @@ impl Sse {
     }
 }
 
-pub async fn open(app: &TestApp, token: &str, since: Option<&str>, last_id: Option<&str>) -> reqwest::Response {
+pub async fn open(
+    app: &TestApp,
+    token: &str,
+    since: Option<&str>,
+    last_id: Option<&str>,
+) -> reqwest::Response {
     let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
     let mut request = app
         .http
@@ -156,9 +161,15 @@ async fn the_stream_sends_what_is_live_then_revocations_made_on_any_instance_wit
     assert_eq!(response.status(), 200);
     let (id, _, data) = stream.next_event(Duration::from_secs(1)).await.unwrap();
     assert_eq!(data["kind"], "session");
-    assert_eq!(data["sid"], sid_of(second["access_token"].as_str().unwrap()));
+    assert_eq!(
+        data["sid"],
+        sid_of(second["access_token"].as_str().unwrap())
+    );
     let (last, _, data) = stream.next_event(Duration::from_secs(1)).await.unwrap();
-    eprintln!("the stream on A delivered B's revocation after {:?}", started.elapsed());
+    eprintln!(
+        "the stream on A delivered B's revocation after {:?}",
+        started.elapsed()
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(
         data,
@@ -166,13 +177,21 @@ async fn the_stream_sends_what_is_live_then_revocations_made_on_any_instance_wit
     );
     assert!(data["not_before"].is_i64());
     let (id, last): (i64, i64) = (id.unwrap().parse().unwrap(), last.unwrap().parse().unwrap());
-    assert!(first_seq < id && id < last, "ids are the entries' seq, in order");
+    assert!(
+        first_seq < id && id < last,
+        "ids are the entries' seq, in order"
+    );
 
     // A service token's revocation is an access_token entry (by jti).
     let secret = a
         .create_confidential_client("billing", &["client_credentials"], &["reports"])
         .await;
-    let service: Value = a.client_token("billing", &secret, None).await.json().await.unwrap();
+    let service: Value = a
+        .client_token("billing", &secret, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let service = service["access_token"].as_str().unwrap();
     b.http
         .post(format!("{}/auth/revoke", b.address))
@@ -226,10 +245,25 @@ async fn a_reconnect_resumes_after_its_cursor_and_bad_cursors_are_refused() {
         "invalid_request",
     )
     .await;
-    assert!(error["error_description"].as_str().unwrap().contains("since=0"));
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("since=0")
+    );
     for bad in ["-1", "soon", "9223372036854775808"] {
-        assert_oauth_error(open(&app, &reader, Some(bad), None).await, 400, "invalid_request").await;
-        assert_oauth_error(open(&app, &reader, None, Some(bad)).await, 400, "invalid_request").await;
+        assert_oauth_error(
+            open(&app, &reader, Some(bad), None).await,
+            400,
+            "invalid_request",
+        )
+        .await;
+        assert_oauth_error(
+            open(&app, &reader, None, Some(bad)).await,
+            400,
+            "invalid_request",
+        )
+        .await;
     }
 
     // Once entries after a cursor have been pruned, that cursor is refused
@@ -239,9 +273,17 @@ async fn a_reconnect_resumes_after_its_cursor_and_bad_cursors_are_refused() {
         .await
         .unwrap();
     let reader = app.service_token("gateway-2", &["revocations:read"]).await;
-    let gone = assert_oauth_error(open(&app, &reader, None, Some(&ids[0])).await, 410, "cursor_expired").await;
+    let gone = assert_oauth_error(
+        open(&app, &reader, None, Some(&ids[0])).await,
+        410,
+        "cursor_expired",
+    )
+    .await;
     assert!(
-        gone["error_description"].as_str().unwrap().contains("/auth/revocations?since=0"),
+        gone["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("/auth/revocations?since=0"),
         "{gone}"
     );
     let newest = ids[2].clone();
@@ -271,7 +313,10 @@ async fn subscribers_are_bounded_per_instance() {
         if response.status() == 200 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(3), "the slot was never freed");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the slot was never freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -282,7 +327,12 @@ async fn keep_alives_flow_and_the_stream_ends_when_its_token_is_revoked() {
     let secret = app
         .create_confidential_client("gateway", &["client_credentials"], &["revocations:read"])
         .await;
-    let token: Value = app.client_token("gateway", &secret, None).await.json().await.unwrap();
+    let token: Value = app
+        .client_token("gateway", &secret, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let reader = token["access_token"].as_str().unwrap();
     let mut stream = Sse::new(open(&app, reader, None, None).await);
     assert_eq!(
@@ -322,5 +372,10 @@ async fn the_stream_needs_a_token_with_the_feed_scope() {
     assert_eq!(response.status(), 401);
     let scoped = open(&app, user["access_token"].as_str().unwrap(), None, None).await;
     assert_oauth_error(scoped, 403, "insufficient_scope").await;
-    assert_oauth_error(open(&app, "not-a-token", None, None).await, 401, "invalid_token").await;
+    assert_oauth_error(
+        open(&app, "not-a-token", None, None).await,
+        401,
+        "invalid_token",
+    )
+    .await;
 }
