@@ -21,3 +21,4 @@ mod refresh_grant;
 mod revocation;
 mod revocation_stream;
 mod usernames;
+mod verifier_kit;
