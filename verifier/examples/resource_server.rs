@@ -68,8 +68,11 @@ async fn main() -> std::io::Result<()> {
     let usage = "usage: resource_server --issuer <url> --listen <addr> --client-id <id> [--audience <aud>]\n\
                  with the client's secret in TESSERA_VERIFIER_CLIENT_SECRET";
     let args = parse_args().map_err(|e| std::io::Error::other(format!("{e}\n{usage}")))?;
-    let secret = std::env::var("TESSERA_VERIFIER_CLIENT_SECRET")
-        .map_err(|_| std::io::Error::other(format!("TESSERA_VERIFIER_CLIENT_SECRET is not set\n{usage}")))?;
+    let secret = std::env::var("TESSERA_VERIFIER_CLIENT_SECRET").map_err(|_| {
+        std::io::Error::other(format!(
+            "TESSERA_VERIFIER_CLIENT_SECRET is not set\n{usage}"
+        ))
+    })?;
     let config = Config::new(args.issuer, args.audience).feed_client(args.client_id, secret);
     let verifier = Verifier::start(config).map_err(std::io::Error::other)?;
     println!("listening on {}", args.listen);
