@@ -184,6 +184,13 @@ impl Verifier {
         Ok(())
     }
 
+    /// Whether the revocation list refuses these claims (by `jti`, `sid` or
+    /// user not-before), for claims verified some other way. `verify`
+    /// already applies it.
+    pub fn is_revoked(&self, claims: &Claims) -> bool {
+        self.inner.denylist.is_revoked(claims)
+    }
+
     pub fn health(&self) -> Health {
         let (revoked_tokens, revoked_sessions, revoked_users) = self.inner.denylist.len();
         let age = self.inner.denylist.age();
