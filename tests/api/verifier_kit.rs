@@ -401,3 +401,147 @@ async fn with_tessera_stopped_cached_keys_keep_working_and_staleness_is_reported
         Err(Error::InvalidToken(Invalid::UnknownKey))
     ));
 }
+
+#[tokio::test]
+async fn the_kit_checks_the_rfc9068_claims_and_takes_the_algorithm_from_the_key() {
+    let (a, _b, issuer, user, secret) = issuer_pair().await;
+    let verifier = start_kit(
+        Config::new(&issuer, "tessera")
+            .feed_client(FEED_CLIENT, &secret)
+            .leeway(Duration::from_secs(10))
+            .max_token_lifetime(Duration::from_secs(600)),
+    )
+    .await;
+    // Tessera's own signing key, to sign whatever claims a case needs.
+    let signer = a.state.keys.signer(a.state.clock.now()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let base = json!({
+        "iss": issuer, "sub": user.to_string(), "aud": "tessera", "client_id": "mobile",
+        "scope": "read write", "iat": now, "exp": now + 600,
+        "jti": Uuid::new_v4().to_string(), "sid": Uuid::new_v4().to_string(),
+    });
+    let sign = |claims: &Value, typ: Option<&str>| {
+        let mut header = Header::new(signer.algorithm.jwt());
+        header.typ = typ.map(str::to_owned);
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.key).unwrap()
+    };
+    let with = |patch: Value| {
+        let mut claims = base.clone();
+        for (name, value) in patch.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        claims
+    };
+    let at = Some("at+jwt");
+    let good = sign(&base, at);
+    let claims = verifier.verify(&good).await.unwrap();
+    assert_eq!(
+        claims.scopes().iter().collect::<Vec<_>>(),
+        ["read", "write"]
+    );
+    assert!(
+        verifier
+            .verify(&sign(&base, Some("application/at+jwt")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .verify(&sign(&with(json!({"aud": ["other", "tessera"]})), at))
+            .await
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .verify(&sign(&with(json!({"exp": now - 5, "iat": now - 595})), at))
+            .await
+            .is_ok(),
+        "expired within the leeway"
+    );
+
+    let cases = [
+        (sign(&base, Some("JWT")), Invalid::WrongType),
+        (sign(&base, None), Invalid::WrongType),
+        (
+            sign(&with(json!({"iss": "https://elsewhere"})), at),
+            Invalid::WrongIssuer,
+        ),
+        (
+            sign(&with(json!({"aud": "other"})), at),
+            Invalid::WrongAudience,
+        ),
+        (
+            sign(&with(json!({"exp": now - 11, "iat": now - 600})), at),
+            Invalid::Expired,
+        ),
+        (
+            sign(&with(json!({"nbf": now + 60})), at),
+            Invalid::NotYetValid,
+        ),
+        (
+            sign(&with(json!({"iat": now + 60, "exp": now + 660})), at),
+            Invalid::IssuedInFuture,
+        ),
+        (
+            sign(&with(json!({"exp": now + 601})), at),
+            Invalid::TooLongLived,
+        ),
+        (sign(&with(json!({"jti": null})), at), Invalid::Malformed),
+        (
+            sign(&with(json!({"client_id": null})), at),
+            Invalid::Malformed,
+        ),
+        (sign(&with(json!({"sub": ""})), at), Invalid::Malformed),
+        (sign(&with(json!({"exp": null})), at), Invalid::Malformed),
+    ];
+    for (token, reason) in cases {
+        match verifier.verify(&token).await {
+            Err(Error::InvalidToken(got)) => assert_eq!(got, reason),
+            other => panic!("expected {reason:?}, got {other:?}"),
+        }
+    }
+
+    // A payload swapped under a valid signature, and a header claiming
+    // another algorithm for the same key (HS256 with the public key as the
+    // secret is the classic confusion): the key's algorithm decides.
+    let (head, rest) = good.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let other = sign(&with(json!({"scope": "admin"})), at);
+    let other_payload = other.split('.').nth(1).unwrap();
+    let swapped = format!("{head}.{other_payload}.{signature}");
+    assert!(matches!(
+        verifier.verify(&swapped).await,
+        Err(Error::InvalidToken(Invalid::BadSignature))
+    ));
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    for alg in ["HS256", "ES384", "RS256"] {
+        let header = b64(json!({"alg": alg, "typ": "at+jwt", "kid": signer.kid}));
+        let confused = format!("{header}.{rest}");
+        assert!(
+            matches!(
+                verifier.verify(&confused).await,
+                Err(Error::InvalidToken(Invalid::WrongAlgorithm))
+            ),
+            "{alg}"
+        );
+    }
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "at+jwt", "kid": signer.kid})),
+        rest.split_once('.').unwrap().0
+    );
+    assert!(matches!(
+        verifier.verify(&none).await,
+        Err(Error::InvalidToken(_))
+    ));
+    let no_kid = format!("{}.{rest}", b64(json!({"alg": "ES256", "typ": "at+jwt"})));
+    assert!(matches!(
+        verifier.verify(&no_kid).await,
+        Err(Error::InvalidToken(Invalid::Malformed))
+    ));
+}
