@@ -1,8 +1,8 @@
 //! `Verifier`: the checks on one token, and the background work behind them.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub(crate) keys: KeyCache,
     pub(crate) denylist: Denylist,
     pub(crate) stats: Counters,
+    /// When the fail-open staleness warning was last logged.
+    pub(crate) stale_warned: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -102,6 +104,7 @@ impl Verifier {
             denylist: Denylist::new(),
             endpoints: OnceCell::new(),
             stats: Counters::default(),
+            stale_warned: Mutex::new(None),
             config,
         });
         let tasks = Tasks(vec![
@@ -289,10 +292,15 @@ impl Inner {
             if !self.config.fail_open_when_stale {
                 return Err(Error::RevocationsStale { behind: age });
             }
-            tracing::warn!(
-                age_seconds = age.as_secs(),
-                "revocation list is stale; accepting anyway (fail_open_when_stale)"
-            );
+            // Once a minute, not once per request, for the length of an outage.
+            let mut warned = self.stale_warned.lock().unwrap_or_else(|p| p.into_inner());
+            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                *warned = Some(Instant::now());
+                tracing::warn!(
+                    age_seconds = age.as_secs(),
+                    "revocation list is stale; accepting tokens anyway (fail_open_when_stale)"
+                );
+            }
         }
         Ok(())
     }
