@@ -57,9 +57,19 @@ async fn resource_server(verifier: Verifier) -> String {
     address
 }
 
+/// A kit that has loaded the feed and opened the stream (it connects just
+/// after the load).
 async fn start_kit(config: Config) -> Verifier {
     let verifier = Verifier::start(config).unwrap();
     verifier.ready(Duration::from_secs(15)).await.unwrap();
+    let started = Instant::now();
+    while verifier.stats().stream_connects == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the kit never opened the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     verifier
 }
 
@@ -104,10 +114,6 @@ async fn the_example_service_refuses_a_token_within_a_second_of_any_revocation_o
     let health = reqwest::get(format!("{service}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.json::<Value>().await.unwrap()["revocations"], true);
-    assert!(
-        verifier.stats().stream_connects >= 1,
-        "the kit follows the stream"
-    );
 
     // Accepted: the claims come back.
     let login = a.login().await;
@@ -544,4 +550,32 @@ async fn the_kit_checks_the_rfc9068_claims_and_takes_the_algorithm_from_the_key(
         verifier.verify(&no_kid).await,
         Err(Error::InvalidToken(Invalid::Malformed))
     ));
+}
+
+#[tokio::test]
+async fn the_jwks_is_fetched_again_when_its_max_age_runs_out() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_with(|s| {
+        s.http.public_addr = format!("127.0.0.1:{port}");
+        s.issuer = issuer.clone();
+        s.keys.jwks_max_age = Duration::from_secs(1);
+    })
+    .await;
+    let secret = app
+        .create_confidential_client(FEED_CLIENT, &["client_credentials"], &["revocations:read"])
+        .await;
+    let verifier = start_kit(
+        Config::new(&issuer, "tessera")
+            .feed_client(FEED_CLIENT, &secret)
+            .refetch_interval(Duration::from_secs(1)),
+    )
+    .await;
+    let fetches = verifier.stats().jwks_fetches;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let refreshed = verifier.stats().jwks_fetches - fetches;
+    assert!(
+        (2..=3).contains(&refreshed),
+        "max-age=1: one fetch a second, got {refreshed} in 2.5 s"
+    );
 }
