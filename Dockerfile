@@ -11,13 +11,17 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /build
 
 # 1. Dependencies only, against placeholder sources, so that this layer stays
-#    cached until Cargo.toml or Cargo.lock change.
+#    cached until Cargo.toml or Cargo.lock change. The verifier kit is a
+#    workspace member (and a dev-dependency): cargo needs its manifest and
+#    targets to load the workspace, though `-p tessera` never builds it.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY verifier/Cargo.toml ./verifier/
+RUN mkdir -p src verifier/src verifier/benches \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
- && cargo build --release --locked \
- && rm -rf src
+ && touch src/lib.rs verifier/src/lib.rs \
+ && echo 'fn main() {}' > verifier/benches/verify.rs \
+ && cargo build --release --locked -p tessera \
+ && rm -rf src verifier/src verifier/benches
 
 # 2. The real crate. Migrations (sqlx::migrate!) and openapi.yaml (served at
 #    /openapi.yaml) are embedded at compile time; queries are checked at run time, so no
@@ -25,9 +29,10 @@ RUN mkdir src \
 #    for the (newer) placeholders it just built.
 COPY migrations ./migrations
 COPY openapi.yaml ./openapi.yaml
+COPY verifier ./verifier
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked \
+ && cargo build --release --locked -p tessera \
  && cp target/release/tessera /tessera
 
 # ---- runtime ----------------------------------------------------------------

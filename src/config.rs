@@ -150,6 +150,13 @@ pub struct RevocationSettings {
     /// revocations and prunes expired ones.
     #[serde(with = "duration")]
     pub sync_interval: Duration,
+    /// How often `GET /auth/revocations/stream` sends a keep-alive comment
+    /// (and re-checks the subscriber's token), so that readers and proxies
+    /// can tell a quiet stream from a dead one.
+    #[serde(with = "duration")]
+    pub stream_keepalive: Duration,
+    /// Open revocation streams per instance; more get 503 with `Retry-After`.
+    pub max_subscribers: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -261,6 +268,10 @@ impl Settings {
             ("keys.jwks_max_age", self.keys.jwks_max_age),
             ("keys.reload_interval", self.keys.reload_interval),
             ("revocation.sync_interval", self.revocation.sync_interval),
+            (
+                "revocation.stream_keepalive",
+                self.revocation.stream_keepalive,
+            ),
             ("database.request_timeout", self.database.request_timeout),
             ("http.body_timeout", self.http.body_timeout),
             ("login.lockout_base", self.login.lockout_base),
@@ -302,6 +313,9 @@ impl Settings {
         }
         if self.login.lockout_reset < self.login.lockout_max {
             bail!("configuration: login.lockout_reset must be at least login.lockout_max");
+        }
+        if self.revocation.max_subscribers == 0 {
+            bail!("configuration: revocation.max_subscribers must be at least 1");
         }
         if self.login.address_burst == 0 {
             bail!("configuration: login.address_burst must be at least 1");
@@ -419,6 +433,11 @@ mod tests {
         assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
         assert_eq!(settings.login.lockout_threshold, 10);
         assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
+        assert_eq!(
+            settings.revocation.stream_keepalive,
+            Duration::from_secs(15)
+        );
+        assert_eq!(settings.revocation.max_subscribers, 256);
     }
 }
 

@@ -20,6 +20,8 @@ pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
 pub const LOGIN_THROTTLED: &str = "tessera_login_throttled_total";
 pub const REFRESH_REUSE: &str = "tessera_refresh_reuse_detected_total";
 pub const REVOCATIONS: &str = "tessera_revocations_total";
+/// Open `GET /auth/revocations/stream` connections on this instance.
+pub const REVOCATION_STREAMS: &str = "tessera_revocation_stream_subscribers";
 pub const HASH_QUEUE_DEPTH: &str = "tessera_password_hash_queue_depth";
 pub const HASH_WAIT: &str = "tessera_password_hash_wait_seconds";
 pub const DB_POOL_SIZE: &str = "tessera_db_pool_connections";

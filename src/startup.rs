@@ -11,6 +11,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::Condition;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
@@ -35,6 +36,8 @@ pub struct Application {
     admin: Server,
     init: JoinHandle<anyhow::Result<()>>,
     state: AppState,
+    /// Tells open revocation streams that the service is stopping.
+    shutdown: watch::Sender<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,6 +70,8 @@ impl Application {
             audience: settings.audience.clone(),
             max_lifetime: settings.tokens.access_ttl,
         };
+        let stream_slots = Arc::new(Semaphore::new(settings.revocation.max_subscribers));
+        let (shutdown, shutting_down) = watch::channel(false);
         let state = AppState {
             pool,
             settings: Arc::new(settings),
@@ -76,6 +81,8 @@ impl Application {
             denylist,
             addresses,
             clock,
+            stream_slots,
+            shutdown: shutting_down,
         };
 
         let http = &state.settings.http;
@@ -95,6 +102,7 @@ impl Application {
             admin,
             init,
             state,
+            shutdown,
         })
     }
 
@@ -128,6 +136,7 @@ impl Application {
         }
         let state = self.state;
         let background = [
+            tokio::spawn(end_streams_on_signal(self.shutdown)),
             tokio::spawn(reload_keys(state.clone())),
             tokio::spawn(revocation::sync::run(
                 state.pool.clone(),
@@ -217,6 +226,29 @@ async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
     .await?;
     tracing::info!("ready");
     Ok(())
+}
+
+/// actix drains in-flight requests on SIGTERM/SIGINT (it installs its own
+/// handlers); an open revocation stream never finishes by itself, so it is
+/// told to end here, or every shutdown would wait `http.shutdown_timeout`.
+async fn end_streams_on_signal(shutdown: watch::Sender<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            tracing::warn!("cannot listen for SIGTERM; open streams end only with their tokens");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = shutdown.send(true);
+    // Keep the sender: dropping it would look like a second shutdown.
+    std::future::pending::<()>().await;
 }
 
 /// Picks up keys rotated by the CLI or another instance.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use tokio::sync::{Semaphore, watch};
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -23,6 +24,11 @@ pub struct AppState {
     /// Failed password logins per client address.
     pub addresses: Arc<AddressLimiter>,
     pub clock: Clock,
+    /// One permit per open revocation stream (`revocation.max_subscribers`).
+    pub stream_slots: Arc<Semaphore>,
+    /// Turns true when the service starts shutting down: open streams end
+    /// then, so that draining in-flight requests does not wait for them.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl AppState {

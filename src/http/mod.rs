@@ -39,6 +39,7 @@ route_table!(public_routes, PUBLIC_ROUTES {
     post "/auth/revoke" => revoke::revoke,
     post "/auth/introspect" => introspect::introspect,
     get "/auth/revocations" => revocations::feed,
+    get "/auth/revocations/stream" => revocations::stream,
     get "/.well-known/jwks.json" => wellknown::jwks,
     get "/.well-known/openid-configuration" => wellknown::metadata,
     get "/.well-known/oauth-authorization-server" => wellknown::metadata,

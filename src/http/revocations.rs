@@ -1,14 +1,22 @@
 //! `GET /auth/revocations?since=<cursor>`: the revocation feed for resource
-//! servers that verify JWTs offline (scope `revocations:read`).
+//! servers that verify JWTs offline (scope `revocations:read`), and
+//! `GET /auth/revocations/stream`: the same entries pushed as Server-Sent
+//! Events.
 
+use std::convert::Infallible;
+use std::fmt::Write as _;
+
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::bearer;
 use crate::error::Error;
+use crate::revocation::stream::{self, Message, Subscription};
 use crate::state::AppState;
-use crate::store::revocations;
+use crate::store::revocations::{self, RevocationRow};
 
 pub const FEED_SCOPE: &str = "revocations:read";
 const MAX_PAGE: i64 = 1000;
@@ -51,6 +59,47 @@ struct RevokedUser {
     not_before: i64,
 }
 
+/// One entry as the stream sends it: a feed item plus its kind.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Entry {
+    AccessToken(RevokedToken),
+    Session(RevokedSession),
+    User(RevokedUser),
+}
+
+impl Entry {
+    fn of(row: &RevocationRow) -> Option<Entry> {
+        let exp = row.expires_at.timestamp();
+        match (&row.jti, row.session_id, row.user_id, row.not_before) {
+            (Some(jti), _, _, _) => Some(Entry::AccessToken(RevokedToken {
+                jti: jti.clone(),
+                exp,
+            })),
+            (None, Some(session), _, _) => Some(Entry::Session(RevokedSession {
+                sid: session.to_string(),
+                exp,
+            })),
+            (None, None, Some(user), Some(not_before)) => Some(Entry::User(RevokedUser {
+                sub: user.to_string(),
+                not_before: not_before.timestamp(),
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// A cursor from another database, or mistyped, would otherwise be echoed
+/// back and silently skip every revocation until seq caught up.
+async fn refuse_cursor_ahead(state: &AppState, since: i64, name: &str) -> Result<(), Error> {
+    if since > revocations::last_seq(&state.pool).await? {
+        return Err(Error::invalid_request(format!(
+            "{name} is ahead of the newest revocation: this cursor is not from this issuer's feed; start over with since=0"
+        )));
+    }
+    Ok(())
+}
+
 #[tracing::instrument(level = "debug", name = "revocation_feed", skip_all)]
 pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     bearer::require(&req, &state, FEED_SCOPE)?;
@@ -58,13 +107,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .map_err(|_| Error::invalid_request("malformed query string"))?;
     let since = parse_number(query.since.as_deref(), 0, "since")?;
     let limit = parse_number(query.limit.as_deref(), MAX_PAGE, "limit")?.clamp(1, MAX_PAGE);
-    // A cursor from another database, or mistyped, would otherwise be
-    // echoed back and silently skip every revocation until seq caught up.
-    if since > revocations::last_seq(&state.pool).await? {
-        return Err(Error::invalid_request(
-            "since is ahead of the newest revocation: this cursor is not from this issuer's feed; start over with since=0",
-        ));
-    }
+    refuse_cursor_ahead(&state, since, "since").await?;
     let rows = revocations::live_since(&state.pool, since, state.clock.now(), limit).await?;
     let next = rows.last().map(|r| r.seq).unwrap_or(since);
     let mut feed = Feed {
@@ -74,24 +117,112 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         next_cursor: next.to_string(),
         has_more: rows.len() as i64 == limit,
     };
-    for row in rows {
-        let exp = row.expires_at.timestamp();
-        match (row.jti, row.session_id, row.user_id, row.not_before) {
-            (Some(jti), _, _, _) => feed.revoked_tokens.push(RevokedToken { jti, exp }),
-            (None, Some(session), _, _) => feed.revoked_sessions.push(RevokedSession {
-                sid: session.to_string(),
-                exp,
-            }),
-            (None, None, Some(user), Some(not_before)) => feed.revoked_users.push(RevokedUser {
-                sub: user.to_string(),
-                not_before: not_before.timestamp(),
-            }),
-            _ => {}
+    for row in &rows {
+        match Entry::of(row) {
+            Some(Entry::AccessToken(token)) => feed.revoked_tokens.push(token),
+            Some(Entry::Session(session)) => feed.revoked_sessions.push(session),
+            Some(Entry::User(user)) => feed.revoked_users.push(user),
+            None => {}
         }
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .json(feed))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    since: Option<String>,
+}
+
+/// How soon an EventSource reconnects after the stream ends.
+const RECONNECT_MS: u32 = 1000;
+
+/// `GET /auth/revocations/stream`: every live entry after the cursor, then
+/// each new one, as Server-Sent Events (see `revocation::stream`).
+#[tracing::instrument(level = "debug", name = "revocation_stream", skip_all)]
+pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    let holder = bearer::require(&req, &state, FEED_SCOPE)?;
+    // Taken before any database work, so a crowd over the limit costs
+    // nothing but this refusal.
+    let slot = state
+        .stream_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::TooManyStreams)?;
+    let query: StreamQuery = serde_urlencoded::from_str(req.query_string())
+        .map_err(|_| Error::invalid_request("malformed query string"))?;
+    // A reconnecting EventSource sends `Last-Event-ID` and repeats the
+    // original URL, so the header is the newer cursor.
+    let (since, name) = match req.headers().get("last-event-id") {
+        Some(value) if !value.is_empty() => {
+            let raw = Some(value.to_str().unwrap_or(""));
+            (parse_number(raw, 0, "Last-Event-ID")?, "Last-Event-ID")
+        }
+        _ => (parse_number(query.since.as_deref(), 0, "since")?, "since"),
+    };
+    refuse_cursor_ahead(&state, since, name).await?;
+    if since < revocations::pruned_seq(&state.pool).await? {
+        return Err(Error::CursorExpired);
+    }
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        // Reverse proxies (nginx) must pass events through unbuffered.
+        .insert_header(("x-accel-buffering", HeaderValue::from_static("no")));
+    if req.method() == Method::HEAD {
+        return Ok(response.finish());
+    }
+    let messages = stream::start(Subscription {
+        pool: state.pool.clone(),
+        denylist: state.denylist.clone(),
+        clock: state.clock.clone(),
+        holder,
+        since,
+        keepalive: state.settings.revocation.stream_keepalive,
+        shutdown: state.shutdown.clone(),
+        slot,
+    });
+    let hello = Bytes::from(format!("retry: {RECONNECT_MS}\n: connected\n\n"));
+    let body = futures_util::stream::unfold(
+        (Some(hello), messages),
+        |(hello, mut messages)| async move {
+            if let Some(hello) = hello {
+                return Some((Ok::<_, Infallible>(hello), (None, messages)));
+            }
+            let message = messages.recv().await?;
+            Some((Ok(Bytes::from(event_text(&message))), (None, messages)))
+        },
+    );
+    Ok(response.streaming(body))
+}
+
+/// The Server-Sent Events text of one message: an event per entry with its
+/// `seq` as id, a comment for a keep-alive.
+fn event_text(message: &Message) -> String {
+    let mut text = String::new();
+    match message {
+        Message::Entries(rows) => {
+            for row in rows {
+                let Some(entry) = Entry::of(row) else {
+                    continue;
+                };
+                // Serialising these plain structs cannot fail.
+                let data = serde_json::to_string(&entry).unwrap_or_default();
+                let _ = write!(text, "id: {}\nevent: revocation\ndata: {data}\n\n", row.seq);
+            }
+        }
+        Message::KeepAlive => text.push_str(": keep-alive\n\n"),
+        Message::Reset => {
+            let data = serde_json::json!({
+                "error": "cursor_expired",
+                "error_description": Error::CursorExpired.to_string(),
+            });
+            let _ = write!(text, "event: reset\ndata: {data}\n\n");
+        }
+    }
+    text
 }
 
 fn parse_number(raw: Option<&str>, default: i64, name: &'static str) -> Result<i64, Error> {

@@ -1,11 +1,12 @@
 //! The in-memory mirror of live revocation entries.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::domain::AccessClaims;
@@ -13,12 +14,29 @@ use crate::store::revocations::{self, RevocationRow};
 
 const PAGE: i64 = 1000;
 
-#[derive(Default)]
+/// Entries kept for stream subscribers that have not taken them yet. One
+/// that falls further behind re-reads the table by `seq` (see `stream`),
+/// so this bounds memory, not correctness.
+const EVENT_BUFFER: usize = 1024;
+
 pub struct Denylist {
     state: RwLock<State>,
     /// Set once every live entry has been read at startup. Before that, a
     /// revoked token would pass, so nothing may rely on the list.
     loaded: AtomicBool,
+    /// Every entry applied for the first time, in `seq` order, for the
+    /// revocation stream's subscribers on this instance.
+    events: broadcast::Sender<Arc<RevocationRow>>,
+}
+
+impl Default for Denylist {
+    fn default() -> Self {
+        Denylist {
+            state: RwLock::default(),
+            loaded: AtomicBool::default(),
+            events: broadcast::Sender::new(EVENT_BUFFER),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -70,9 +88,20 @@ impl Denylist {
         self.loaded.load(Ordering::Acquire)
     }
 
+    /// Entries applied from now on, each once and in `seq` order (they are
+    /// sent under the write lock, and only when `seq` is new). Subscribe
+    /// before reading the table: an entry committed in between is then
+    /// either in the read or received here, never neither.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RevocationRow>> {
+        self.events.subscribe()
+    }
+
     pub fn apply(&self, rows: &[RevocationRow]) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for row in rows {
+            // Concurrent catch-ups may read the same rows; only the first
+            // application is news for subscribers.
+            let fresh = row.seq > state.seq;
             match (
                 row.kind.as_str(),
                 &row.jti,
@@ -98,6 +127,10 @@ impl Denylist {
                 _ => tracing::warn!(seq = row.seq, "ignoring malformed revocation row"),
             }
             state.seq = state.seq.max(row.seq);
+            if fresh && self.events.receiver_count() > 0 {
+                // No subscriber is not an error: nobody is listening.
+                let _ = self.events.send(Arc::new(row.clone()));
+            }
         }
     }
 
@@ -205,5 +238,27 @@ mod tests {
         assert_eq!(list.len(), (0, 1, 1));
         list.prune(at(1300));
         assert!(list.is_empty());
+    }
+
+    #[test]
+    fn subscribers_hear_each_entry_once_in_seq_order() {
+        let list = Denylist::default();
+        list.apply(&[RevocationRow {
+            jti: Some("before".into()),
+            ..row(1, "access_token", 700)
+        }]);
+        let mut events = list.subscribe();
+        let jti = |seq: i64| RevocationRow {
+            jti: Some(format!("j{seq}")),
+            ..row(seq, "access_token", 700)
+        };
+        list.apply(&[jti(2), jti(3)]);
+        // A concurrent catch-up read the same rows and one more.
+        list.apply(&[jti(2), jti(3), jti(4)]);
+        let mut seen = Vec::new();
+        while let Ok(row) = events.try_recv() {
+            seen.push(row.seq);
+        }
+        assert_eq!(seen, [2, 3, 4]);
     }
 }

@@ -132,12 +132,31 @@ pub async fn last_seq(pool: &PgPool) -> sqlx::Result<i64> {
     .await
 }
 
-/// Deletes entries that no longer deny anything.
+/// The highest `seq` ever pruned (0 before the first prune): a cursor
+/// below it may have skipped deleted entries.
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn pruned_seq(pool: &PgPool) -> sqlx::Result<i64> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT pruned_seq FROM revocation_horizon")
+        .fetch_optional(pool)
+        .await?;
+    Ok(seq.unwrap_or(0))
+}
+
+/// Deletes entries that no longer deny anything, and raises the horizon
+/// to the highest `seq` deleted (in the same statement, so a reader never
+/// sees the rows gone and the horizon not yet moved).
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
-    let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
-        .bind(now)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected())
+    let deleted: i64 = sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM revocations WHERE expires_at <= $1 RETURNING seq),
+         horizon AS (
+             UPDATE revocation_horizon SET pruned_seq = GREATEST(pruned_seq, (SELECT max(seq) FROM gone))
+             WHERE EXISTS (SELECT 1 FROM gone)
+         )
+         SELECT count(*) FROM gone",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(deleted).unwrap_or(0))
 }

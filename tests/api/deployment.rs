@@ -291,7 +291,13 @@ fn dockerfile_builds_from_the_repo_and_runs_unprivileged() {
         "multi-stage"
     );
     // Everything compiled into the binary must be in the build context.
-    for input in ["Cargo.lock", "migrations", "openapi.yaml", "src"] {
+    for input in [
+        "Cargo.lock",
+        "migrations",
+        "openapi.yaml",
+        "src",
+        "verifier",
+    ] {
         assert!(
             lines
                 .iter()
@@ -300,7 +306,14 @@ fn dockerfile_builds_from_the_repo_and_runs_unprivileged() {
         );
     }
     let ignored = read(".dockerignore");
-    for input in ["migrations", "openapi.yaml", "src", "config", "Cargo"] {
+    for input in [
+        "migrations",
+        "openapi.yaml",
+        "src",
+        "config",
+        "Cargo",
+        "verifier",
+    ] {
         assert!(
             !ignored
                 .lines()

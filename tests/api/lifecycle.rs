@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -13,14 +13,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     envs: Vec<(String, String)>,
 }
 
 impl Server {
-    fn start(app: &TestApp, extra: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(app: &TestApp, extra: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut envs = vec![
             ("TESSERA__DATABASE__URL".to_owned(), app.db.url.clone()),
@@ -46,7 +46,7 @@ impl Server {
         Server { child, port, envs }
     }
 
-    fn healthcheck(&self) -> bool {
+    pub(crate) fn healthcheck(&self) -> bool {
         Command::new(env!("CARGO_BIN_EXE_tessera"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("healthcheck")
@@ -58,7 +58,7 @@ impl Server {
             .success()
     }
 
-    async fn wait_until_healthy(&self) {
+    pub(crate) async fn wait_until_healthy(&self) {
         let started = Instant::now();
         while !self.healthcheck() {
             assert!(
@@ -69,7 +69,7 @@ impl Server {
         }
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -77,7 +77,7 @@ impl Server {
         assert!(status.success());
     }
 
-    fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -19,4 +19,6 @@ mod password_grant;
 mod postgres;
 mod refresh_grant;
 mod revocation;
+mod revocation_stream;
 mod usernames;
+mod verifier_kit;

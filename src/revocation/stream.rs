@@ -1,0 +1,205 @@
+//! One subscriber of `GET /auth/revocations/stream`: every live entry after
+//! its cursor, then each new one as this instance's denylist applies it.
+//!
+//! The denylist already hears of every revocation on any instance within
+//! milliseconds (LISTEN/NOTIFY, with catch-up by `seq`), so the stream is
+//! fed from there rather than from a LISTEN connection per subscriber.
+//! Order of work: subscribe to the denylist's events, then read the table
+//! after the cursor; an entry committed in between is in the read or among
+//! the events, and events at or below the cursor are skipped, so there is
+//! neither a gap nor a repeat. A subscriber that falls behind the event
+//! buffer re-reads the table from its cursor the same way.
+//!
+//! Memory per subscriber is bounded: one page of the table at a time, a
+//! small channel to the HTTP body, and a reader that keeps that channel
+//! full for too long is dropped (it reconnects with `Last-Event-ID`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::time::Instant;
+
+use super::Denylist;
+use crate::clock::Clock;
+use crate::domain::AccessClaims;
+use crate::observability::REVOCATION_STREAMS;
+use crate::store::revocations::{self, RevocationRow};
+
+const PAGE: i64 = 1000;
+
+/// Messages queued for the HTTP body; each is at most one page of entries.
+const BUFFER: usize = 8;
+
+/// What the HTTP layer writes to the stream.
+#[derive(Debug)]
+pub enum Message {
+    /// Entries in `seq` order.
+    Entries(Vec<Arc<RevocationRow>>),
+    /// Nothing new; the connection is alive.
+    KeepAlive,
+    /// The subscriber fell so far behind that entries after its cursor
+    /// were pruned: it must reload the paged feed. The stream ends.
+    Reset,
+}
+
+/// Why a stream ended, for the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    ReaderGone,
+    SlowReader,
+    TokenExpired,
+    TokenRevoked,
+    Reset,
+    ShuttingDown,
+    DatabaseFailed,
+}
+
+pub struct Subscription {
+    pub pool: PgPool,
+    pub denylist: Arc<Denylist>,
+    pub clock: Clock,
+    /// The subscriber's bearer token: the stream ends when it expires or
+    /// is revoked, so no token keeps a stream open beyond its life.
+    pub holder: AccessClaims,
+    /// Entries after this `seq` are sent.
+    pub since: i64,
+    pub keepalive: Duration,
+    pub shutdown: watch::Receiver<bool>,
+    /// Held for the life of the stream (`revocation.max_subscribers`).
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// Starts following; the stream ends when the receiver is dropped.
+pub fn start(subscription: Subscription) -> mpsc::Receiver<Message> {
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(async move {
+        metrics::gauge!(REVOCATION_STREAMS).increment(1.0);
+        let end = subscription.run(&tx).await;
+        metrics::gauge!(REVOCATION_STREAMS).decrement(1.0);
+        tracing::debug!(?end, "revocation stream ended");
+    });
+    rx
+}
+
+impl Subscription {
+    async fn run(mut self, tx: &mpsc::Sender<Message>) -> End {
+        if *self.shutdown.borrow_and_update() {
+            return End::ShuttingDown;
+        }
+        let mut events = self.denylist.subscribe();
+        let mut cursor = self.since;
+        if let Err(end) = self.backlog(tx, &mut cursor).await {
+            return end;
+        }
+        let mut tick = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
+        let expires = Instant::now() + self.lifetime_left();
+        loop {
+            let message = tokio::select! {
+                _ = tx.closed() => return End::ReaderGone,
+                changed = self.shutdown.changed() => {
+                    // An error means the service is gone: stop as well.
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        return End::ShuttingDown;
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(expires) => return End::TokenExpired,
+                _ = tick.tick() => {
+                    if let Err(end) = self.holder_still_valid() {
+                        return end;
+                    }
+                    Message::KeepAlive
+                }
+                event = events.recv() => match event {
+                    Ok(row) if row.seq > cursor => {
+                        cursor = row.seq;
+                        Message::Entries(vec![row])
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        if let Err(end) = self.resync(tx, &mut cursor).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return End::ShuttingDown,
+                },
+            };
+            let entries = matches!(message, Message::Entries(_));
+            if let Err(end) = self.send(tx, message).await {
+                return end;
+            }
+            // The entry just sent may be the holder's own token.
+            if entries && let Err(end) = self.holder_still_valid() {
+                return end;
+            }
+        }
+    }
+
+    /// Sends every live entry after `cursor`, a page at a time.
+    async fn backlog(&self, tx: &mpsc::Sender<Message>, cursor: &mut i64) -> Result<(), End> {
+        loop {
+            let rows = revocations::live_since(&self.pool, *cursor, self.clock.now(), PAGE)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "revocation stream could not read the table");
+                    End::DatabaseFailed
+                })?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            *cursor = last.seq;
+            let full = rows.len() as i64 == PAGE;
+            self.send(
+                tx,
+                Message::Entries(rows.into_iter().map(Arc::new).collect()),
+            )
+            .await?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// After missing events: re-read from the cursor, unless entries after
+    /// it have been pruned meanwhile (then the reader must start over).
+    async fn resync(&self, tx: &mpsc::Sender<Message>, cursor: &mut i64) -> Result<(), End> {
+        let pruned = revocations::pruned_seq(&self.pool)
+            .await
+            .map_err(|_| End::DatabaseFailed)?;
+        if *cursor < pruned {
+            let _ = self.send(tx, Message::Reset).await;
+            return Err(End::Reset);
+        }
+        self.backlog(tx, cursor).await
+    }
+
+    /// A reader whose buffer stays full this long is dropped rather than
+    /// buffered for; it resumes with `Last-Event-ID`.
+    async fn send(&self, tx: &mpsc::Sender<Message>, message: Message) -> Result<(), End> {
+        let patience = (self.keepalive * 2).max(Duration::from_secs(30));
+        match tokio::time::timeout(patience, tx.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::ReaderGone),
+            Err(_) => Err(End::SlowReader),
+        }
+    }
+
+    fn holder_still_valid(&self) -> Result<(), End> {
+        if self.holder.exp <= self.clock.now().timestamp() {
+            return Err(End::TokenExpired);
+        }
+        if self.denylist.is_revoked(&self.holder) {
+            return Err(End::TokenRevoked);
+        }
+        Ok(())
+    }
+
+    fn lifetime_left(&self) -> Duration {
+        let left = self.holder.exp.saturating_sub(self.clock.now().timestamp());
+        Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+}

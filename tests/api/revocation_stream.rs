@@ -1,0 +1,381 @@
+//! `GET /auth/revocations/stream`: Server-Sent Events of the denylist.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, assert_oauth_error, spawn_app, spawn_app_with};
+
+/// One item read from an event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Event {
+        id: Option<String>,
+        event: String,
+        data: Value,
+    },
+    Comment(String),
+}
+
+/// A minimal Server-Sent Events reader over a reqwest response.
+pub struct Sse {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Sse {
+    pub fn new(response: reqwest::Response) -> Sse {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Sse {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next block (event or comment line), or `None` when the stream
+    /// ends; panics if nothing arrives within `limit`.
+    pub async fn next(&mut self, limit: Duration) -> Option<Item> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(item) = self.parse_one() {
+                return Some(item);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("nothing on the stream within {limit:?}"))
+                .ok()
+                .flatten()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next event, skipping comments and field-only blocks.
+    pub async fn next_event(&mut self, limit: Duration) -> Option<(Option<String>, String, Value)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await? {
+                Item::Event { id, event, data } => return Some((id, event, data)),
+                Item::Comment(_) => continue,
+            }
+        }
+    }
+
+    fn parse_one(&mut self) -> Option<Item> {
+        loop {
+            let end = self.buffer.find("\n\n")?;
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let (mut id, mut event, mut data, mut comment) = (None, None, None, None);
+            for line in block.lines() {
+                if let Some(text) = line.strip_prefix(':') {
+                    comment = Some(text.trim().to_owned());
+                } else if let Some((field, value)) = line.split_once(": ") {
+                    match field {
+                        "id" => id = Some(value.to_owned()),
+                        "event" => event = Some(value.to_owned()),
+                        "data" => data = Some(serde_json::from_str(value).unwrap()),
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(data) = data {
+                return Some(Item::Event {
+                    id,
+                    event: event.unwrap_or_else(|| "message".into()),
+                    data,
+                });
+            }
+            if let Some(comment) = comment {
+                return Some(Item::Comment(comment));
+            }
+        }
+    }
+}
+
+pub async fn open(
+    app: &TestApp,
+    token: &str,
+    since: Option<&str>,
+    last_id: Option<&str>,
+) -> reqwest::Response {
+    let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
+    let mut request = app
+        .http
+        .get(format!("{}/auth/revocations/stream{query}", app.address))
+        .bearer_auth(token);
+    if let Some(id) = last_id {
+        request = request.header("last-event-id", id);
+    }
+    request.send().await.unwrap()
+}
+
+async fn revoke(app: &TestApp, client_id: &str, token: &str) {
+    let response = app
+        .http
+        .post(format!("{}/auth/revoke", app.address))
+        .form(&[("token", token), ("client_id", client_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+fn sid_of(token: &str) -> String {
+    jsonwebtoken::dangerous::insecure_decode::<Value>(token)
+        .unwrap()
+        .claims["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_stream_sends_what_is_live_then_revocations_made_on_any_instance_within_a_second() {
+    let a = spawn_app().await;
+    let user = a.seed().await;
+    let b = a.spawn_second_instance().await;
+    let reader = a.service_token("gateway", &["revocations:read"]).await;
+    let first = a.login().await;
+    revoke(&a, "mobile", first["access_token"].as_str().unwrap()).await;
+
+    let mut stream = Sse::new(open(&a, &reader, None, None).await);
+    let (id, event, data) = stream.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(event, "revocation");
+    assert_eq!(data["kind"], "session");
+    assert_eq!(data["sid"], sid_of(first["access_token"].as_str().unwrap()));
+    assert!(data["exp"].is_i64());
+    let first_seq: i64 = id.unwrap().parse().unwrap();
+
+    // A log-out-everywhere on the other instance: its logins, then the user.
+    let second = a.login().await;
+    let admin = b.admin_token().await;
+    let started = Instant::now();
+    let response = b
+        .admin(Method::POST, &format!("/admin/users/{user}/revoke"), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (id, _, data) = stream.next_event(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(data["kind"], "session");
+    assert_eq!(
+        data["sid"],
+        sid_of(second["access_token"].as_str().unwrap())
+    );
+    let (last, _, data) = stream.next_event(Duration::from_secs(1)).await.unwrap();
+    eprintln!(
+        "the stream on A delivered B's revocation after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        data,
+        serde_json::json!({"kind": "user", "sub": user.to_string(), "not_before": data["not_before"]})
+    );
+    assert!(data["not_before"].is_i64());
+    let (id, last): (i64, i64) = (id.unwrap().parse().unwrap(), last.unwrap().parse().unwrap());
+    assert!(
+        first_seq < id && id < last,
+        "ids are the entries' seq, in order"
+    );
+
+    // A service token's revocation is an access_token entry (by jti).
+    let secret = a
+        .create_confidential_client("billing", &["client_credentials"], &["reports"])
+        .await;
+    let service: Value = a
+        .client_token("billing", &secret, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let service = service["access_token"].as_str().unwrap();
+    b.http
+        .post(format!("{}/auth/revoke", b.address))
+        .basic_auth("billing", Some(&secret))
+        .form(&[("token", service)])
+        .send()
+        .await
+        .unwrap();
+    let (_, _, data) = stream.next_event(Duration::from_secs(1)).await.unwrap();
+    let jti = jsonwebtoken::dangerous::insecure_decode::<Value>(service)
+        .unwrap()
+        .claims["jti"]
+        .clone();
+    assert_eq!(data["kind"], "access_token");
+    assert_eq!(data["jti"], jti);
+}
+
+#[tokio::test]
+async fn a_reconnect_resumes_after_its_cursor_and_bad_cursors_are_refused() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let reader = app.service_token("gateway", &["revocations:read"]).await;
+    let mut sids = Vec::new();
+    for _ in 0..3 {
+        let session = app.login().await;
+        let access = session["access_token"].as_str().unwrap();
+        sids.push(sid_of(access));
+        revoke(&app, "mobile", access).await;
+    }
+    let mut all = Sse::new(open(&app, &reader, None, None).await);
+    let mut ids = Vec::new();
+    for sid in &sids {
+        let (id, _, data) = all.next_event(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(&data["sid"], sid);
+        ids.push(id.unwrap());
+    }
+
+    // `Last-Event-ID` (what EventSource sends on reconnect) wins over `since`.
+    let mut resumed = Sse::new(open(&app, &reader, Some("0"), Some(&ids[0])).await);
+    let (id, _, _) = resumed.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(id.as_ref(), Some(&ids[1]));
+    let mut resumed = Sse::new(open(&app, &reader, Some(&ids[1]), None).await);
+    let (id, _, _) = resumed.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(id.as_ref(), Some(&ids[2]));
+
+    // Ahead of the newest entry: not this issuer's cursor.
+    let ahead = (ids[2].parse::<i64>().unwrap() + 1).to_string();
+    let error = assert_oauth_error(
+        open(&app, &reader, None, Some(&ahead)).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("since=0")
+    );
+    for bad in ["-1", "soon", "9223372036854775808"] {
+        assert_oauth_error(
+            open(&app, &reader, Some(bad), None).await,
+            400,
+            "invalid_request",
+        )
+        .await;
+        assert_oauth_error(
+            open(&app, &reader, None, Some(bad)).await,
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
+
+    // Once entries after a cursor have been pruned, that cursor is refused
+    // with 410: reload from the paged feed.
+    app.advance_clock(Duration::from_secs(601));
+    tessera::store::revocations::prune(&app.pool, app.state.clock.now())
+        .await
+        .unwrap();
+    let reader = app.service_token("gateway-2", &["revocations:read"]).await;
+    let gone = assert_oauth_error(
+        open(&app, &reader, None, Some(&ids[0])).await,
+        410,
+        "cursor_expired",
+    )
+    .await;
+    assert!(
+        gone["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("/auth/revocations?since=0"),
+        "{gone}"
+    );
+    let newest = ids[2].clone();
+    assert_eq!(open(&app, &reader, Some(&newest), None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn subscribers_are_bounded_per_instance() {
+    let app = spawn_app_with(|s| {
+        s.revocation.max_subscribers = 2;
+        s.revocation.stream_keepalive = Duration::from_secs(1);
+    })
+    .await;
+    let reader = app.service_token("gateway", &["revocations:read"]).await;
+    let one = Sse::new(open(&app, &reader, None, None).await);
+    let _two = Sse::new(open(&app, &reader, None, None).await);
+    let refused = open(&app, &reader, None, None).await;
+    assert_eq!(refused.headers()["retry-after"], "5");
+    assert_oauth_error(refused, 503, "temporarily_unavailable").await;
+
+    // A reader that goes away frees its slot by the next keep-alive (the
+    // write that finds the connection closed).
+    drop(one);
+    let started = Instant::now();
+    loop {
+        let response = open(&app, &reader, None, None).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alives_flow_and_the_stream_ends_when_its_token_is_revoked() {
+    let app = spawn_app_with(|s| s.revocation.stream_keepalive = Duration::from_secs(1)).await;
+    let secret = app
+        .create_confidential_client("gateway", &["client_credentials"], &["revocations:read"])
+        .await;
+    let token: Value = app
+        .client_token("gateway", &secret, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reader = token["access_token"].as_str().unwrap();
+    let mut stream = Sse::new(open(&app, reader, None, None).await);
+    assert_eq!(
+        stream.next(Duration::from_secs(1)).await,
+        Some(Item::Comment("connected".into()))
+    );
+    assert_eq!(
+        stream.next(Duration::from_secs(3)).await,
+        Some(Item::Comment("keep-alive".into()))
+    );
+
+    // Revoking the reader's own token ends its stream right after the entry.
+    app.http
+        .post(format!("{}/auth/revoke", app.address))
+        .basic_auth("gateway", Some(&secret))
+        .form(&[("token", reader)])
+        .send()
+        .await
+        .unwrap();
+    let (_, _, data) = stream.next_event(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(data["kind"], "access_token");
+    assert_eq!(stream.next(Duration::from_secs(2)).await, None);
+    assert_oauth_error(open(&app, reader, None, None).await, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn the_stream_needs_a_token_with_the_feed_scope() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let user = app.login().await;
+    let response = app
+        .http
+        .get(format!("{}/auth/revocations/stream", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let scoped = open(&app, user["access_token"].as_str().unwrap(), None, None).await;
+    assert_oauth_error(scoped, 403, "insufficient_scope").await;
+    assert_oauth_error(
+        open(&app, "not-a-token", None, None).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+}

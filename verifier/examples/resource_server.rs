@@ -1,0 +1,87 @@
+//! A resource server that verifies Tessera access tokens offline.
+//!
+//! ```sh
+//! export TESSERA_VERIFIER_CLIENT_SECRET=...   # the feed client's secret, never an argument
+//! cargo run -p tessera-verifier --example resource_server -- \
+//!     --issuer http://localhost:8080 --listen 127.0.0.1:9090 --client-id gateway [--audience tessera]
+//! curl -H "Authorization: Bearer $TOKEN" localhost:9090/whoami
+//! ```
+//!
+//! `GET /whoami` answers the verified claims; `GET /healthz` whether keys
+//! and revocations are loaded (503 until they are, or while stale).
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use tessera_verifier::{Config, VerifiedToken, Verifier};
+
+/// The routes, apart from `main` so that tests can mount them.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/whoami", web::get().to(whoami))
+        .route("/healthz", web::get().to(healthz));
+}
+
+async fn whoami(token: VerifiedToken) -> HttpResponse {
+    HttpResponse::Ok().json(token.into_claims())
+}
+
+async fn healthz(verifier: web::Data<Verifier>) -> HttpResponse {
+    let health = verifier.health();
+    if health.is_ready() {
+        HttpResponse::Ok().json(health)
+    } else {
+        HttpResponse::ServiceUnavailable().json(health)
+    }
+}
+
+struct Args {
+    issuer: String,
+    listen: String,
+    client_id: String,
+    audience: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut issuer = None;
+    let mut listen = None;
+    let mut client_id = None;
+    let mut audience = "tessera".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--issuer" => issuer = Some(value),
+            "--listen" => listen = Some(value),
+            "--client-id" => client_id = Some(value),
+            "--audience" => audience = value,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(Args {
+        issuer: issuer.ok_or("--issuer is required")?,
+        listen: listen.ok_or("--listen is required")?,
+        client_id: client_id.ok_or("--client-id is required")?,
+        audience,
+    })
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let usage = "usage: resource_server --issuer <url> --listen <addr> --client-id <id> [--audience <aud>]\n\
+                 with the client's secret in TESSERA_VERIFIER_CLIENT_SECRET";
+    let args = parse_args().map_err(|e| std::io::Error::other(format!("{e}\n{usage}")))?;
+    let secret = std::env::var("TESSERA_VERIFIER_CLIENT_SECRET").map_err(|_| {
+        std::io::Error::other(format!(
+            "TESSERA_VERIFIER_CLIENT_SECRET is not set\n{usage}"
+        ))
+    })?;
+    let config = Config::new(args.issuer, args.audience).feed_client(args.client_id, secret);
+    let verifier = Verifier::start(config).map_err(std::io::Error::other)?;
+    println!("listening on {}", args.listen);
+    HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(verifier.clone()))
+            .configure(routes)
+    })
+    .bind(&args.listen)?
+    .run()
+    .await
+}

@@ -1,0 +1,140 @@
+//! The claims of an RFC 9068 access token, as Tessera issues them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::Error;
+
+/// RFC 9068 §2.2 claims. `sub`, `client_id`, `jti`, `iat` and `exp` are
+/// required (a token without them does not deserialise).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The user id, or the client id for a client acting as itself.
+    pub sub: String,
+    pub aud: Audience,
+    pub client_id: String,
+    #[serde(default)]
+    pub scope: Scopes,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// The login (session) the token came from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+}
+
+impl Claims {
+    pub fn scopes(&self) -> &Scopes {
+        &self.scope
+    }
+
+    /// `Err(InsufficientScope)` unless the token was granted `scope`; the
+    /// actix extractor turns that into `403` with `error="insufficient_scope"`.
+    pub fn require_scope(&self, scope: &str) -> Result<(), Error> {
+        if self.scope.contains(scope) {
+            Ok(())
+        } else {
+            Err(Error::InsufficientScope(scope.to_owned()))
+        }
+    }
+
+    /// A client acting as itself (client_credentials): `sub` is its client id.
+    pub fn is_client(&self) -> bool {
+        self.sub == self.client_id
+    }
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// The granted scopes, a set (the claim is space-separated, RFC 8693 §4.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    pub fn parse(raw: &str) -> Scopes {
+        Scopes(
+            raw.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for scope in &self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(scope)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Scopes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Ok(Scopes::parse(&raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_a_set_and_round_trip_as_a_string() {
+        let scopes = Scopes::parse("write  read read");
+        assert_eq!(scopes.len(), 2);
+        assert!(scopes.contains("read") && !scopes.contains("rea"));
+        assert_eq!(serde_json::to_value(&scopes).unwrap(), "read write");
+        let aud: Audience = serde_json::from_str(r#"["a","b"]"#).unwrap();
+        assert!(aud.contains("b") && !aud.contains("c"));
+    }
+}

@@ -1,0 +1,42 @@
+//! Verify Tessera access tokens offline, and
+//! honour their revocation.
+//!
+//! - **Keys:** discovery (`<issuer>/.well-known/oauth-authorization-server`)
+//!   gives `jwks_uri`; the JWK Set is cached for its `Cache-Control: max-age`
+//!   and kept while the issuer is down; a token naming an unknown `kid`
+//!   triggers one refetch, at most one per `refetch_interval`.
+//! - **Claims (RFC 9068):** `typ` `at+jwt`; the algorithm is the key's,
+//!   never the token's alone; `iss`, `aud`, `exp`/`nbf`/`iat` with a small
+//!   leeway; `sub`, `client_id`, `jti` required; scopes as a set
+//!   ([`Claims::require_scope`]).
+//! - **Revocations:** the paged feed is read from 0, then the stream is
+//!   followed (the feed is polled while the stream is unavailable); tokens
+//!   are refused by `jti`, by login (`sid`) and by user not-before
+//!   (`iat < not_before`), exactly as Tessera refuses them. When nothing has
+//!   been heard from the issuer for `max_staleness`, verification fails with
+//!   [`Error::RevocationsStale`].
+//! - **actix-web:** [`VerifiedToken`] extracts the claims and answers
+//!   RFC 6750 errors.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+#[cfg(feature = "actix")]
+mod actix;
+mod claims;
+mod config;
+mod denylist;
+mod error;
+mod issuer;
+mod keys;
+mod sse;
+mod sync;
+mod verifier;
+
+#[cfg(feature = "actix")]
+pub use actix::{VerifiedToken, VerifyFuture};
+pub use claims::{Audience, Claims, Scopes};
+pub use config::Config;
+pub use error::{Error, Invalid};
+pub use verifier::{Health, Stats, Verifier};
