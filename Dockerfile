@@ -9,9 +9,6 @@
 # no OpenSSL, no pkg-config.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /build
-# The query macros check SQL against the query data committed in .sqlx/,
-# never against a database (there is none here).
-ENV SQLX_OFFLINE=true
 
 # 1. Dependencies only, against placeholder sources, so that this layer stays
 #    cached until Cargo.toml or Cargo.lock change.
@@ -24,9 +21,10 @@ RUN mkdir src \
 
 # 2. The real crate. Migrations (sqlx::migrate!) and openapi.yaml (served at
 #    /openapi.yaml) are embedded at compile time; queries are checked at
-#    compile time against .sqlx/ (SQLX_OFFLINE above), so no database is
-#    needed here. Touch the sources so cargo never mistakes them for the
-#    (newer) placeholders it just built.
+#    compile time against the query data committed in .sqlx/ (SQLX_OFFLINE:
+#    never against a database, there is none here). Touch the sources so
+#    cargo never mistakes them for the (newer) placeholders it just built.
+ENV SQLX_OFFLINE=true
 COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY openapi.yaml ./openapi.yaml
