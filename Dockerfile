@@ -24,9 +24,12 @@ RUN mkdir -p src verifier/src verifier/benches \
  && rm -rf src verifier/src verifier/benches
 
 # 2. The real crate. Migrations (sqlx::migrate!) and openapi.yaml (served at
-#    /openapi.yaml) are embedded at compile time; queries are checked at run time, so no
-#    database is needed here. Touch the sources so cargo never mistakes them
-#    for the (newer) placeholders it just built.
+#    /openapi.yaml) are embedded at compile time; queries are checked at
+#    compile time against the query data committed in .sqlx/ (SQLX_OFFLINE:
+#    never against a database, there is none here). Touch the sources so
+#    cargo never mistakes them for the (newer) placeholders it just built.
+ENV SQLX_OFFLINE=true
+COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY openapi.yaml ./openapi.yaml
 COPY verifier ./verifier

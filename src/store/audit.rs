@@ -35,7 +35,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
     pub id: i64,
     pub actor: String,
@@ -54,18 +54,18 @@ pub async fn record(
     entry: Entry<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_log (actor, actor_client_id, os_user, action, target, reason, outcome, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        entry.actor,
+        entry.actor_client_id,
+        entry.os_user,
+        entry.action,
+        entry.target,
+        entry.reason,
+        entry.outcome.as_str(),
+        now,
     )
-    .bind(entry.actor)
-    .bind(entry.actor_client_id)
-    .bind(entry.os_user)
-    .bind(entry.action)
-    .bind(entry.target)
-    .bind(entry.reason)
-    .bind(entry.outcome.as_str())
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -80,20 +80,22 @@ pub async fn record_refusal(
     entry: Entry<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    // `$7::timestamptz`: the statement is prepared without parameter types,
+    // and Postgres would otherwise read `$7 - interval` as an interval.
+    sqlx::query!(
         "INSERT INTO audit_log (actor, actor_client_id, os_user, action, target, reason, outcome, created_at)
-         SELECT $1, $2, $3, $4, $5, $6, 'denied', $7
+         SELECT $1, $2, $3, $4, $5, $6, 'denied', $7::timestamptz
          WHERE NOT EXISTS (
              SELECT 1 FROM audit_log WHERE outcome = 'denied' AND actor = $1 AND action = $4
              AND created_at > $7 - interval '1 minute')",
+        entry.actor,
+        entry.actor_client_id,
+        entry.os_user,
+        entry.action,
+        entry.target,
+        entry.reason,
+        now,
     )
-    .bind(entry.actor)
-    .bind(entry.actor_client_id)
-    .bind(entry.os_user)
-    .bind(entry.action)
-    .bind(entry.target)
-    .bind(entry.reason)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -102,12 +104,13 @@ pub async fn record_refusal(
 /// Newest first; `before` is the id cursor from the previous page.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn page(pool: &PgPool, before: Option<i64>, limit: i64) -> sqlx::Result<Vec<AuditRow>> {
-    sqlx::query_as::<_, AuditRow>(
+    sqlx::query_as!(
+        AuditRow,
         "SELECT id, actor, actor_client_id, os_user, action, outcome, target, reason, created_at FROM audit_log
          WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
+        before,
+        limit,
     )
-    .bind(before)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }

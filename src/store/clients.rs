@@ -3,7 +3,6 @@ use sqlx::PgPool;
 
 use crate::domain::{Client, ClientId, GrantType, Scope};
 
-#[derive(sqlx::FromRow)]
 struct ClientRow {
     pub client_id: String,
     pub secret_hash: Option<Vec<u8>>,
@@ -29,15 +28,17 @@ pub async fn insert(
     scopes: &Scope,
     now: DateTime<Utc>,
 ) -> Result<(), CreateClientError> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO clients (client_id, secret_hash, grant_types, scopes, created_at)
          VALUES ($1, $2, $3, $4, $5)",
+        client_id.as_str(),
+        secret_hash,
+        // A type override: the macro would check a text[] parameter against
+        // `&[String]` only.
+        &grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>() as &[&str],
+        &scopes.tokens(),
+        now,
     )
-    .bind(client_id.as_str())
-    .bind(secret_hash)
-    .bind(grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>())
-    .bind(scopes.tokens())
-    .bind(now)
     .execute(conn)
     .await
     .map_err(|e| {
@@ -54,10 +55,11 @@ pub async fn insert(
 /// Stored grant types and scopes are parsed here, once.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn find(pool: &PgPool, client_id: &str) -> anyhow::Result<Option<Client>> {
-    let row = sqlx::query_as::<_, ClientRow>(
+    let row = sqlx::query_as!(
+        ClientRow,
         "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients WHERE client_id = $1",
+        client_id,
     )
-    .bind(client_id)
     .fetch_optional(pool)
     .await?;
     row.map(Client::try_from).transpose()

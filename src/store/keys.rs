@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct StoredKey {
     pub kid: String,
     pub algorithm: String,
@@ -14,7 +14,8 @@ pub struct StoredKey {
 /// Every key, oldest activation first.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
-    sqlx::query_as::<_, StoredKey>(
+    sqlx::query_as!(
+        StoredKey,
         "SELECT kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at
          FROM signing_keys ORDER BY activates_at, created_at, kid",
     )
@@ -31,16 +32,16 @@ async fn insert_with<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     key: &StoredKey,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO signing_keys (kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        key.kid,
+        key.algorithm,
+        key.private_key_encrypted,
+        key.public_jwk,
+        key.created_at,
+        key.activates_at,
     )
-    .bind(&key.kid)
-    .bind(&key.algorithm)
-    .bind(&key.private_key_encrypted)
-    .bind(&key.public_jwk)
-    .bind(key.created_at)
-    .bind(key.activates_at)
     .execute(executor)
     .await?;
     Ok(())
@@ -54,11 +55,10 @@ async fn insert_with<'e, E: sqlx::PgExecutor<'e>>(
 pub async fn insert_if_none(pool: &PgPool, key: &StoredKey) -> sqlx::Result<bool> {
     const FIRST_KEY_LOCK: i64 = 0x0074_6573_7365_7261; // "tessera" in ASCII
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(FIRST_KEY_LOCK)
-        .execute(&mut *tx)
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", FIRST_KEY_LOCK)
+        .fetch_one(&mut *tx)
         .await?;
-    let (exists,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys)")
+    let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM signing_keys) AS "exists!""#)
         .fetch_one(&mut *tx)
         .await?;
     if exists {

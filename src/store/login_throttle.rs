@@ -26,45 +26,47 @@ pub async fn reserve(
     policy: Policy,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
-    // The lock after the n-th consecutive failure (n >= threshold) lasts
-    // base * 2^(n - threshold), capped at max. Failures older than `reset`
-    // are forgotten.
-    const RESERVE: &str = "
-        INSERT INTO login_throttle AS t (username, failures, locked_until, updated_at)
-        VALUES ($1, 1, CASE WHEN $3 <= 1 THEN $2 + make_interval(secs => $4) END, $2)
-        ON CONFLICT (username) DO UPDATE SET
-            failures = CASE WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN 1
-                            ELSE t.failures + 1 END,
-            locked_until = CASE
-                WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN
-                    CASE WHEN $3 <= 1 THEN $2 + make_interval(secs => $4) END
-                WHEN t.failures + 1 >= $3 THEN
-                    $2 + make_interval(secs => LEAST($5, $4 * power(2, LEAST(t.failures + 1 - $3, 40))))
-                END,
-            updated_at = $2
-        WHERE t.locked_until IS NULL OR t.locked_until <= $2
-        RETURNING failures";
     let threshold = i32::try_from(policy.threshold).unwrap_or(i32::MAX);
     // A lock lifted between the two statements (an unlock, or it expired)
     // means trying again; the loop is bounded in case of a pathological race.
     for _ in 0..3 {
-        let counted: Option<i32> = sqlx::query_scalar(RESERVE)
-            .bind(username)
-            .bind(now)
-            .bind(threshold)
-            .bind(policy.base.as_secs_f64())
-            .bind(policy.max.as_secs_f64())
-            .bind(policy.reset.as_secs_f64())
-            .fetch_optional(pool)
-            .await?;
+        // The lock after the n-th consecutive failure (n >= threshold) lasts
+        // base * 2^(n - threshold), capped at max. Failures older than `reset`
+        // are forgotten. (`$2::timestamptz`: the statement is prepared without
+        // parameter types, and Postgres would otherwise read `$2 + interval`
+        // as an interval.)
+        let counted: Option<i32> = sqlx::query_scalar!(
+            "INSERT INTO login_throttle AS t (username, failures, locked_until, updated_at)
+             VALUES ($1, 1, CASE WHEN $3 <= 1 THEN $2::timestamptz + make_interval(secs => $4) END, $2)
+             ON CONFLICT (username) DO UPDATE SET
+                 failures = CASE WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN 1
+                                 ELSE t.failures + 1 END,
+                 locked_until = CASE
+                     WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN
+                         CASE WHEN $3 <= 1 THEN $2 + make_interval(secs => $4) END
+                     WHEN t.failures + 1 >= $3 THEN
+                         $2 + make_interval(secs => LEAST($5, $4 * power(2, LEAST(t.failures + 1 - $3, 40))))
+                     END,
+                 updated_at = $2
+             WHERE t.locked_until IS NULL OR t.locked_until <= $2
+             RETURNING failures",
+            username,
+            now,
+            threshold,
+            policy.base.as_secs_f64(),
+            policy.max.as_secs_f64(),
+            policy.reset.as_secs_f64(),
+        )
+        .fetch_optional(pool)
+        .await?;
         if counted.is_some() {
             return Ok(None);
         }
-        let locked_until: Option<DateTime<Utc>> = sqlx::query_scalar(
+        let locked_until: Option<DateTime<Utc>> = sqlx::query_scalar!(
             "SELECT locked_until FROM login_throttle WHERE username = $1 AND locked_until > $2",
+            username,
+            now,
         )
-        .bind(username)
-        .bind(now)
         .fetch_optional(pool)
         .await?
         .flatten();
@@ -79,8 +81,7 @@ pub async fn reserve(
 /// unlock). Returns whether there were any.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn reset<'e, E: sqlx::PgExecutor<'e>>(executor: E, username: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM login_throttle WHERE username = $1")
-        .bind(username)
+    let done = sqlx::query!("DELETE FROM login_throttle WHERE username = $1", username)
         .execute(executor)
         .await?;
     Ok(done.rows_affected() > 0)
@@ -90,24 +91,26 @@ pub async fn reset<'e, E: sqlx::PgExecutor<'e>>(executor: E, username: &str) -> 
 /// queue was full): one failure fewer, and no lock below the threshold.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn release(pool: &PgPool, username: &str, policy: Policy) -> sqlx::Result<()> {
-    let left: Option<i32> = sqlx::query_scalar(
+    let left = sqlx::query_scalar!(
         "UPDATE login_throttle
          SET failures = failures - 1,
              locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END
          WHERE username = $1 AND failures > 0
          RETURNING failures",
+        username,
+        i32::try_from(policy.threshold).unwrap_or(i32::MAX),
     )
-    .bind(username)
-    .bind(i32::try_from(policy.threshold).unwrap_or(i32::MAX))
     .fetch_optional(pool)
     .await?;
     // Back at zero: the row goes, so attempts that were never checked (a
     // flood of 503s) leave nothing behind.
     if left == Some(0) {
-        sqlx::query("DELETE FROM login_throttle WHERE username = $1 AND failures = 0")
-            .bind(username)
-            .execute(pool)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM login_throttle WHERE username = $1 AND failures = 0",
+            username
+        )
+        .execute(pool)
+        .await?;
     }
     Ok(())
 }
@@ -118,13 +121,13 @@ pub async fn release(pool: &PgPool, username: &str, policy: Policy) -> sqlx::Res
 /// that the lockout behaves the same for both.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn prune(pool: &PgPool, policy: Policy, now: DateTime<Utc>) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "DELETE FROM login_throttle
          WHERE (locked_until IS NULL OR locked_until <= $1)
            AND updated_at <= $1 - make_interval(secs => $2)",
+        now,
+        policy.reset.as_secs_f64(),
     )
-    .bind(now)
-    .bind(policy.reset.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(done.rows_affected())

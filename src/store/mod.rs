@@ -1,5 +1,13 @@
 //! All SQL lives here. Functions take a pool or a transaction and plain
 //! values; timestamps are passed in, never read from the database clock.
+//!
+//! Every statement is a `query!`/`query_as!`/`query_scalar!` macro, checked
+//! at compile time against the migrated schema, or without a database
+//! against the query data committed in `.sqlx/` (regenerate it with
+//! `cargo sqlx prepare` after changing a statement or a migration; see the
+//! README). A checked statement that returns a column has no `execute`:
+//! those run only for their effect (advisory locks, row locks) use
+//! `fetch_one`/`fetch_optional` and drop the row.
 
 pub mod audit;
 pub mod clients;
@@ -65,8 +73,8 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// A standby after a failover, or a database set read-only, answers reads
 /// but fails every login and refresh.
 pub async fn ping(pool: &PgPool) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'",
+    sqlx::query_scalar!(
+        r#"SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS "writable!""#,
     )
     .fetch_one(pool)
     .await
@@ -75,8 +83,8 @@ pub async fn ping(pool: &PgPool) -> sqlx::Result<bool> {
 /// Waits for the database with exponential backoff.
 pub async fn wait_until_reachable(pool: &PgPool, give_up_after: Duration) -> anyhow::Result<()> {
     with_backoff("database not reachable yet", give_up_after, || async {
-        sqlx::query("SELECT 1")
-            .execute(pool)
+        sqlx::query_scalar!("SELECT 1")
+            .fetch_one(pool)
             .await
             .context("database unreachable")?;
         Ok(())

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::TokenHash;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct FamilyRow {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -18,7 +18,7 @@ pub struct FamilyRow {
     pub user_disabled: bool,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TokenRow {
     pub id: Uuid,
     pub used_at: Option<DateTime<Utc>>,
@@ -49,30 +49,30 @@ pub async fn create_family(
     // under a share lock on the user, make sure nothing changed meanwhile
     // (password set, user disabled, logged out everywhere). Those writers
     // lock the row too, so they either see this family or it sees them.
-    let still_valid: Option<bool> = sqlx::query_scalar(
-        "SELECT u.password_hash = $2 AND NOT u.disabled AND NOT EXISTS (
+    let still_valid: Option<bool> = sqlx::query_scalar!(
+        r#"SELECT u.password_hash = $2 AND NOT u.disabled AND NOT EXISTS (
                 SELECT 1 FROM revocations r
-                WHERE r.kind = 'user' AND r.user_id = u.id AND r.not_before >= $3)
-         FROM users u WHERE u.id = $1 FOR SHARE OF u",
+                WHERE r.kind = 'user' AND r.user_id = u.id AND r.not_before >= $3) AS "still_valid!"
+         FROM users u WHERE u.id = $1 FOR SHARE OF u"#,
+        family.user_id,
+        family.verified_hash,
+        now,
     )
-    .bind(family.user_id)
-    .bind(family.verified_hash)
-    .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
     if still_valid != Some(true) {
         return Ok(None);
     }
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        family.user_id,
+        family.client_id,
+        family.scope,
+        now,
+        family.expires_at,
     )
-    .bind(id)
-    .bind(family.user_id)
-    .bind(family.client_id)
-    .bind(family.scope)
-    .bind(now)
-    .bind(family.expires_at)
     .execute(&mut *tx)
     .await?;
     if let Some(first) = first {
@@ -89,26 +89,29 @@ pub async fn lock_by_token(
     conn: &mut PgConnection,
     hash: &TokenHash,
 ) -> sqlx::Result<Option<(FamilyRow, TokenRow)>> {
-    let family_id: Option<(Uuid,)> =
-        sqlx::query_as("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
-            .bind(hash.as_bytes())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some((family_id,)) = family_id else {
+    let family_id: Option<Uuid> = sqlx::query_scalar!(
+        "SELECT family_id FROM refresh_tokens WHERE token_hash = $1",
+        hash.as_bytes(),
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(family_id) = family_id else {
         return Ok(None);
     };
-    let family = sqlx::query_as::<_, FamilyRow>(
+    let family = sqlx::query_as!(
+        FamilyRow,
         "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled
          FROM refresh_families f JOIN users u ON u.id = f.user_id
          WHERE f.id = $1 FOR UPDATE OF f",
+        family_id,
     )
-    .bind(family_id)
     .fetch_one(&mut *conn)
     .await?;
-    let token = sqlx::query_as::<_, TokenRow>(
+    let token = sqlx::query_as!(
+        TokenRow,
         "SELECT id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+        hash.as_bytes(),
     )
-    .bind(hash.as_bytes())
     .fetch_one(&mut *conn)
     .await?;
     Ok(Some((family, token)))
@@ -116,11 +119,12 @@ pub async fn lock_by_token(
 
 /// The child issued when `parent` was used, if it is still live.
 pub async fn live_child(conn: &mut PgConnection, parent: Uuid) -> sqlx::Result<Option<TokenRow>> {
-    sqlx::query_as::<_, TokenRow>(
+    sqlx::query_as!(
+        TokenRow,
         "SELECT id, used_at, revoked_at FROM refresh_tokens
          WHERE parent_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        parent,
     )
-    .bind(parent)
     .fetch_optional(conn)
     .await
 }
@@ -132,14 +136,14 @@ pub async fn insert_token(
     hash: &TokenHash,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        Uuid::new_v4(),
+        family_id,
+        parent_id,
+        hash.as_bytes(),
+        now,
     )
-    .bind(Uuid::new_v4())
-    .bind(family_id)
-    .bind(parent_id)
-    .bind(hash.as_bytes())
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -152,11 +156,13 @@ pub async fn mark_used(
     token_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
-        .bind(token_id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1",
+        token_id,
+        now,
+    )
+    .execute(&mut *conn)
+    .await?;
     touch_family(conn, family_id, now).await
 }
 
@@ -165,11 +171,13 @@ pub async fn touch_family(
     family_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE refresh_families SET last_used_at = $2 WHERE id = $1")
-        .bind(family_id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_families SET last_used_at = $2 WHERE id = $1",
+        family_id,
+        now,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -178,11 +186,13 @@ pub async fn revoke_token(
     token_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-        .bind(token_id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        token_id,
+        now,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -193,19 +203,19 @@ pub async fn revoke_family(
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
+        family_id,
+        now,
+        reason,
     )
-    .bind(family_id)
-    .bind(now)
-    .bind(reason)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// A login as the admin API shows it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionView {
     pub id: Uuid,
     pub client_id: String,
@@ -221,12 +231,13 @@ pub async fn live_sessions(
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<SessionView>> {
-    sqlx::query_as::<_, SessionView>(
+    sqlx::query_as!(
+        SessionView,
         "SELECT id, client_id, scope, created_at, last_used_at, expires_at FROM refresh_families
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
+        user_id,
+        now,
     )
-    .bind(user_id)
-    .bind(now)
     .fetch_all(pool)
     .await
 }
@@ -241,19 +252,19 @@ pub async fn revoke_user_families(
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
-        .bind(user_id)
-        .execute(&mut *conn)
+    sqlx::query_scalar!("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+        .fetch_optional(&mut *conn)
         .await?;
-    sqlx::query_as(
+    let revoked = sqlx::query!(
         "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
          WHERE user_id = $1 AND revoked_at IS NULL RETURNING id, expires_at",
+        user_id,
+        now,
+        reason,
     )
-    .bind(user_id)
-    .bind(now)
-    .bind(reason)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(revoked.into_iter().map(|r| (r.id, r.expires_at)).collect())
 }
 
 /// Revokes one family if it belongs to `user_id` and is live.
@@ -265,14 +276,14 @@ pub async fn revoke_user_family(
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE refresh_families SET revoked_at = $3, revoked_reason = $4
          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        family_id,
+        user_id,
+        now,
+        reason,
     )
-    .bind(family_id)
-    .bind(user_id)
-    .bind(now)
-    .bind(reason)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -282,19 +293,19 @@ pub async fn revoke_user_family(
 /// token of theirs can be used or can still be live. Returns how many.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn prune(pool: &PgPool, before: DateTime<Utc>, limit: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "DELETE FROM refresh_families WHERE id IN (
              SELECT id FROM refresh_families WHERE expires_at < $1 LIMIT $2)",
+        before,
+        limit,
     )
-    .bind(before)
-    .bind(limit)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
 }
 
 /// What introspection and revocation need to know about a refresh token.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TokenStatus {
     pub token_id: Uuid,
     pub family_id: Uuid,
@@ -322,13 +333,14 @@ impl TokenStatus {
 
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn status(pool: &PgPool, hash: &TokenHash) -> sqlx::Result<Option<TokenStatus>> {
-    sqlx::query_as::<_, TokenStatus>(
+    sqlx::query_as!(
+        TokenStatus,
         "SELECT t.id AS token_id, f.id AS family_id, f.user_id, f.client_id, f.scope, t.created_at, f.expires_at,
                 t.used_at, t.revoked_at, f.revoked_at AS family_revoked_at, u.disabled AS user_disabled
          FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id
          WHERE t.token_hash = $1",
+        hash.as_bytes(),
     )
-    .bind(hash.as_bytes())
     .fetch_optional(pool)
     .await
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 pub const CHANNEL: &str = "tessera_revocations";
 const WRITE_LOCK: i64 = 0x0074_6573_7372_6576; // "tessrev"
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationRow {
     pub seq: i64,
     pub kind: String,
@@ -19,14 +19,12 @@ pub struct RevocationRow {
 }
 
 async fn lock_and_notify(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(WRITE_LOCK)
-        .execute(&mut *conn)
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+        .fetch_one(&mut *conn)
         .await?;
     // Delivered at commit; the payload is only a nudge, readers catch up by seq.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(conn)
+    sqlx::query!("SELECT pg_notify($1, '')", CHANNEL)
+        .fetch_one(conn)
         .await?;
     Ok(())
 }
@@ -40,23 +38,23 @@ pub async fn deny_access_token(
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     // Revoking it again changes nothing: skip the lock and the notification.
-    let known: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'access_token' AND jti = $1)",
+    let known: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'access_token' AND jti = $1) AS "known!""#,
+        jti,
     )
-    .bind(jti)
     .fetch_one(&mut *conn)
     .await?;
     if known {
         return Ok(());
     }
     lock_and_notify(conn).await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO revocations (kind, jti, expires_at, created_at) VALUES ('access_token', $1, $2, $3)
          ON CONFLICT (jti) WHERE kind = 'access_token' DO NOTHING",
+        jti,
+        expires_at,
+        now,
     )
-    .bind(jti)
-    .bind(expires_at)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -71,12 +69,12 @@ pub async fn set_not_before(
     expires_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     lock_and_notify(conn).await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO revocations (kind, user_id, not_before, expires_at, created_at) VALUES ('user', $1, $2, $3, $2)",
+        user_id,
+        not_before,
+        expires_at,
     )
-    .bind(user_id)
-    .bind(not_before)
-    .bind(expires_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -91,12 +89,12 @@ pub async fn deny_session(
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     lock_and_notify(conn).await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO revocations (kind, session_id, expires_at, created_at) VALUES ('session', $1, $2, $3)",
+        session_id,
+        expires_at,
+        now,
     )
-    .bind(session_id)
-    .bind(expires_at)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -110,13 +108,14 @@ pub async fn live_since(
     now: DateTime<Utc>,
     limit: i64,
 ) -> sqlx::Result<Vec<RevocationRow>> {
-    sqlx::query_as::<_, RevocationRow>(
+    sqlx::query_as!(
+        RevocationRow,
         "SELECT seq, kind, jti, user_id, not_before, session_id, expires_at FROM revocations
          WHERE seq > $1 AND expires_at > $2 ORDER BY seq LIMIT $3",
+        after_seq,
+        now,
+        limit,
     )
-    .bind(after_seq)
-    .bind(now)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -125,8 +124,8 @@ pub async fn live_since(
 /// or not that entry has since been pruned: no valid cursor is above it.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn last_seq(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('revocations', 'seq')), 0)",
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('revocations', 'seq')), 0) AS "seq!""#,
     )
     .fetch_one(pool)
     .await
@@ -136,7 +135,7 @@ pub async fn last_seq(pool: &PgPool) -> sqlx::Result<i64> {
 /// below it may have skipped deleted entries.
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn pruned_seq(pool: &PgPool) -> sqlx::Result<i64> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT pruned_seq FROM revocation_horizon")
+    let seq = sqlx::query_scalar!("SELECT pruned_seq FROM revocation_horizon")
         .fetch_optional(pool)
         .await?;
     Ok(seq.unwrap_or(0))
@@ -147,15 +146,15 @@ pub async fn pruned_seq(pool: &PgPool) -> sqlx::Result<i64> {
 /// sees the rows gone and the horizon not yet moved).
 #[tracing::instrument(level = "debug", skip(pool))]
 pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
-    let deleted: i64 = sqlx::query_scalar(
-        "WITH gone AS (DELETE FROM revocations WHERE expires_at <= $1 RETURNING seq),
+    let deleted = sqlx::query_scalar!(
+        r#"WITH gone AS (DELETE FROM revocations WHERE expires_at <= $1 RETURNING seq),
          horizon AS (
              UPDATE revocation_horizon SET pruned_seq = GREATEST(pruned_seq, (SELECT max(seq) FROM gone))
              WHERE EXISTS (SELECT 1 FROM gone)
          )
-         SELECT count(*) FROM gone",
+         SELECT count(*) AS "deleted!" FROM gone"#,
+        now
     )
-    .bind(now)
     .fetch_one(pool)
     .await?;
     Ok(u64::try_from(deleted).unwrap_or(0))

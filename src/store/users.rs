@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::domain::Username;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: Uuid,
     pub username: String,
@@ -31,15 +31,15 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
     now: DateTime<Utc>,
 ) -> Result<Uuid, CreateUserError> {
     let id = Uuid::new_v4();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO users (id, username, password_hash, scopes, created_at, updated_at, username_normalised)
          VALUES ($1, $2, $3, $4, $5, $5, true)",
+        id,
+        username.as_str(),
+        password_hash,
+        scopes,
+        now,
     )
-    .bind(id)
-    .bind(username.as_str())
-    .bind(password_hash)
-    .bind(scopes)
-    .bind(now)
     .execute(executor)
     .await
     .map_err(|e| {
@@ -56,10 +56,11 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
 /// password typed into the wrong field.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_by_username(pool: &PgPool, username: &Username) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as::<_, UserRow>(
+    sqlx::query_as!(
+        UserRow,
         "SELECT id, username, password_hash, scopes, disabled FROM users WHERE username = $1",
+        username.as_str(),
     )
-    .bind(username.as_str())
     .fetch_optional(pool)
     .await
 }
@@ -74,19 +75,19 @@ pub async fn upgrade_password_hash(
     new_hash: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND password_hash = $2",
+        id,
+        old_hash,
+        new_hash,
+        now,
     )
-    .bind(id)
-    .bind(old_hash)
-    .bind(new_hash)
-    .bind(now)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct UserView {
     pub id: Uuid,
     pub username: String,
@@ -102,13 +103,14 @@ pub struct UserView {
 
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn find_by_id(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result<Option<UserView>> {
-    sqlx::query_as::<_, UserView>(
-        "SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
-                COALESCE(t.failures, 0) AS failed_logins, t.locked_until
+    sqlx::query_as!(
+        UserView,
+        r#"SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
+                COALESCE(t.failures, 0) AS "failed_logins!", t.locked_until
          FROM users u LEFT JOIN login_throttle t ON t.username = u.username
-         WHERE u.id = $1",
+         WHERE u.id = $1"#,
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -121,12 +123,14 @@ pub async fn set_disabled(
     disabled: bool,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(disabled)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query!(
+        "UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1",
+        id,
+        disabled,
+        now,
+    )
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -137,12 +141,14 @@ pub async fn set_password_hash(
     password_hash: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(password_hash)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query!(
+        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+        id,
+        password_hash,
+        now,
+    )
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -154,14 +160,14 @@ pub async fn set_password_hash(
 pub async fn normalise_stored_usernames(pool: &PgPool) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     // One instance at a time; the others find nothing left to do.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tessera.normalise_usernames'))")
-        .execute(&mut *tx)
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('tessera.normalise_usernames'))")
+        .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, username FROM users WHERE NOT username_normalised")
-            .fetch_all(&mut *tx)
-            .await?;
-    for (id, stored) in rows {
+    let rows = sqlx::query!("SELECT id, username FROM users WHERE NOT username_normalised")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        let (id, stored) = (row.id, row.username);
         let normalised = match Username::parse(&stored) {
             Ok(name) => name.as_str().to_owned(),
             Err(e) => {
@@ -169,12 +175,13 @@ pub async fn normalise_stored_usernames(pool: &PgPool) -> anyhow::Result<()> {
                 stored.clone()
             }
         };
-        let other: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM users WHERE username = $1 AND id <> $2")
-                .bind(&normalised)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let other: Option<Uuid> = sqlx::query_scalar!(
+            "SELECT id FROM users WHERE username = $1 AND id <> $2",
+            normalised,
+            id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(other) = other {
             bail!(
                 "users {id} and {other} have usernames that are the same after normalisation \
@@ -182,11 +189,13 @@ pub async fn normalise_stored_usernames(pool: &PgPool) -> anyhow::Result<()> {
                  (UPDATE users SET username = '...' WHERE id = '...'), then start again"
             );
         }
-        sqlx::query("UPDATE users SET username = $2, username_normalised = true WHERE id = $1")
-            .bind(id)
-            .bind(&normalised)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE users SET username = $2, username_normalised = true WHERE id = $1",
+            id,
+            normalised,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())
