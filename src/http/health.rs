@@ -10,7 +10,14 @@ pub async fn healthz() -> HttpResponse {
 
 /// The database answers and a signing key is loaded.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    // The body stays a bare true/false; the log line says which server and why.
+    let database = match crate::store::ping(&state.pool).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "not ready: database unavailable");
+            false
+        }
+    };
     let keys = state.keys.signer(state.clock.now()).is_some();
     let body = json!({"database": database, "keys": keys});
     if database && keys {
