@@ -27,7 +27,8 @@ const BUILT_IN_LOCAL: &str = include_str!("../config/local.yaml");
 const BUILT_IN_PRODUCTION: &str = include_str!("../config/production.yaml");
 
 /// Key-encryption secrets published in this repository (`config/local.yaml`,
-/// `.env.example`): fine for trying things out, never for production.
+/// and the example value `.env.example` once shipped): fine for trying things
+/// out, never for production.
 const PUBLISHED_ENCRYPTION_KEYS: [&str; 2] = [
     "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=",
     "RVhBTVBMRS1PTkxZLXJlcGxhY2UtbWUtMzItYnl0ZXM=",
