@@ -32,13 +32,7 @@ USER_PASSWORD="smoke test password $$"
 PUBLISHED_KEY="dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ="
 
 started=$(date +%s)
-step_started=$started
-log() {
-  local now
-  now=$(date +%s)
-  printf '\n== %s (+%ss) %s\n' "$(date +%T)" "$((now - step_started))" "$*"
-  step_started=$now
-}
+log() { printf '\n== %s (%ss in) %s\n' "$(date +%T)" "$(($(date +%s) - started))" "$*"; }
 ok() { printf 'ok    %s\n' "$*"; }
 fail() {
   printf 'smoke.sh: FAIL: %s\n' "$*" >&2
