@@ -2,6 +2,7 @@
 # Compose smoke test: docker-compose.yml run as an operator runs it, against a
 # real Docker engine. With a generated env file (random secrets) and free host
 # ports, under a compose project name of its own, it checks that:
+#   - a .env copied from .env.example and not filled in stops compose at once;
 #   - `docker compose up -d --build --wait` brings db and tessera up healthy;
 #   - /readyz answers 200 and /metrics answers on the admin port;
 #   - the tessera process runs as a non-root uid;
@@ -110,6 +111,13 @@ token_status() { # password grant for alice through mobile; prints the HTTP stat
 }
 
 log "project $PROJECT: public port $PUBLIC_PORT, admin port $ADMIN_PORT, image $IMAGE"
+log ".env copied from .env.example and not filled in"
+if docker compose --project-name "$PROJECT" --env-file .env.example config >"$WORK/example.log" 2>&1; then
+  fail "compose accepts .env.example as it is: an example password would be fixed into the volume"
+fi
+grep -q 'set POSTGRES_PASSWORD in .env' "$WORK/example.log" ||
+  { cat "$WORK/example.log" >&2; fail "compose did not say which value is missing"; }
+ok "compose refuses to start: $(grep -o 'required variable [A-Z_]* is missing a value' "$WORK/example.log" | head -1)"
 log "docker compose build"
 compose build >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log" >&2; fail "the image did not build"; }
 ok "image built"
