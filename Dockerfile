@@ -2,6 +2,8 @@
 #   docker build -t tessera .
 # Runs `tessera serve --migrate` as a non-root user; configure it with
 # TESSERA__* environment variables (see docker-compose.yml and README.md).
+# The defaults (config/*.yaml) are compiled into the binary; mount a directory
+# and set TESSERA_CONFIG_DIR to add YAML files on top.
 
 # ---- build ------------------------------------------------------------------
 # The slim Rust image already ships gcc and libc6-dev, which is all that
@@ -23,15 +25,17 @@ RUN mkdir -p src verifier/src verifier/benches \
  && cargo build --release --locked -p tessera \
  && rm -rf src verifier/src verifier/benches
 
-# 2. The real crate. Migrations (sqlx::migrate!) and openapi.yaml (served at
-#    /openapi.yaml) are embedded at compile time; queries are checked at
-#    compile time against the query data committed in .sqlx/ (SQLX_OFFLINE:
-#    never against a database, there is none here). Touch the sources so
-#    cargo never mistakes them for the (newer) placeholders it just built.
+# 2. The real crate. Migrations (sqlx::migrate!), openapi.yaml (served at
+#    /openapi.yaml) and config/*.yaml (the built-in defaults) are embedded at
+#    compile time; queries are checked at compile time against the query data
+#    committed in .sqlx/ (SQLX_OFFLINE: never against a database, there is
+#    none here). Touch the sources so cargo never mistakes them for the
+#    (newer) placeholders it just built.
 ENV SQLX_OFFLINE=true
 COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY openapi.yaml ./openapi.yaml
+COPY config ./config
 COPY verifier ./verifier
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
@@ -43,18 +47,17 @@ RUN touch src/main.rs src/lib.rs \
 # ca-certificates; the binary needs only glibc and libgcc_s from the base.
 FROM debian:bookworm-slim AS runtime
 
-RUN groupadd --system --gid 10001 tessera \
- && useradd --system --uid 10001 --gid 10001 --no-create-home \
+# A fixed unprivileged uid (10001) that no account of the base image uses.
+# Not --system: its range is 100-999, and useradd warns about 10001 there.
+RUN groupadd --gid 10001 tessera \
+ && useradd --uid 10001 --gid 10001 --no-create-home --no-log-init \
       --home-dir /nonexistent --shell /usr/sbin/nologin tessera
 
-# The service reads config/ relative to its working directory;
-# TESSERA_CONFIG_DIR pins it for commands run with another working directory.
-WORKDIR /app
-COPY --from=build /tessera /app/tessera
-COPY config/ /app/config/
+# On the PATH, so that `docker compose exec tessera tessera user create ...`
+# reads like every other tessera command.
+COPY --from=build /tessera /usr/local/bin/tessera
 
-ENV TESSERA_ENV=production \
-    TESSERA_CONFIG_DIR=/app/config
+ENV TESSERA_ENV=production
 
 USER 10001:10001
 
@@ -63,7 +66,7 @@ EXPOSE 8080 8081
 
 # `tessera healthcheck` GETs /readyz on the configured public port and exits 0/1.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["/app/tessera", "healthcheck"]
+  CMD ["tessera", "healthcheck"]
 
-ENTRYPOINT ["/app/tessera"]
+ENTRYPOINT ["tessera"]
 CMD ["serve", "--migrate"]

@@ -3,6 +3,7 @@
 //! history and process listings.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -18,9 +19,38 @@ use crate::ops::{Actor, NewClient, NewUser, Ops, Reason, RotateKey, SecretChoice
 use crate::startup::{Application, Options};
 use crate::store;
 
+/// Where settings come from; shown by `tessera --help` and `tessera serve --help`.
+const CONFIGURATION_HELP: &str = "\
+Configuration, later sources winning:
+  1. defaults built into this binary (the repository's config/base.yaml);
+  2. the built-in profile that TESSERA_ENV names: `local` (the default: Postgres
+     at postgres://postgres@127.0.0.1:5432/tessera and a public development key)
+     or `production` (JSON logs, nothing secret built in);
+  3. with --config DIR (or TESSERA_CONFIG_DIR=DIR): DIR/base.yaml, then
+     DIR/<TESSERA_ENV>.yaml; DIR must exist and hold at least one of them;
+  4. environment variables TESSERA__SECTION__KEY, for example
+     TESSERA__DATABASE__URL or TESSERA__TOKENS__ACCESS_TTL=10m.
+
+Required (built in for `local` only):
+  database.url         TESSERA__DATABASE__URL=postgres://USER:PASSWORD@HOST:5432/tessera
+  keys.encryption_key  TESSERA__KEYS__ENCRYPTION_KEY=<32 random bytes, base64:
+                       openssl rand -base64 32>; production refuses the keys
+                       published in the repository
+Set issuer (TESSERA__ISSUER) to the public URL clients use. Every key and its
+default: README.md, section Configuration.";
+
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "OAuth 2.0 token issuer")]
+#[command(
+    name = "tessera",
+    version,
+    about = "OAuth 2.0 token issuer",
+    after_help = CONFIGURATION_HELP
+)]
 pub struct Cli {
+    /// A directory of YAML files read over the built-in defaults: base.yaml,
+    /// then <TESSERA_ENV>.yaml.
+    #[arg(long, global = true, value_name = "DIR", env = "TESSERA_CONFIG_DIR")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +58,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
+    #[command(after_help = CONFIGURATION_HELP)]
     Serve {
         /// Apply pending database migrations before becoming ready.
         #[arg(long)]
@@ -118,7 +149,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = Settings::load()?;
+    let settings = Settings::load_with(cli.config.as_deref())?;
     let serving = matches!(cli.command, Command::Serve { .. });
     // Commands other than `serve` only log warnings, keeping their output clean.
     let level = if serving {
@@ -311,10 +342,11 @@ fn os_user() -> String {
     }
 }
 
+/// One direct connection attempt first: an operator at a terminal wants
+/// "connection refused at host:port" now, not a pool timeout later.
 async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    let pool = store::pool(&settings.database)?;
-    store::wait_until_reachable(&pool, Duration::from_secs(10)).await?;
-    Ok(pool)
+    store::check_reachable(&settings.database).await?;
+    store::pool(&settings.database)
 }
 
 /// One line from standard input, without its line ending.

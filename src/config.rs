@@ -1,19 +1,34 @@
-//! Layered configuration: `config/base.yaml`, then `config/<TESSERA_ENV>.yaml`,
-//! then `TESSERA__SECTION__KEY` environment variables. `Settings::load` parses
-//! and validates; a bad value fails startup with one line naming the key.
+//! Layered configuration, later sources winning:
+//!
+//! 1. `config/base.yaml` and 2. `config/<TESSERA_ENV>.yaml` of this repository,
+//!    compiled into the binary, so an installed `tessera` runs from any
+//!    directory with nothing but environment variables;
+//! 3. optionally a directory (`--config DIR` or `TESSERA_CONFIG_DIR`):
+//!    `DIR/base.yaml`, then `DIR/<TESSERA_ENV>.yaml`;
+//! 4. `TESSERA__SECTION__KEY` environment variables.
+//!
+//! `Settings::load` parses and validates; a bad value fails startup with one
+//! line naming the key.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::domain::signing::SigningAlgorithm;
 
+/// The repository's `config/` files, built in (sources 1 and 2 above).
+const BUILT_IN_BASE: &str = include_str!("../config/base.yaml");
+const BUILT_IN_LOCAL: &str = include_str!("../config/local.yaml");
+const BUILT_IN_PRODUCTION: &str = include_str!("../config/production.yaml");
+
 /// Key-encryption secrets published in this repository (`config/local.yaml`,
-/// `.env.example`): fine for trying things out, never for production.
+/// and the example value `.env.example` once shipped): fine for trying things
+/// out, never for production.
 const PUBLISHED_ENCRYPTION_KEYS: [&str; 2] = [
     "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=",
     "RVhBTVBMRS1PTkxZLXJlcGxhY2UtbWUtMzItYnl0ZXM=",
@@ -187,6 +202,23 @@ impl Environment {
             Environment::Production => "production",
         }
     }
+
+    /// The built-in overlay for this environment.
+    fn built_in(&self) -> &'static str {
+        match self {
+            Environment::Local => BUILT_IN_LOCAL,
+            Environment::Production => BUILT_IN_PRODUCTION,
+        }
+    }
+
+    /// `TESSERA_ENV`, `local` when unset.
+    pub fn from_env() -> anyhow::Result<Environment> {
+        match std::env::var("TESSERA_ENV") {
+            Ok(value) => Environment::try_from(value),
+            Err(std::env::VarError::NotPresent) => Ok(Environment::Local),
+            Err(std::env::VarError::NotUnicode(_)) => bail!("TESSERA_ENV is not valid UTF-8"),
+        }
+    }
 }
 
 impl TryFrom<String> for Environment {
@@ -203,30 +235,59 @@ impl TryFrom<String> for Environment {
 }
 
 impl Settings {
-    /// Reads `config/` (or `TESSERA_CONFIG_DIR`), the overlay named by
-    /// `TESSERA_ENV` (default `local`) and `TESSERA__*` variables, then validates.
+    /// The built-in defaults, `TESSERA_CONFIG_DIR`'s files if it is set, and
+    /// `TESSERA__*` variables, for the environment `TESSERA_ENV` names
+    /// (default `local`); then validates.
     pub fn load() -> anyhow::Result<Settings> {
-        let dir = std::env::var_os("TESSERA_CONFIG_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("config"));
-        let environment =
-            Environment::try_from(std::env::var("TESSERA_ENV").unwrap_or_else(|_| "local".into()))?;
-        Self::load_from(&dir, environment, None)
+        let dir = std::env::var_os("TESSERA_CONFIG_DIR").map(PathBuf::from);
+        Self::load_with(dir.as_deref())
     }
 
-    /// As `load`, from `dir`, with `vars` standing in for the process
-    /// environment when given (so deployment files can be checked in tests).
-    /// Unknown keys anywhere are errors: a misspelt variable must not be
-    /// silently ignored.
+    /// As `load`, with the configuration directory given by the caller
+    /// (`--config DIR`, which clap falls back to `TESSERA_CONFIG_DIR` for).
+    pub fn load_with(dir: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::build(dir, Environment::from_env()?, None)
+    }
+
+    /// As `load`, with the files of `dir` on top of the built-in defaults and
+    /// `vars` standing in for the process environment when given (so
+    /// deployment files can be checked in tests).
     pub fn load_from(
-        dir: &std::path::Path,
+        dir: &Path,
         environment: Environment,
-        vars: Option<std::collections::HashMap<String, String>>,
+        vars: Option<HashMap<String, String>>,
     ) -> anyhow::Result<Settings> {
-        let overlay = format!("{}.yaml", environment.as_str());
-        let raw = config::Config::builder()
-            .add_source(config::File::from(dir.join("base.yaml")))
-            .add_source(config::File::from(dir.join(overlay)).required(false))
+        Self::build(Some(dir), environment, vars)
+    }
+
+    /// The built-in defaults and `vars` only: what an installed binary sees
+    /// with no configuration directory.
+    pub fn load_built_in(
+        environment: Environment,
+        vars: Option<HashMap<String, String>>,
+    ) -> anyhow::Result<Settings> {
+        Self::build(None, environment, vars)
+    }
+
+    /// Unknown keys anywhere are errors: a misspelt variable must not be
+    /// silently ignored. So is a configuration directory that was asked for
+    /// and does not exist, or holds neither `base.yaml` nor `<env>.yaml`:
+    /// the operator meant something to be read, and it was not.
+    fn build(
+        dir: Option<&Path>,
+        environment: Environment,
+        vars: Option<HashMap<String, String>>,
+    ) -> anyhow::Result<Settings> {
+        use config::{File, FileFormat};
+        let mut builder = config::Config::builder()
+            .add_source(File::from_str(BUILT_IN_BASE, FileFormat::Yaml))
+            .add_source(File::from_str(environment.built_in(), FileFormat::Yaml));
+        if let Some(dir) = dir {
+            for file in overlay_files(dir, environment)? {
+                builder = builder.add_source(File::from(file));
+            }
+        }
+        let raw = builder
             .add_source(
                 config::Environment::with_prefix("TESSERA")
                     .prefix_separator("__")
@@ -234,7 +295,7 @@ impl Settings {
                     .source(vars),
             )
             .build()
-            .with_context(|| format!("configuration: cannot read {}", dir.display()))?;
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         let mut settings: Settings = raw
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -408,7 +469,7 @@ mod cidrs {
 }
 
 #[cfg(test)]
-mod tests {
+mod login_and_proxy_tests {
     use super::*;
 
     #[test]
@@ -439,6 +500,31 @@ mod tests {
         );
         assert_eq!(settings.revocation.max_subscribers, 256);
     }
+}
+
+/// The files of a configuration directory that apply to `environment`, in
+/// order: `base.yaml`, then `<environment>.yaml`. At least one must exist.
+fn overlay_files(dir: &Path, environment: Environment) -> anyhow::Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        bail!(
+            "configuration: the configuration directory {} (--config or TESSERA_CONFIG_DIR) does not exist",
+            dir.display()
+        );
+    }
+    let overlay = format!("{}.yaml", environment.as_str());
+    let files: Vec<PathBuf> = ["base.yaml", overlay.as_str()]
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.is_file())
+        .collect();
+    if files.is_empty() {
+        bail!(
+            "configuration: the configuration directory {} holds neither base.yaml nor {overlay} (TESSERA_ENV={})",
+            dir.display(),
+            environment.as_str()
+        );
+    }
+    Ok(files)
 }
 
 /// Durations are written `30s`, `10m`, `12h`, `30d` or as plain seconds.
@@ -496,5 +582,99 @@ pub mod duration {
             assert_eq!(parse("5w"), None);
             assert_eq!(parse(""), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// A fresh empty directory under the system temp dir.
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tessera-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_built_in_local_profile_needs_nothing_else() {
+        let settings = Settings::load_built_in(Environment::Local, vars(&[])).unwrap();
+        assert_eq!(settings.http.public_addr, "0.0.0.0:8080");
+        assert_eq!(settings.log.format, LogFormat::Pretty);
+        assert!(settings.database.url.is_some());
+    }
+
+    #[test]
+    fn built_in_production_requires_the_secrets_from_the_environment() {
+        let error = Settings::load_built_in(Environment::Production, vars(&[])).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("TESSERA__DATABASE__URL"),
+            "{error:#}"
+        );
+        let url = ("TESSERA__DATABASE__URL", "postgres://u@db/tessera");
+        let error = Settings::load_built_in(Environment::Production, vars(&[url])).unwrap_err();
+        assert!(format!("{error:#}").contains("TESSERA__KEYS__ENCRYPTION_KEY"));
+        let key = (
+            "TESSERA__KEYS__ENCRYPTION_KEY",
+            "bm90LXRoZS1leGFtcGxlLWtleS0zMi1ieXRlcy0hISE=",
+        );
+        let settings = Settings::load_built_in(Environment::Production, vars(&[url, key])).unwrap();
+        assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_configuration_directory_goes_over_the_built_in_files_and_under_variables() {
+        let dir = temp_dir();
+        std::fs::write(
+            dir.join("base.yaml"),
+            "audience: from-base\nissuer: https://base\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("local.yaml"), "audience: from-local\n").unwrap();
+        let settings = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap();
+        assert_eq!(settings.audience, "from-local");
+        assert_eq!(settings.issuer, "https://base");
+        // Everything the directory does not set keeps its built-in value.
+        assert_eq!(settings.keys.jwks_max_age, Duration::from_secs(300));
+        let env = vars(&[("TESSERA__AUDIENCE", "from-env")]);
+        let settings = Settings::load_from(&dir, Environment::Local, env).unwrap();
+        assert_eq!(settings.audience, "from-env");
+        // base.yaml alone applies to every environment.
+        std::fs::remove_file(dir.join("local.yaml")).unwrap();
+        let settings = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap();
+        assert_eq!(settings.audience, "from-base");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_configuration_directory_that_was_asked_for_must_be_there() {
+        let missing = std::env::temp_dir().join("tessera-config-does-not-exist");
+        let error = Settings::load_from(&missing, Environment::Local, vars(&[])).unwrap_err();
+        assert!(format!("{error:#}").contains("does not exist"), "{error:#}");
+
+        // A directory holding only another environment's file is a mistake too.
+        let dir = temp_dir();
+        std::fs::write(dir.join("production.yaml"), "audience: x\n").unwrap();
+        let error = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("neither base.yaml nor local.yaml"),
+            "{message}"
+        );
+
+        // And a file in it that does not parse, or sets an unknown key.
+        std::fs::write(dir.join("local.yaml"), "audeince: x\n").unwrap();
+        let error = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap_err();
+        assert!(format!("{error:#}").contains("audeince"), "{error:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,7 +9,7 @@ use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use metrics::{counter, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -29,6 +29,10 @@ pub const DB_POOL_MAX: &str = "tessera_db_pool_max_connections";
 pub const DB_POOL_TIMEOUTS: &str = "tessera_db_pool_acquire_timeouts_total";
 pub const ADMIN_UNAUTHENTICATED: &str = "tessera_admin_unauthenticated_total";
 
+/// The `kind` label values of `REVOCATIONS`: one access token denylisted, one
+/// login (refresh-token family) ended, one user logged out everywhere.
+pub const REVOCATION_KINDS: [&str; 3] = ["access_token", "session", "user"];
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -47,8 +51,81 @@ pub fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed");
         }
+        register();
         handle
     })
+}
+
+/// Describes every metric and creates every counter series whose labels are
+/// known in advance at zero, so that dashboards and `rate()` see them from
+/// startup rather than from the first event. Request series (route, method,
+/// status) appear with their first request.
+fn register() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests by route pattern, method and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        "HTTP request latency by route pattern, method and status"
+    );
+    describe_counter!(TOKENS_ISSUED, "Token responses issued, by grant type");
+    describe_counter!(LOGIN_FAILURES, "Failed password logins");
+    describe_counter!(
+        REFRESH_REUSE,
+        "Spent refresh tokens presented again (their login revoked)"
+    );
+    describe_counter!(
+        REVOCATIONS,
+        "Revocations by kind: access_token, session, user"
+    );
+    describe_counter!(
+        LOGIN_THROTTLED,
+        "Password logins refused unchecked, by reason: account, address"
+    );
+    describe_counter!(
+        ADMIN_UNAUTHENTICATED,
+        "Admin calls refused for want of a valid token"
+    );
+    describe_gauge!(
+        REVOCATION_STREAMS,
+        "Open revocation-stream connections on this instance"
+    );
+    describe_gauge!(
+        HASH_QUEUE_DEPTH,
+        "Logins waiting for a password-hashing slot"
+    );
+    describe_histogram!(HASH_WAIT, "Time logins waited for a password-hashing slot");
+    describe_gauge!(
+        DB_POOL_SIZE,
+        "Database pool connections by state (idle, in_use)"
+    );
+    describe_gauge!(DB_POOL_MAX, "Database pool size limit");
+    describe_counter!(
+        DB_POOL_TIMEOUTS,
+        "Waits for a pooled database connection that timed out"
+    );
+
+    for grant_type in crate::domain::GrantType::ALL {
+        counter!(TOKENS_ISSUED, "grant_type" => grant_type.as_str()).increment(0);
+    }
+    for reason in ["account", "address"] {
+        counter!(LOGIN_THROTTLED, "reason" => reason).increment(0);
+    }
+    gauge!(REVOCATION_STREAMS).increment(0.0);
+    for kind in REVOCATION_KINDS {
+        counter!(REVOCATIONS, "kind" => kind).increment(0);
+    }
+    for name in [
+        LOGIN_FAILURES,
+        REFRESH_REUSE,
+        DB_POOL_TIMEOUTS,
+        ADMIN_UNAUTHENTICATED,
+    ] {
+        counter!(name).increment(0);
+    }
+    // Registered, not observed: renders as an empty histogram.
+    let _ = histogram!(HASH_WAIT);
 }
 
 /// Counts and times every request by route pattern, method and status.

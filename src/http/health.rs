@@ -17,11 +17,22 @@ const DATABASE_PROBE: Duration = Duration::from_millis(800);
 /// The database answers and takes writes, a signing key is loaded and so
 /// is the denylist.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let probe = crate::store::ping(&state.pool);
-    let database = matches!(
-        tokio::time::timeout(DATABASE_PROBE, probe).await,
-        Ok(Ok(true))
-    );
+    // The body stays a bare true/false; the log line says which server and why.
+    let database = match tokio::time::timeout(DATABASE_PROBE, crate::store::ping(&state.pool)).await
+    {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "not ready: database unavailable");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = DATABASE_PROBE.as_millis() as u64,
+                "not ready: the database did not answer in time"
+            );
+            false
+        }
+    };
     let keys = state.keys.signer(state.clock.now()).is_some();
     let revocations = state.denylist.is_loaded();
     let body = json!({"database": database, "keys": keys, "revocations": revocations});

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::config::DatabaseSettings;
 
@@ -50,14 +50,31 @@ pub async fn create_database_if_missing(settings: &DatabaseSettings) -> anyhow::
         .as_ref()
         .context("configuration: database.url is not set")?
         .expose_secret();
-    if !sqlx::Postgres::database_exists(url)
+    let options: PgConnectOptions = url
+        .parse()
+        .context("configuration: database.url is not a valid Postgres URL")?;
+    let server = describe_server(&options);
+    let database = database_name(&options);
+    // sqlx's helpers connect to the server's maintenance database, once and
+    // with no time limit of their own.
+    let limit = settings.acquire_timeout;
+    let exists = tokio::time::timeout(limit, sqlx::Postgres::database_exists(url))
         .await
-        .context("checking whether the database exists")?
-    {
-        sqlx::Postgres::create_database(url)
-            .await
-            .context("creating the database")?;
-        tracing::info!("created the database");
+        .map_err(|_| timed_out(limit))
+        .and_then(|r| r.map_err(|e| cause(&e)))
+        .map_err(|cause| {
+            anyhow::anyhow!(
+                "cannot check whether database `{database}` exists on {server}: {cause}"
+            )
+        })?;
+    if !exists {
+        sqlx::Postgres::create_database(url).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create database `{database}` on {server}: {}",
+                cause(&e)
+            )
+        })?;
+        tracing::info!(database, "created the database");
     }
     Ok(())
 }
@@ -69,27 +86,160 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .context("running database migrations")
 }
 
-/// One round trip: is the database answering, and will it take writes?
-/// A standby after a failover, or a database set read-only, answers reads
-/// but fails every login and refresh.
-pub async fn ping(pool: &PgPool) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS "writable!""#,
-    )
-    .fetch_one(pool)
+/// Waits for the database with exponential backoff. Each attempt opens one
+/// connection of its own rather than going through the pool, whose timeout
+/// error would hide why it could not connect.
+pub async fn wait_until_reachable(pool: &PgPool, give_up_after: Duration) -> anyhow::Result<()> {
+    let options = pool.connect_options();
+    let limit = pool.options().get_acquire_timeout();
+    with_backoff("database not reachable yet", give_up_after, || {
+        let options = options.clone();
+        async move {
+            connect_once(&options, limit).await?.close().await.ok();
+            Ok(())
+        }
+    })
     .await
 }
 
-/// Waits for the database with exponential backoff.
-pub async fn wait_until_reachable(pool: &PgPool, give_up_after: Duration) -> anyhow::Result<()> {
-    with_backoff("database not reachable yet", give_up_after, || async {
-        sqlx::query_scalar!("SELECT 1")
-            .fetch_one(pool)
-            .await
-            .context("database unreachable")?;
-        Ok(())
-    })
-    .await
+/// One `SELECT 1` through the pool, for `/readyz`. A failure says which
+/// server and why, never the password.
+pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
+    // A standby after a failover, or a database set read-only, answers
+    // reads but fails every login and refresh: that is not ready either.
+    let writable = sqlx::query_scalar!(
+        r#"SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS "writable!""#,
+    )
+    .fetch_one(pool)
+    .await;
+    let options = pool.connect_options();
+    let error = match writable {
+        Ok(true) => return Ok(()),
+        Ok(false) => anyhow::bail!(
+            "{}: the database is read-only (a standby, or default_transaction_read_only)",
+            describe_target(&options)
+        ),
+        Err(e) => e,
+    };
+    if !matches!(error, sqlx::Error::PoolTimedOut) {
+        anyhow::bail!("{}: {}", describe_target(&options), cause(&error));
+    }
+    // The pool retries refused connections until its timeout and then
+    // reports only the timeout: one direct attempt tells the real cause.
+    let limit = pool.options().get_acquire_timeout().min(PROBE_TIMEOUT);
+    connect_once(&options, limit).await?.close().await.ok();
+    anyhow::bail!(
+        "{}: timed out waiting for a pooled connection (all {} in use)",
+        describe_target(&options),
+        pool.options().get_max_connections()
+    )
+}
+
+/// Upper bound of `ping`'s diagnostic connection attempt.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Opens one connection within `limit`, with no retries: a server that
+/// refuses or rejects us fails at once, with an error naming host, port,
+/// database, user and cause, never the password.
+pub async fn connect_once(
+    options: &PgConnectOptions,
+    limit: Duration,
+) -> anyhow::Result<PgConnection> {
+    tokio::time::timeout(limit, options.connect())
+        .await
+        .map_err(|_| timed_out(limit))
+        .and_then(|r| r.map_err(|e| cause(&e)))
+        .map_err(|cause| anyhow::anyhow!("cannot connect to {}: {cause}", describe_target(options)))
+}
+
+/// Checks the configured database at once, for commands that should fail
+/// fast (the CLI) rather than wait for a server coming up.
+pub async fn check_reachable(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let url = settings
+        .url
+        .as_ref()
+        .context("configuration: database.url is not set")?;
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .context("configuration: database.url is not a valid Postgres URL")?;
+    connect_once(&options, settings.acquire_timeout)
+        .await?
+        .close()
+        .await
+        .ok();
+    Ok(())
+}
+
+/// "Postgres at db:5432 (database `tessera`, user `tessera`)": what an
+/// operator needs to find the server, and nothing secret.
+pub fn describe_target(options: &PgConnectOptions) -> String {
+    format!(
+        "{} (database `{}`, user `{}`)",
+        describe_server(options),
+        database_name(options),
+        options.get_username()
+    )
+}
+
+fn describe_server(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(socket) => format!("Postgres at {}", socket.display()),
+        None => format!("Postgres at {}:{}", options.get_host(), options.get_port()),
+    }
+}
+
+/// Postgres defaults the database to the user name.
+fn database_name(options: &PgConnectOptions) -> String {
+    options
+        .get_database()
+        .unwrap_or(options.get_username())
+        .to_owned()
+}
+
+fn timed_out(limit: Duration) -> String {
+    format!("timed out after {:.1}s", limit.as_secs_f64())
+}
+
+/// Why a connection attempt failed, in the words an operator acts on.
+/// Server messages name the user or database, never the password.
+pub fn cause(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is Postgres running and listening there?)".to_owned()
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            format!("timed out ({io})")
+        }
+        sqlx::Error::Io(io) if io.to_string().contains("lookup address") => {
+            format!("unknown host ({io})")
+        }
+        sqlx::Error::Io(io) => format!("network error ({io})"),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let what = match code.as_ref() {
+                // invalid_password, invalid_authorization_specification
+                // (no pg_hba.conf entry, unknown role)
+                "28P01" | "28000" => "authentication failed",
+                // invalid_catalog_name
+                "3D000" => "unknown database",
+                // cannot_connect_now
+                "57P03" => "the server is starting up or shutting down",
+                // too_many_connections
+                "53300" => "too many connections",
+                _ => "the server refused",
+            };
+            let hint = if code == "3D000" {
+                " (`tessera migrate` or `tessera serve --migrate` creates it)"
+            } else {
+                ""
+            };
+            format!("{what}: {}{hint}", db.message())
+        }
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_owned(),
+        sqlx::Error::Tls(e) => format!("TLS error ({e})"),
+        other => other.to_string(),
+    }
 }
 
 /// Retries `attempt` with exponential backoff (capped at 5 s per try) until

@@ -7,8 +7,9 @@ use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
 fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    // Not the repository: the binary needs no config/ beside it.
     command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(std::env::temp_dir())
         .args(args)
         .env_remove("TESSERA_ENV")
         .env_remove("RUST_LOG");
@@ -333,4 +334,70 @@ async fn cli_changes_are_audited_with_the_os_user() {
     assert_eq!(rows[0].3, "user.create");
     assert_eq!(rows[1].3, "client.create");
     assert_eq!(rows[1].4.as_deref(), Some("tv"));
+}
+
+#[test]
+fn help_names_the_configuration_sources_and_required_settings() {
+    for args in [&["--help"][..], &["serve", "--help"]] {
+        let output = tessera(None, args, "", &[]);
+        assert!(output.status.success());
+        let help = stdout(&output);
+        for expected in [
+            "--config <DIR>",
+            "TESSERA_CONFIG_DIR",
+            "TESSERA_ENV",
+            "TESSERA__SECTION__KEY",
+            "built into this binary",
+            "TESSERA__DATABASE__URL",
+            "TESSERA__KEYS__ENCRYPTION_KEY",
+        ] {
+            assert!(
+                help.contains(expected),
+                "`{expected}` not in {args:?}:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_configuration_directory_that_was_asked_for_and_is_missing_fails() {
+    let missing = std::env::temp_dir().join(format!("tessera-missing-{}", uuid::Uuid::new_v4()));
+    let missing = missing.to_str().unwrap();
+    let flag = tessera(None, &["--config", missing, "keys", "list"], "", &[]);
+    let variable = tessera(
+        None,
+        &["keys", "list"],
+        "",
+        &[("TESSERA_CONFIG_DIR", missing)],
+    );
+    for output in [flag, variable] {
+        assert!(!output.status.success());
+        let err = stderr(&output);
+        assert!(
+            err.contains(missing) && err.contains("does not exist"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_configuration_directory_goes_over_the_built_in_defaults() {
+    let app = spawn_app().await;
+    let dir = std::env::temp_dir().join(format!("tessera-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The database comes from the file; the flag goes after the subcommand too.
+    std::fs::write(
+        dir.join("local.yaml"),
+        format!("database:\n  url: {}\n", app.db.url),
+    )
+    .unwrap();
+    let output = tessera(
+        None,
+        &["keys", "list", "--config", dir.to_str().unwrap()],
+        "",
+        &[],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("active"));
 }

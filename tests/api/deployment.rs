@@ -1,6 +1,8 @@
 //! What can be checked of the Docker deployment without a Docker engine:
 //! the compose file configures only keys Tessera reads, and the binary run
 //! with exactly that configuration becomes ready and issues tokens.
+//! `tests/compose/smoke.sh` (run by `.ci/run` where an engine is available)
+//! builds the image and runs the compose file for real.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,10 +20,17 @@ fn read(file: &str) -> String {
     std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
-/// `.env.example` as compose would read `.env` once the operator has
-/// replaced the example encryption key (which production refuses).
+/// Encryption keys published in the repository, which production refuses.
+const PUBLISHED_KEYS: [&str; 2] = [
+    "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=",
+    "RVhBTVBMRS1PTkxZLXJlcGxhY2UtbWUtMzItYnl0ZXM=",
+];
+
+/// `.env.example` as compose would read `.env` once the operator has filled
+/// in the required values.
 fn dotenv() -> HashMap<String, String> {
     let mut vars = example_env();
+    vars.insert("POSTGRES_PASSWORD".into(), "0123456789abcdef".into());
     vars.insert(
         "TESSERA_ENCRYPTION_KEY".into(),
         "bm90LXRoZS1leGFtcGxlLWtleS0zMi1ieXRlcy0hISE=".into(),
@@ -57,17 +66,20 @@ fn interpolate(value: &str, vars: &HashMap<String, String>) -> String {
             .filter(|v| !v.is_empty())
             .cloned()
             .or(fallback.map(str::to_owned));
-        out.push_str(&resolved.unwrap_or_else(|| panic!("${{{name}}} is not set in .env.example")));
+        out.push_str(&resolved.unwrap_or_else(|| panic!("${{{name}}} is not set in .env")));
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     out
 }
 
-/// The `tessera` service's environment, interpolated from `.env.example`.
+fn compose_file() -> serde_yaml::Value {
+    serde_yaml::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML")
+}
+
+/// The `tessera` service's environment, interpolated from the filled-in `.env`.
 fn compose_environment() -> (HashMap<String, String>, Vec<String>) {
-    let compose: serde_yaml::Value =
-        serde_yaml::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML");
+    let compose = compose_file();
     let service = &compose["services"]["tessera"];
     let environment = service["environment"]
         .as_mapping()
@@ -117,28 +129,78 @@ fn every_compose_variable_is_a_configuration_key() {
             "{key} is not read by Tessera"
         );
     }
-    let dir = Path::new(ROOT).join("config");
-    let settings = Settings::load_from(&dir, Environment::Production, Some(vars.clone()))
+    // The image has no configuration directory: built-in defaults and variables only.
+    let settings = Settings::load_built_in(Environment::Production, Some(vars.clone()))
         .unwrap_or_else(|e| panic!("compose configuration is rejected: {e:#}"));
     assert_eq!(settings.http.public_addr, "0.0.0.0:8080");
 
-    // Production refuses the example encryption key left in place.
-    let mut example = vars.clone();
-    example.insert(
-        "TESSERA__KEYS__ENCRYPTION_KEY".into(),
-        example_env()["TESSERA_ENCRYPTION_KEY"].clone(),
-    );
-    let error = Settings::load_from(&dir, Environment::Production, Some(example)).unwrap_err();
-    assert!(
-        format!("{error:#}").contains("published in this repository"),
-        "{error:#}"
-    );
+    // Production refuses every key published in the repository.
+    for key in PUBLISHED_KEYS {
+        let mut published = vars.clone();
+        published.insert("TESSERA__KEYS__ENCRYPTION_KEY".into(), key.into());
+        let error = Settings::load_built_in(Environment::Production, Some(published)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("published in this repository"),
+            "{error:#}"
+        );
+    }
 
     // The check has teeth: a misspelt key is refused.
     let mut typo = vars;
     typo.insert("TESSERA__TOKENS__ACESS_TTL".into(), "5m".into());
-    let error = Settings::load_from(&dir, Environment::Production, Some(typo)).unwrap_err();
+    let error = Settings::load_built_in(Environment::Production, Some(typo)).unwrap_err();
     assert!(format!("{error:#}").contains("acess_ttl"));
+}
+
+/// A `.env` copied from the example and not filled in must stop `docker
+/// compose up` before anything starts (`${VAR:?}` refuses empty values), so
+/// that no example password can be fixed into the database volume.
+#[test]
+fn the_env_example_leaves_every_secret_empty_and_compose_requires_them() {
+    let example = example_env();
+    for secret in ["POSTGRES_PASSWORD", "TESSERA_ENCRYPTION_KEY"] {
+        assert_eq!(
+            example.get(secret).map(String::as_str),
+            Some(""),
+            "{secret} must be present and empty in .env.example"
+        );
+    }
+    let compose = read("docker-compose.yml");
+    for secret in ["POSTGRES_PASSWORD", "TESSERA_ENCRYPTION_KEY"] {
+        assert!(
+            compose.contains(&format!("${{{secret}:?")),
+            "compose does not require {secret}"
+        );
+    }
+    for key in PUBLISHED_KEYS {
+        assert!(!read(".env.example").contains(key));
+    }
+}
+
+/// Host ports come from variables with the documented defaults, and the
+/// admin port is bound to the loopback interface only.
+#[test]
+fn compose_host_ports_are_variables_and_the_admin_port_is_local() {
+    let compose = compose_file();
+    let ports: Vec<String> = compose["services"]["tessera"]["ports"]
+        .as_sequence()
+        .expect("ports is a list")
+        .iter()
+        .map(|p| interpolate(p.as_str().expect("short port syntax"), &HashMap::new()))
+        .collect();
+    assert_eq!(ports, ["8080:8080", "127.0.0.1:8081:8081"]);
+    let chosen = HashMap::from([
+        ("TESSERA_PUBLIC_PORT".to_owned(), "18080".to_owned()),
+        ("TESSERA_ADMIN_PORT".to_owned(), "18081".to_owned()),
+    ]);
+    let raw = compose["services"]["tessera"]["ports"]
+        .as_sequence()
+        .unwrap();
+    let ports: Vec<String> = raw
+        .iter()
+        .map(|p| interpolate(p.as_str().unwrap(), &chosen))
+        .collect();
+    assert_eq!(ports, ["18080:8080", "127.0.0.1:18081:8081"]);
 }
 
 #[tokio::test]
@@ -175,8 +237,9 @@ async fn the_binary_runs_with_exactly_the_compose_configuration() {
         .expect("compose sets the issuer");
 
     let run = |args: &[&str], stdin: &str| {
+        // Not the repository: the binary needs no config/ beside it.
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .current_dir(ROOT)
+            .current_dir(std::env::temp_dir())
             .args(args)
             .env_clear()
             .env("TESSERA_ENV", &env["TESSERA_ENV"])
@@ -293,8 +356,10 @@ fn dockerfile_builds_from_the_repo_and_runs_unprivileged() {
     // Everything compiled into the binary must be in the build context.
     for input in [
         "Cargo.lock",
+        ".sqlx",
         "migrations",
         "openapi.yaml",
+        "config",
         "src",
         "verifier",
     ] {
@@ -341,8 +406,26 @@ fn dockerfile_builds_from_the_repo_and_runs_unprivileged() {
             .any(|l| l.contains("\"healthcheck\"")),
         "HEALTHCHECK uses `tessera healthcheck`"
     );
+    // useradd --system warns about a uid outside 100-999.
     assert!(
-        dockerfile.contains("COPY config/"),
-        "the runtime image needs config/"
+        !lines
+            .iter()
+            .any(|l| l.contains("useradd") && l.contains("--system")),
+        "useradd --system with uid 10001"
+    );
+    // Dependencies are built in a layer of their own, before the sources are copied.
+    let deps = lines
+        .iter()
+        .position(|l| l.starts_with("COPY Cargo.toml Cargo.lock"))
+        .expect("manifests copied on their own");
+    let sources = lines
+        .iter()
+        .position(|l| l.starts_with("COPY src"))
+        .expect("sources copied");
+    assert!(
+        lines[deps..sources]
+            .iter()
+            .any(|l| l.contains("cargo build --release --locked")),
+        "no dependency-caching layer"
     );
 }

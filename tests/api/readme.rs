@@ -1,0 +1,243 @@
+//! The README, run as a reader would paste it, so that it cannot rot: the
+//! block marked `sh readme-test-server` starts the service, then every block
+//! marked `sh readme-test` runs in order in one bash, against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::TestDatabase;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The bodies of the fenced blocks whose info string is exactly `info`, in order.
+pub fn fenced_blocks(markdown: &str, info: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut fence: Option<(bool, String)> = None; // (wanted, body)
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        match fence.take() {
+            None => {
+                if let Some(rest) = trimmed.strip_prefix("```") {
+                    fence = Some((rest.trim() == info, String::new()));
+                }
+            }
+            Some((wanted, body)) if trimmed.starts_with("```") => {
+                if wanted {
+                    blocks.push(body);
+                }
+            }
+            Some((wanted, mut body)) => {
+                body.push_str(line);
+                body.push('\n');
+                fence = Some((wanted, body));
+            }
+        }
+    }
+    blocks
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tessera-readme-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[test]
+fn the_readme_uses_one_spelling_and_no_placeholders_in_commands() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    // `tessera` is installed (one spelling); only the verifier kit's example
+    // is run with cargo, as `cargo run -p tessera-verifier --example ...`.
+    for stale in ["cargo run --", "cargo run -- ", "/app/tessera", "[-d "] {
+        assert!(!readme.contains(stale), "README still says `{stale}`");
+    }
+    // Sample output is shown in comment lines; commands hold no elisions.
+    for block in fenced_blocks(&readme, "sh readme-test") {
+        for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            assert!(
+                !line.contains("..."),
+                "a tested README command holds a placeholder: {line}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_readme_quickstart_and_examples_run_as_written() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let server_blocks = fenced_blocks(&readme, "sh readme-test-server");
+    assert_eq!(
+        server_blocks.len(),
+        1,
+        "one block marked `sh readme-test-server`"
+    );
+    let server_command: Vec<&str> = server_blocks[0]
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    assert_eq!(
+        server_command.len(),
+        1,
+        "the server block is one command: {server_command:?}"
+    );
+    let blocks = fenced_blocks(&readme, "sh readme-test");
+    assert!(blocks.len() >= 5, "the README's tested blocks went missing");
+
+    // The binary under test is the `tessera` on the PATH; the working
+    // directory is empty, so nothing is read from the repository.
+    let scratch = Scratch::new();
+    let bin = scratch.0.join("bin");
+    let home = scratch.0.join("home");
+    let work = scratch.0.join("work");
+    for dir in [&bin, &home, &work] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tessera"), bin.join("tessera")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+    );
+    let (port, admin_port) = (free_port(), free_port());
+    // Created by `serve --migrate` as on a first run; dropped with this value.
+    let database = TestDatabase::adopt(format!("tessera_readme_{}", uuid::Uuid::new_v4().simple()));
+    let env: Vec<(&str, String)> = vec![
+        ("PATH", path),
+        ("HOME", home.display().to_string()),
+        ("LANG", "C.UTF-8".into()),
+        ("TESSERA__DATABASE__URL", database.url.clone()),
+        ("TESSERA__HTTP__PUBLIC_ADDR", format!("127.0.0.1:{port}")),
+        (
+            "TESSERA__HTTP__ADMIN_ADDR",
+            format!("127.0.0.1:{admin_port}"),
+        ),
+        ("TESSERA__ISSUER", format!("http://localhost:{port}")),
+    ];
+    // The README's addresses, moved to this run's ports.
+    let localize = |text: &str| {
+        text.replace("localhost:8080", &format!("localhost:{port}"))
+            .replace("localhost:8081", &format!("localhost:{admin_port}"))
+    };
+    let bash = |script: String, log: &Path| {
+        let log = std::fs::File::create(log).unwrap();
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&work)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+
+    let server_log = scratch.0.join("server.log");
+    let mut server = Server(bash(
+        format!("exec {}", localize(server_command[0])),
+        &server_log,
+    ));
+    let started = Instant::now();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!(
+                "`{}` exited with {status}:\n{}",
+                server_command[0],
+                tail(&server_log, 30)
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never ready:\n{}",
+            tail(&server_log, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Strict bash: an unset variable, a failing command or an HTTP error
+    // (curl --fail-with-body) stops the run at the line that caused it.
+    let mut script = String::from(
+        "set -euo pipefail\n\
+         trap 'echo \"README command failed (exit $?): $BASH_COMMAND\" >&2' ERR\n\
+         curl() { command curl --fail-with-body --show-error \"$@\"; }\n",
+    );
+    for (i, block) in blocks.iter().enumerate() {
+        script.push_str(&format!("echo '--- README block {}'\n", i + 1));
+        script.push_str(&localize(block));
+    }
+    let script_log = scratch.0.join("readme.log");
+    let mut run = bash(script, &script_log);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            let _ = run.kill();
+            panic!(
+                "the README blocks ran over 180s:\n{}",
+                tail(&script_log, 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let output = std::fs::read_to_string(&script_log).unwrap();
+    assert!(
+        status.success(),
+        "the README's commands failed ({status}):\n{output}\n--- server log (tail) ---\n{}",
+        tail(&server_log, 20)
+    );
+    for expected in [
+        "alice is ",
+        r#""token_type":"Bearer""#,
+        r#""active":true"#,
+        "HTTP/1.1 200",
+        r#""revoked_sessions""#,
+        r#""sessions":["#,
+        r#""sessions_revoked""#,
+        r#""entries":["#,
+        "active",
+    ] {
+        assert!(
+            output.contains(expected),
+            "`{expected}` not in the output:\n{output}"
+        );
+    }
+    drop(server);
+}
