@@ -95,7 +95,7 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {
             if matches!(e, sqlx::Error::PoolTimedOut) {
-                metrics::counter!(crate::observability::DB_POOL_TIMEOUTS).increment(1);
+                metrics::counter!(crate::telemetry::metrics::DB_POOL_TIMEOUTS).increment(1);
             }
             tracing::warn!(error = %e, "database unavailable");
             return Error::TemporarilyUnavailable;

@@ -9,7 +9,7 @@
 //! - `revocation`: denylist of access tokens, mirrored on every instance
 //! - `throttle`: limits on password guessing, per username and per address
 //! - `store`: every SQL statement
-//! - `config`, `telemetry` (logs), `observability` (metrics), `startup`, `cli`: wiring
+//! - `config`, `telemetry` (logs and metrics), `startup`, `cli`: wiring
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -24,7 +24,6 @@ pub mod grants;
 pub mod hashing;
 pub mod http;
 pub mod keys;
-pub mod observability;
 pub mod ops;
 pub mod revocation;
 pub mod startup;

@@ -22,9 +22,10 @@ use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::{self, Denylist};
 use crate::state::AppState;
+use crate::telemetry;
 use crate::telemetry::RequestSpan;
 use crate::throttle::{self, AddressLimiter};
-use crate::{http, observability, store};
+use crate::{http, store};
 
 /// How long startup keeps retrying an unreachable database.
 const DATABASE_WAIT: Duration = Duration::from_secs(120);
@@ -63,7 +64,7 @@ impl Application {
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::default());
         let addresses = Arc::new(AddressLimiter::new(&settings.login)?);
-        observability::handle();
+        telemetry::metrics::handle();
         let verifier = AccessTokenVerifier {
             keys: keys.clone(),
             issuer: settings.issuer.clone(),
@@ -175,7 +176,7 @@ fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(
-                observability::track_requests,
+                telemetry::metrics::track_requests,
             ))
             .wrap(Condition::new(
                 audit_refusals,

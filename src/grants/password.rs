@@ -13,8 +13,9 @@ use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
 use crate::store::{login_throttle, refresh, users};
+use crate::telemetry;
+use crate::throttle;
 use crate::throttle::address::Attempt;
-use crate::{observability, throttle};
 
 /// One message for unknown user, wrong password and disabled user.
 const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -133,12 +134,12 @@ fn failed_login(attempt: Option<Attempt<'_>>) -> Error {
     if let Some(attempt) = attempt {
         attempt.fail();
     }
-    metrics::counter!(observability::LOGIN_FAILURES).increment(1);
+    metrics::counter!(telemetry::metrics::LOGIN_FAILURES).increment(1);
     Error::InvalidGrant(BAD_CREDENTIALS)
 }
 
 fn throttled(reason: &'static str, retry_after: std::time::Duration) -> Error {
-    metrics::counter!(observability::LOGIN_THROTTLED, "reason" => reason).increment(1);
+    metrics::counter!(telemetry::metrics::LOGIN_THROTTLED, "reason" => reason).increment(1);
     tracing::info!(reason, "password login refused: too many failed attempts");
     Error::TooManyAttempts { retry_after }
 }

@@ -102,7 +102,7 @@ async fn rotate(
         )
         .await?;
         revocation::commit(tx, &state.pool, &state.denylist, now).await?;
-        metrics::counter!(crate::observability::REFRESH_REUSE).increment(1);
+        metrics::counter!(crate::telemetry::metrics::REFRESH_REUSE).increment(1);
         tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
         return Err(Error::InvalidGrant(INVALID));
     }

@@ -127,7 +127,7 @@ impl PasswordHasher {
             .await
             .map_err(|_| anyhow!("password hasher is shut down"))?;
         drop(queued);
-        metrics::histogram!(crate::observability::HASH_WAIT)
+        metrics::histogram!(crate::telemetry::metrics::HASH_WAIT)
             .record(started.elapsed().as_secs_f64());
         let span = tracing::Span::current();
         let inner = self.inner.clone();

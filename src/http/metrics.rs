@@ -3,8 +3,8 @@
 use actix_web::{HttpResponse, web};
 use metrics::gauge;
 
-use crate::observability::{self, DB_POOL_MAX, DB_POOL_SIZE, HASH_QUEUE_DEPTH};
 use crate::state::AppState;
+use crate::telemetry::metrics::{DB_POOL_MAX, DB_POOL_SIZE, HASH_QUEUE_DEPTH};
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // Gauges of current state are sampled at scrape time.
@@ -14,7 +14,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     gauge!(DB_POOL_SIZE, "state" => "in_use").set(f64::from(pool.size()) - idle);
     gauge!(DB_POOL_MAX).set(f64::from(state.settings.database.max_connections));
     gauge!(HASH_QUEUE_DEPTH).set(state.hasher.queue_depth() as f64);
-    let handle = observability::handle();
+    let handle = crate::telemetry::metrics::handle();
     handle.run_upkeep();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

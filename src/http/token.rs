@@ -13,8 +13,8 @@ use crate::domain::{GrantType, Scope};
 use crate::error::Error;
 use crate::grants::client;
 use crate::grants::{client_credentials, password, refresh};
-use crate::observability;
 use crate::state::AppState;
+use crate::telemetry;
 use crate::telemetry::record_on_request;
 
 /// Every parameter any grant takes. Unknown parameters are ignored (§3.2).
@@ -83,7 +83,7 @@ pub async fn token(
         }
     };
     record_on_request(&req, "user_id", &response.subject);
-    metrics::counter!(observability::TOKENS_ISSUED, "grant_type" => grant_type.as_str())
+    metrics::counter!(telemetry::metrics::TOKENS_ISSUED, "grant_type" => grant_type.as_str())
         .increment(1);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

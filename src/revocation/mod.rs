@@ -23,8 +23,8 @@ use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{AccessClaims, TokenHash};
 use crate::error::Error;
-use crate::observability::REVOCATIONS;
 use crate::store::{refresh, revocations};
+use crate::telemetry::metrics::REVOCATIONS;
 
 /// Logs a user out everywhere: every refresh family is revoked and every
 /// access token issued up to `now` is treated as revoked.

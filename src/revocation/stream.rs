@@ -25,8 +25,8 @@ use tokio::time::Instant;
 use super::Denylist;
 use crate::clock::Clock;
 use crate::domain::AccessClaims;
-use crate::observability::REVOCATION_STREAMS;
 use crate::store::revocations::{self, RevocationRow};
+use crate::telemetry::metrics::REVOCATION_STREAMS;
 
 const PAGE: i64 = 1000;
 

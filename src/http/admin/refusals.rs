@@ -27,7 +27,7 @@ pub async fn audit_refusals(
     let response = next.call(req).await?;
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED {
-        metrics::counter!(crate::observability::ADMIN_UNAUTHENTICATED).increment(1);
+        metrics::counter!(crate::telemetry::metrics::ADMIN_UNAUTHENTICATED).increment(1);
         tracing::warn!(
             http.path = %response.request().path(),
             "admin call without a valid token refused"
