@@ -130,6 +130,8 @@ invalid_request_from!(
     crate::domain::password::InvalidPassword,
     crate::domain::scope::InvalidScope,
     crate::domain::client_id::InvalidClientId,
+    crate::domain::grant_type::UnknownGrantType,
+    crate::domain::opaque::WeakClientSecret,
 );
 
 impl From<anyhow::Error> for Error {

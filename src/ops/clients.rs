@@ -40,8 +40,7 @@ impl Ops<'_> {
             .grants
             .iter()
             .map(|g| GrantType::parse(g))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::invalid_request(e.to_string()))?;
+            .collect::<Result<Vec<_>, _>>()?;
         let scope = Scope::from_tokens(&new.scopes)?;
         let (secret, generated) = match new.secret {
             SecretChoice::None if grants.contains(&GrantType::ClientCredentials) => {
@@ -51,10 +50,7 @@ impl Ops<'_> {
             }
             SecretChoice::None => (None, false),
             SecretChoice::Generate => (Some(ClientSecret::generate()), true),
-            SecretChoice::Given(raw) => (
-                Some(ClientSecret::parse(raw).map_err(|e| Error::invalid_request(e.to_string()))?),
-                false,
-            ),
+            SecretChoice::Given(raw) => (Some(ClientSecret::parse(raw)?), false),
         };
         let hash = secret.as_ref().map(ClientSecret::hash);
         let mut tx = self.begin().await?;
