@@ -33,7 +33,8 @@ pub enum Error {
     /// is closed, as the rest of the body may still be on its way.
     #[error("request body was not received in time")]
     BodyTimeout,
-    /// A chunked body: every body must come with a `Content-Length`.
+    /// A chunked body: every body must come with a `Content-Length`. A 400
+    /// rather than 411, which clients and API tooling rarely expect.
     #[error("send the request body with a Content-Length (chunked bodies are not accepted)")]
     LengthRequired,
     /// Unknown client, wrong or missing secret, disabled client.
@@ -231,7 +232,6 @@ impl ResponseError for Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Error::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::TemporarilyUnavailable | Error::TooManyStreams => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -317,7 +317,7 @@ mod tests {
             (Error::invalid_request("x"), StatusCode::BAD_REQUEST, "invalid_request"),
             (Error::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
             (Error::BodyTimeout, StatusCode::REQUEST_TIMEOUT, "invalid_request"),
-            (Error::LengthRequired, StatusCode::LENGTH_REQUIRED, "invalid_request"),
+            (Error::LengthRequired, StatusCode::BAD_REQUEST, "invalid_request"),
             (Error::TooManyAttempts { retry_after: std::time::Duration::from_millis(29_001) }, StatusCode::TOO_MANY_REQUESTS, "invalid_grant"),
             (Error::InvalidClient, StatusCode::UNAUTHORIZED, "invalid_client"),
             (Error::InvalidGrant("x"), StatusCode::BAD_REQUEST, "invalid_grant"),

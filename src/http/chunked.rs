@@ -5,7 +5,7 @@
 //! that sends a few chunks and then nothing held its connection forever,
 //! and 2,000 of them took a listener down. Every body Tessera accepts is a
 //! small form or JSON document that every client sends with a length, so
-//! chunked requests are refused at once (411, as RFC 9112 §6.3 allows), and
+//! chunked requests are refused at once (400 `invalid_request`), and
 //! their connection is closed rather than drained: the unread payload is
 //! kept alive until the response is on its way, which makes actix close
 //! the connection after it instead of draining.
