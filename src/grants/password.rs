@@ -84,8 +84,7 @@ pub async fn grant(
     // The right password: the username's failures are forgotten.
     login_throttle::reset(&state.pool, username.as_str()).await?;
 
-    let user_scopes = Scope::from_tokens(&user.scopes).map_err(anyhow::Error::from)?;
-    let allowed = client.scopes.intersection(&user_scopes);
+    let allowed = client.scopes.intersection(&user.scopes);
     let scope = allowed.grant(requested).map_err(|_| {
         Error::InvalidScope("requested scope exceeds what this user and client may have")
     })?;

@@ -108,8 +108,8 @@ async fn rotate(
     }
     // Only now, so that a replayed token cannot dodge reuse detection by
     // asking for too much; failing here rolls back and spends nothing.
-    let granted = Scope::parse(&family.scope).map_err(anyhow::Error::from)?;
-    let scope = granted
+    let scope = family
+        .scope
         .grant(requested)
         .map_err(|_| Error::InvalidScope("requested scope exceeds the scope originally granted"))?;
     match decision {

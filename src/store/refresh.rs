@@ -5,17 +5,28 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::TokenHash;
+use crate::domain::{Scope, TokenHash};
 
 #[derive(Debug, Clone)]
 pub struct FamilyRow {
     pub id: Uuid,
     pub user_id: Uuid,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub user_disabled: bool,
+}
+
+/// A family row as stored; its scope is parsed once, in `lock_by_token`.
+struct StoredFamily {
+    id: Uuid,
+    user_id: Uuid,
+    client_id: String,
+    scope: String,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    user_disabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,8 +109,8 @@ pub async fn lock_by_token(
     let Some(family_id) = family_id else {
         return Ok(None);
     };
-    let family = sqlx::query_as!(
-        FamilyRow,
+    let stored = sqlx::query_as!(
+        StoredFamily,
         "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled
          FROM refresh_families f JOIN users u ON u.id = f.user_id
          WHERE f.id = $1 FOR UPDATE OF f",
@@ -107,6 +118,15 @@ pub async fn lock_by_token(
     )
     .fetch_one(&mut *conn)
     .await?;
+    let family = FamilyRow {
+        scope: Scope::parse(&stored.scope).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        id: stored.id,
+        user_id: stored.user_id,
+        client_id: stored.client_id,
+        expires_at: stored.expires_at,
+        revoked_at: stored.revoked_at,
+        user_disabled: stored.user_disabled,
+    };
     let token = sqlx::query_as!(
         TokenRow,
         "SELECT id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",

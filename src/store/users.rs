@@ -3,15 +3,24 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::Username;
+use crate::domain::{Scope, Username};
 
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: Uuid,
     pub username: String,
     pub password_hash: String,
-    pub scopes: Vec<String>,
+    pub scopes: Scope,
     pub disabled: bool,
+}
+
+/// A user row as stored; its scopes are parsed once, in `find_by_username`.
+struct StoredUser {
+    id: Uuid,
+    username: String,
+    password_hash: String,
+    scopes: Vec<String>,
+    disabled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +65,25 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
 /// password typed into the wrong field.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_by_username(pool: &PgPool, username: &Username) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as!(
-        UserRow,
+    let stored = sqlx::query_as!(
+        StoredUser,
         "SELECT id, username, password_hash, scopes, disabled FROM users WHERE username = $1",
         username.as_str(),
     )
     .fetch_optional(pool)
-    .await
+    .await?;
+    stored
+        .map(|user| {
+            Ok(UserRow {
+                scopes: Scope::from_tokens(&user.scopes)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                id: user.id,
+                username: user.username,
+                password_hash: user.password_hash,
+                disabled: user.disabled,
+            })
+        })
+        .transpose()
 }
 
 /// Replaces a hash only if it is still the one we verified, so an upgrade
