@@ -1,18 +1,34 @@
 //! Discovery: the JWKS (RFC 7517) and authorization-server metadata (RFC 8414).
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::domain::GrantType;
 use crate::state::AppState;
 
-pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    let jwks = state.keys.jwks(state.clock.now());
+/// Served from bytes rendered once per key set, with a strong ETag, so a
+/// verifier revalidating its cache gets a bodiless 304.
+pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let rendered = state.keys.jwks_rendered(state.clock.now());
     let max_age = state.settings.keys.jwks_max_age.as_secs();
+    let cache_control = format!("public, max-age={max_age}");
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| rendered.matches(v));
+    if unchanged {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, rendered.etag.clone()))
+            .insert_header((header::CACHE_CONTROL, cache_control))
+            .finish();
+    }
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
-        .json(jwks)
+        .insert_header((header::ETAG, rendered.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .content_type("application/json")
+        .body(rendered.body.clone())
 }
 
 /// Served at both well-known names. It lists only what is implemented:

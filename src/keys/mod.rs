@@ -5,6 +5,7 @@
 //! agree without talking to each other.
 
 mod material;
+mod rendered;
 mod schedule;
 
 use std::str::FromStr;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 pub use material::KeyEncryptionKey;
+pub use rendered::Rendered;
 pub use schedule::{KeyState, Phase};
 
 use crate::domain::access_token::VerifyingKeys;
@@ -52,6 +54,8 @@ pub struct KeyRing {
     kek: KeyEncryptionKey,
     access_ttl: chrono::Duration,
     keys: RwLock<Arc<Vec<LoadedKey>>>,
+    /// The JWKS as served, by the kids it lists.
+    rendered_jwks: rendered::Cache<Vec<String>>,
 }
 
 impl KeyRing {
@@ -61,6 +65,7 @@ impl KeyRing {
             access_ttl: chrono::Duration::from_std(access_ttl)
                 .context("tokens.access_ttl is too large")?,
             keys: RwLock::new(Arc::new(Vec::new())),
+            rendered_jwks: rendered::Cache::default(),
         })
     }
 
@@ -149,6 +154,19 @@ impl KeyRing {
         // Newest first: the key most likely needed is found first.
         published.reverse();
         JwkSet { keys: published }
+    }
+
+    /// The JWKS as bytes with a strong ETag, rendered again only when the
+    /// set of published keys changes.
+    pub fn jwks_rendered(&self, now: DateTime<Utc>) -> Arc<Rendered> {
+        let jwks = self.jwks(now);
+        let kids: Vec<String> = jwks
+            .keys
+            .iter()
+            .map(|k| k.common.key_id.clone().unwrap_or_default())
+            .collect();
+        self.rendered_jwks
+            .get(kids, || serde_json::to_vec(&jwks).unwrap_or_default())
     }
 
     pub fn list(&self, now: DateTime<Utc>) -> Vec<KeyInfo> {

@@ -145,3 +145,48 @@ async fn metadata_describes_what_is_implemented() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_jwks_has_a_strong_etag_and_answers_304_until_the_key_set_changes() {
+    let app = spawn_app().await;
+    let first = app.get("/.well-known/jwks.json").await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "{etag}");
+    let body = first.text().await.unwrap();
+    let revalidate = |tag: String| {
+        app.http
+            .get(format!("{}/.well-known/jwks.json", app.address))
+            .header("if-none-match", tag)
+            .send()
+    };
+    let unchanged = revalidate(etag.clone()).await.unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"], etag.as_str());
+    assert!(unchanged.headers().contains_key("cache-control"));
+    assert!(unchanged.text().await.unwrap().is_empty());
+    // The same bytes every time while the key set is the same.
+    assert_eq!(
+        app.get("/.well-known/jwks.json")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        body
+    );
+
+    // A rotated-in key is published at once: new bytes, new ETag.
+    let admin = app.admin_token().await;
+    let rotated = app
+        .admin(reqwest::Method::POST, "/admin/keys/rotate", &admin)
+        .json(&serde_json::json!({"delay_seconds": 0, "force": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 201);
+    let changed = revalidate(etag.clone()).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    let keys: serde_json::Value = changed.json().await.unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+}
