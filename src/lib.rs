@@ -22,6 +22,7 @@ pub mod domain;
 pub mod error;
 pub mod grants;
 pub mod hashing;
+pub mod housekeeping;
 pub mod http;
 pub mod keys;
 pub mod ops;

@@ -24,7 +24,7 @@ use crate::revocation::{self, Denylist};
 use crate::state::AppState;
 use crate::telemetry;
 use crate::telemetry::RequestSpan;
-use crate::throttle::{self, AddressLimiter};
+use crate::throttle::AddressLimiter;
 use crate::{http, store};
 
 /// How long startup keeps retrying an unreachable database.
@@ -145,8 +145,7 @@ impl Application {
                 state.clock.clone(),
                 state.settings.revocation.sync_interval,
             )),
-            tokio::spawn(prune_sessions(state.clone())),
-            tokio::spawn(throttle::prune_forever(state.clone())),
+            tokio::spawn(crate::housekeeping::run_forever(state.clone())),
         ];
         let result = servers.await;
         background.iter().for_each(JoinHandle::abort);
@@ -263,31 +262,6 @@ async fn reload_keys(state: AppState) {
                 error = format!("{e:#}"),
                 "reloading signing keys failed; keeping the loaded set"
             );
-        }
-    }
-}
-
-/// Deletes logins that expired more than an access-token lifetime ago, so
-/// the session table is bounded by live logins, not by history. Batches
-/// keep each delete short.
-async fn prune_sessions(state: AppState) {
-    const BATCH: i64 = 1000;
-    let mut tick = tokio::time::interval(state.settings.revocation.sync_interval);
-    loop {
-        tick.tick().await;
-        let Ok(lifetime) = chrono::Duration::from_std(state.settings.tokens.access_ttl) else {
-            return;
-        };
-        let before = state.clock.now() - lifetime;
-        loop {
-            match store::refresh::prune(&state.pool, before, BATCH).await {
-                Ok(n) if n == BATCH as u64 => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pruning expired sessions failed");
-                    break;
-                }
-            }
         }
     }
 }
