@@ -36,7 +36,7 @@ pub enum Error {
     /// A chunked body: every body must come with a `Content-Length`. A 400
     /// rather than 411, which clients and API tooling rarely expect.
     #[error("send the request body with a Content-Length (chunked bodies are not accepted)")]
-    LengthRequired,
+    ChunkedBody,
     /// Unknown client, wrong or missing secret, disabled client.
     #[error("client authentication failed")]
     InvalidClient,
@@ -183,7 +183,7 @@ impl Error {
             Error::InvalidRequest(_)
             | Error::PayloadTooLarge
             | Error::BodyTimeout
-            | Error::LengthRequired => "invalid_request",
+            | Error::ChunkedBody => "invalid_request",
             Error::InvalidClient => "invalid_client",
             Error::InvalidGrant(_) | Error::TooManyAttempts { .. } => "invalid_grant",
             Error::UnauthorizedClient(_) => "unauthorized_client",
@@ -286,7 +286,7 @@ impl ResponseError for Error {
             Error::TooManyAttempts { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
             }
-            Error::BodyTimeout | Error::LengthRequired => {
+            Error::BodyTimeout | Error::ChunkedBody => {
                 response.force_close();
             }
             Error::MethodNotAllowed { allow } => {
@@ -317,7 +317,7 @@ mod tests {
             (Error::invalid_request("x"), StatusCode::BAD_REQUEST, "invalid_request"),
             (Error::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
             (Error::BodyTimeout, StatusCode::REQUEST_TIMEOUT, "invalid_request"),
-            (Error::LengthRequired, StatusCode::BAD_REQUEST, "invalid_request"),
+            (Error::ChunkedBody, StatusCode::BAD_REQUEST, "invalid_request"),
             (Error::TooManyAttempts { retry_after: std::time::Duration::from_millis(29_001) }, StatusCode::TOO_MANY_REQUESTS, "invalid_grant"),
             (Error::InvalidClient, StatusCode::UNAUTHORIZED, "invalid_client"),
             (Error::InvalidGrant("x"), StatusCode::BAD_REQUEST, "invalid_grant"),

@@ -33,7 +33,7 @@ pub async fn refuse_chunked(
             .map(ServiceResponse::map_into_left_body);
     }
     let unread = req.take_payload();
-    let response = Error::LengthRequired.error_response().map_body(|_, body| {
+    let response = Error::ChunkedBody.error_response().map_body(|_, body| {
         BoxBody::new(Closing {
             bytes: body.try_into_bytes().ok(),
             _unread: unread,
