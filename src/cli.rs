@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::config::{LogFormat, Settings};
+use crate::domain::ClientSecret;
 use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
 use crate::ops::{Actor, NewClient, NewUser, Ops, Reason, RotateKey, SecretChoice};
@@ -106,6 +107,29 @@ enum ClientCommand {
         /// Read the client secret (at least 32 characters) from standard input.
         #[arg(long)]
         secret_stdin: bool,
+        /// Comma-separated grant types: password, refresh_token, client_credentials.
+        #[arg(long = "grant", value_delimiter = ',', required = true)]
+        grants: Vec<String>,
+        #[command(flatten)]
+        scope: ScopeArg,
+    },
+    /// Disable a client: it gets no more tokens, and the tokens it holds are
+    /// refused here (offline verifiers accept its access tokens until they
+    /// expire). Every instance applies it within a second.
+    Disable { client_id: String },
+    /// Enable a disabled client again.
+    Enable { client_id: String },
+    /// Replace a confidential client's secret (the old one stops working at
+    /// once). Without --secret-stdin a secret is generated and printed once.
+    RotateSecret {
+        client_id: String,
+        /// Read the new secret (at least 32 characters) from standard input.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Replace the grant types and scopes a client may ask for.
+    SetGrants {
+        client_id: String,
         /// Comma-separated grant types: password, refresh_token, client_credentials.
         #[arg(long = "grant", value_delimiter = ',', required = true)]
         grants: Vec<String>,
@@ -251,35 +275,75 @@ async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
 }
 
 async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
-    let ClientCommand::Create {
-        client_id,
-        public,
-        secret_stdin,
-        grants,
-        scope,
-    } = command;
-    let secret = match (public, secret_stdin) {
-        (true, _) => SecretChoice::None,
-        (false, true) => SecretChoice::Given(read_secret("client secret")?),
-        (false, false) => SecretChoice::Generate,
-    };
-    let new = NewClient {
-        id: client_id.clone(),
-        secret,
-        grants,
-        scopes: scope.scopes,
-    };
     let cx = Operator::new(settings).await?;
-    let generated = cx
-        .ops(settings)
-        .create_client(&cx.actor, new, &Reason::none(), cx.now)
-        .await?;
-    println!("created client {client_id}");
-    if let Some(secret) = generated {
+    let ops = cx.ops(settings);
+    let (actor, none, now) = (&cx.actor, &Reason::none(), cx.now);
+    match command {
+        ClientCommand::Create {
+            client_id,
+            public,
+            secret_stdin,
+            grants,
+            scope,
+        } => {
+            let secret = match (public, secret_stdin) {
+                (true, _) => SecretChoice::None,
+                (false, true) => SecretChoice::Given(read_secret("client secret")?),
+                (false, false) => SecretChoice::Generate,
+            };
+            let new = NewClient {
+                id: client_id.clone(),
+                secret,
+                grants,
+                scopes: scope.scopes,
+            };
+            let generated = ops.create_client(actor, new, none, now).await?;
+            println!("created client {client_id}");
+            print_generated(generated);
+        }
+        ClientCommand::Disable { client_id } => {
+            ops.set_client_disabled(actor, &client_id, true, none, now)
+                .await?;
+            println!("disabled client {client_id}");
+        }
+        ClientCommand::Enable { client_id } => {
+            ops.set_client_disabled(actor, &client_id, false, none, now)
+                .await?;
+            println!("enabled client {client_id}");
+        }
+        ClientCommand::RotateSecret {
+            client_id,
+            secret_stdin,
+        } => {
+            let secret = if secret_stdin {
+                SecretChoice::Given(read_secret("client secret")?)
+            } else {
+                SecretChoice::Generate
+            };
+            let generated = ops
+                .rotate_client_secret(actor, &client_id, secret, none, now)
+                .await?;
+            println!("replaced the secret of client {client_id}");
+            print_generated(generated);
+        }
+        ClientCommand::SetGrants {
+            client_id,
+            grants,
+            scope,
+        } => {
+            ops.set_client_grants(actor, &client_id, &grants, &scope.scopes, none, now)
+                .await?;
+            println!("updated grant types and scopes of client {client_id}");
+        }
+    }
+    Ok(())
+}
+
+fn print_generated(secret: Option<ClientSecret>) {
+    if let Some(secret) = secret {
         println!("client_secret: {}", secret.expose());
         eprintln!("Store this secret now: it is not shown again and cannot be recovered.");
     }
-    Ok(())
 }
 
 async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {

@@ -20,8 +20,9 @@ use crate::config::Settings;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing};
-use crate::revocation::{self, Denylist};
+use crate::revocation::Denylist;
 use crate::state::AppState;
+use crate::sync::Mirrors;
 use crate::telemetry;
 use crate::telemetry::RequestSpan;
 use crate::throttle::AddressLimiter;
@@ -80,6 +81,7 @@ impl Application {
             verifier,
             hasher,
             denylist,
+            clients: Arc::default(),
             addresses,
             clock,
             stream_slots,
@@ -139,10 +141,13 @@ impl Application {
         let background = [
             tokio::spawn(end_streams_on_signal(self.shutdown)),
             tokio::spawn(reload_keys(state.clone())),
-            tokio::spawn(revocation::sync::run(
-                state.pool.clone(),
-                state.denylist.clone(),
-                state.clock.clone(),
+            tokio::spawn(crate::sync::run(
+                Mirrors {
+                    pool: state.pool.clone(),
+                    denylist: state.denylist.clone(),
+                    clients: state.clients.clone(),
+                    clock: state.clock.clone(),
+                },
                 state.settings.revocation.sync_interval,
             )),
             tokio::spawn(crate::housekeeping::run_forever(state.clone())),
@@ -197,7 +202,7 @@ fn serve(
 
 /// Waits for the database, optionally migrates, makes sure a signing key
 /// exists, loads the keys, normalises old usernames and loads the
-/// denylist. Only then does `/readyz` turn green.
+/// clients and the denylist. Only then does `/readyz` turn green.
 async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
     if options.migrate {
         // The server may be up before the database exists (first run).
@@ -218,6 +223,9 @@ async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
         .await?;
     state.keys.reload(&state.pool, now).await?;
     store::users::normalise_stored_usernames(&state.pool).await?;
+    // Before the denylist, which gates bearer checks and introspection:
+    // those also refuse the tokens of disabled clients.
+    state.clients.reload_all(&state.pool).await?;
     // Bearer checks and introspection answer 503 until this is done: a
     // revoked token must never pass because this instance has just started.
     store::with_backoff("loading the revocation denylist", DATABASE_WAIT, || async {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{Semaphore, watch};
 
+use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::access_token::AccessTokenVerifier;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub verifier: AccessTokenVerifier,
     pub hasher: PasswordHasher,
     pub denylist: Arc<Denylist>,
+    /// Every registered client, in memory (see `clients`).
+    pub clients: Arc<ClientCache>,
     /// Failed password logins per client address.
     pub addresses: Arc<AddressLimiter>,
     pub clock: Clock,

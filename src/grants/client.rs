@@ -1,11 +1,12 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3).
 
+use std::sync::Arc;
+
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::TokenHash;
 use crate::error::Error;
 use crate::state::AppState;
-use crate::store::clients;
 
 pub use crate::domain::Client;
 
@@ -29,8 +30,10 @@ impl std::fmt::Debug for ClientCredentials {
 pub async fn authenticate(
     state: &AppState,
     credentials: ClientCredentials,
-) -> Result<Client, Error> {
-    let client = clients::find(&state.pool, &credentials.client_id)
+) -> Result<Arc<Client>, Error> {
+    let client = state
+        .clients
+        .find(&state.pool, &credentials.client_id)
         .await?
         .ok_or(Error::InvalidClient)?;
     let authenticated = match (&client.secret_hash, &credentials.secret) {

@@ -59,6 +59,38 @@ async fn rotate(
     }
     let hash = TokenHash::of(presented.expose_secret());
     let mut tx = state.pool.begin().await?;
+    let child = RefreshToken::generate();
+    // The common case, in one statement; it writes nothing unless all is well.
+    let wanted = requested.as_ref().filter(|r| !r.is_empty()).map(Scope::to_string);
+    let before = state.clock.now();
+    if let Some(rotated) = refresh::rotate_fresh(
+        &mut tx,
+        &hash,
+        client.id(),
+        wanted.as_deref(),
+        &child.hash(),
+        before,
+    )
+    .await?
+    {
+        tracing::Span::current().record("family_id", tracing::field::display(rotated.family_id));
+        let scope = rotated.scope.grant(requested).map_err(|_| {
+            Error::InvalidScope("requested scope exceeds the scope originally granted")
+        })?;
+        let response = issue(
+            state,
+            rotated.user_id.to_string(),
+            Some(rotated.family_id),
+            client.id(),
+            &scope,
+            Some(&child),
+            state.clock.now(),
+        )?;
+        tx.commit().await?;
+        return Ok(response);
+    }
+    // Otherwise the token was spent or revoked (reuse, or a retry within the
+    // grace period), or the request is refused: decide under the lock.
     let Some((family, token)) = refresh::lock_by_token(&mut tx, &hash).await? else {
         return Err(Error::InvalidGrant(INVALID));
     };
@@ -120,7 +152,6 @@ async fn rotate(
             refresh::touch_family(&mut tx, family.id, now).await?;
         }
     }
-    let child = RefreshToken::generate();
     refresh::insert_token(&mut tx, family.id, Some(token.id), &child.hash(), now).await?;
     // Sign before committing: if signing fails, the presented token stays usable.
     let response = issue(

@@ -36,7 +36,7 @@ pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Acces
     if !state.denylist.is_loaded() {
         return Err(Error::TemporarilyUnavailable);
     }
-    if state.denylist.is_revoked(&claims) {
+    if state.denylist.is_revoked(&claims) || state.clients.is_disabled(&claims.client_id) {
         return Err(Error::InvalidToken);
     }
     record_on_request(req, "client_id", &claims.client_id);

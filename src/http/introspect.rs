@@ -91,30 +91,40 @@ pub async fn introspect(
     )
     .await?
     {
-        Presented::Access(claims) if !state.denylist.is_revoked(&claims) => Some(Details {
-            token_type: Some("Bearer"),
-            token_use: "access_token",
-            sub: claims.sub,
-            client_id: claims.client_id,
-            scope: claims.scope,
-            exp: claims.exp,
-            iat: claims.iat,
-            jti: claims.jti,
-            iss: claims.iss,
-            aud: claims.aud,
-        }),
-        Presented::Refresh(status) if status.is_active(now) => Some(Details {
-            token_type: None,
-            token_use: "refresh_token",
-            sub: status.user_id.to_string(),
-            client_id: status.client_id,
-            scope: status.scope,
-            exp: status.expires_at.timestamp(),
-            iat: status.created_at.timestamp(),
-            jti: status.token_id.to_string(),
-            iss: settings.issuer.clone(),
-            aud: settings.audience.clone(),
-        }),
+        Presented::Access(claims)
+            if !state.denylist.is_revoked(&claims)
+                && !state.clients.is_disabled(&claims.client_id) =>
+        {
+            Some(Details {
+                token_type: Some("Bearer"),
+                token_use: "access_token",
+                sub: claims.sub,
+                client_id: claims.client_id,
+                scope: claims.scope,
+                exp: claims.exp,
+                iat: claims.iat,
+                jti: claims.jti,
+                iss: claims.iss,
+                aud: claims.aud,
+            })
+        }
+        // A disabled client cannot refresh, so its refresh tokens are dead.
+        Presented::Refresh(status)
+            if status.is_active(now) && !state.clients.is_disabled(&status.client_id) =>
+        {
+            Some(Details {
+                token_type: None,
+                token_use: "refresh_token",
+                sub: status.user_id.to_string(),
+                client_id: status.client_id,
+                scope: status.scope,
+                exp: status.expires_at.timestamp(),
+                iat: status.created_at.timestamp(),
+                jti: status.token_id.to_string(),
+                iss: settings.issuer.clone(),
+                aud: settings.audience.clone(),
+            })
+        }
         _ => None,
     };
     Ok(HttpResponse::Ok()

@@ -1,4 +1,6 @@
-//! Clients: registration.
+//! Clients: registration and changes. Every instance mirrors the clients
+//! in memory; a change reaches them all at commit (the `clients_notify`
+//! trigger), so these write only to Postgres.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -44,13 +46,13 @@ impl Ops<'_> {
         let scope = Scope::from_tokens(&new.scopes)?;
         let (secret, generated) = match new.secret {
             SecretChoice::None if grants.contains(&GrantType::ClientCredentials) => {
-                return Err(Error::invalid_request(
-                    "client_credentials needs a confidential client (one with a secret)",
-                ));
+                return Err(needs_secret());
             }
             SecretChoice::None => (None, false),
-            SecretChoice::Generate => (Some(ClientSecret::generate()), true),
-            SecretChoice::Given(raw) => (Some(ClientSecret::parse(raw)?), false),
+            choice => {
+                let (secret, generated) = new_secret(choice)?;
+                (Some(secret), generated)
+            }
         };
         let hash = secret.as_ref().map(ClientSecret::hash);
         let mut tx = self.begin().await?;
@@ -78,5 +80,119 @@ impl Ops<'_> {
         .await?;
         tx.commit().await?;
         Ok(secret.filter(|_| generated))
+    }
+
+    /// Disables (or re-enables) a client. A disabled client can get no
+    /// token, and the tokens it holds stop being accepted by this service
+    /// (bearer checks, introspection, refresh); offline verifiers accept
+    /// its access tokens until they expire.
+    pub async fn set_client_disabled(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        disabled: bool,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let id = ClientId::parse(client_id)?;
+        let mut tx = self.begin().await?;
+        if !clients::set_disabled(&mut tx, &id, disabled).await? {
+            return Err(Error::NotFound("no such client"));
+        }
+        let action = if disabled {
+            "client.disable"
+        } else {
+            "client.enable"
+        };
+        self.audit(&mut tx, actor, action, Some(id.as_str()), reason, now)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a confidential client's secret; the old one stops working
+    /// at once. Returns the new secret when one was generated.
+    pub async fn rotate_client_secret(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        secret: SecretChoice,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ClientSecret>, Error> {
+        let id = ClientId::parse(client_id)?;
+        let (secret, generated) = new_secret(secret)?;
+        let mut tx = self.begin().await?;
+        if !clients::set_secret(&mut tx, &id, secret.hash().as_bytes()).await? {
+            return Err(Error::NotFound(
+                "no such confidential client (a public client has no secret to rotate)",
+            ));
+        }
+        self.audit(
+            &mut tx,
+            actor,
+            "client.rotate_secret",
+            Some(id.as_str()),
+            reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(generated.then_some(secret))
+    }
+
+    /// Replaces the grant types and scopes a client may ask for. Tokens
+    /// already issued keep their scope until they expire; refreshing is
+    /// refused once `refresh_token` is gone, and a refresh can never widen
+    /// beyond the new scopes.
+    pub async fn set_client_grants(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        grants: &[String],
+        scopes: &[String],
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let id = ClientId::parse(client_id)?;
+        let grants = grants
+            .iter()
+            .map(|g| GrantType::parse(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scope = Scope::from_tokens(scopes)?;
+        let mut tx = self.begin().await?;
+        let confidential = clients::lock_is_confidential(&mut tx, &id)
+            .await?
+            .ok_or(Error::NotFound("no such client"))?;
+        if !confidential && grants.contains(&GrantType::ClientCredentials) {
+            return Err(needs_secret());
+        }
+        clients::set_grants(&mut tx, &id, &grants, &scope).await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "client.set_grants",
+            Some(id.as_str()),
+            reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn needs_secret() -> Error {
+    Error::invalid_request("client_credentials needs a confidential client (one with a secret)")
+}
+
+/// A secret as chosen, and whether it was generated (and must be shown).
+fn new_secret(choice: SecretChoice) -> Result<(ClientSecret, bool), Error> {
+    match choice {
+        SecretChoice::Generate => Ok((ClientSecret::generate(), true)),
+        SecretChoice::Given(raw) => Ok((ClientSecret::parse(raw)?, false)),
+        SecretChoice::None => Err(Error::invalid_request(
+            "a confidential client needs a secret",
+        )),
     }
 }

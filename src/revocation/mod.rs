@@ -5,13 +5,12 @@
 //! offline, so revoking one means denylisting its `jti` (until its `exp`) or
 //! setting a not-before instant for its user. Postgres is the source of
 //! truth; each instance mirrors the live entries in memory (`Denylist`) and
-//! learns of new ones through LISTEN/NOTIFY (`sync`). Offline verifiers poll
+//! learns of new ones through LISTEN/NOTIFY (`crate::sync`). Offline verifiers poll
 //! the same entries through `GET /auth/revocations`, or follow them through
 //! `GET /auth/revocations/stream`, fed by this instance's denylist (`stream`).
 
 mod denylist;
 pub mod stream;
-pub mod sync;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};

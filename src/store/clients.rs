@@ -51,6 +51,93 @@ pub async fn insert(
     Ok(())
 }
 
+/// Channel on which the `clients_notify` trigger announces each changed
+/// client_id, at commit.
+pub const CHANNEL: &str = "tessera_clients";
+
+/// Every client, for the in-memory mirror on each instance.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn all(pool: &PgPool) -> anyhow::Result<Vec<Client>> {
+    sqlx::query_as!(
+        ClientRow,
+        "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(Client::try_from)
+    .collect()
+}
+
+/// Disables or enables a client. False when there is no such client.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_disabled(
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
+    disabled: bool,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query!(
+        "UPDATE clients SET disabled = $2 WHERE client_id = $1",
+        client_id.as_str(),
+        disabled,
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Replaces a confidential client's secret. False when there is no such
+/// client, or it is public (a public client never gets a secret this way:
+/// that would change what it is).
+#[tracing::instrument(level = "debug", skip(conn, secret_hash))]
+pub async fn set_secret(
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
+    secret_hash: &[u8],
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query!(
+        "UPDATE clients SET secret_hash = $2 WHERE client_id = $1 AND secret_hash IS NOT NULL",
+        client_id.as_str(),
+        secret_hash,
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Locks a client's row for a change; whether it is confidential, or
+/// `None` when there is no such client.
+pub async fn lock_is_confidential(
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
+) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar!(
+        r#"SELECT secret_hash IS NOT NULL AS "confidential!" FROM clients WHERE client_id = $1 FOR UPDATE"#,
+        client_id.as_str(),
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Replaces what a client may ask for. False when there is no such client.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_grants(
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
+    grant_types: &[GrantType],
+    scopes: &Scope,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query!(
+        "UPDATE clients SET grant_types = $2, scopes = $3 WHERE client_id = $1",
+        client_id.as_str(),
+        &grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>() as &[&str],
+        &scopes.tokens(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// The id is not logged: until it is found, it may be a pasted secret.
 /// Stored grant types and scopes are parsed here, once.
 #[tracing::instrument(level = "debug", skip_all)]

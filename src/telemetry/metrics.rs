@@ -28,6 +28,8 @@ pub const DB_POOL_SIZE: &str = "tessera_db_pool_connections";
 pub const DB_POOL_MAX: &str = "tessera_db_pool_max_connections";
 pub const DB_POOL_TIMEOUTS: &str = "tessera_db_pool_acquire_timeouts_total";
 pub const ADMIN_UNAUTHENTICATED: &str = "tessera_admin_unauthenticated_total";
+/// Client lookups that missed the in-memory mirror and read Postgres.
+pub const CLIENT_CACHE_MISSES: &str = "tessera_client_cache_misses_total";
 
 /// The `kind` label values of `REVOCATIONS`: one access token denylisted, one
 /// login (refresh-token family) ended, one user logged out everywhere.
@@ -87,6 +89,10 @@ fn register() {
         ADMIN_UNAUTHENTICATED,
         "Admin calls refused for want of a valid token"
     );
+    describe_counter!(
+        CLIENT_CACHE_MISSES,
+        "Client lookups not found in memory and read from the database"
+    );
     describe_gauge!(
         REVOCATION_STREAMS,
         "Open revocation-stream connections on this instance"
@@ -121,6 +127,7 @@ fn register() {
         REFRESH_REUSE,
         DB_POOL_TIMEOUTS,
         ADMIN_UNAUTHENTICATED,
+        CLIENT_CACHE_MISSES,
     ] {
         counter!(name).increment(0);
     }

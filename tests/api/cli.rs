@@ -1,35 +1,8 @@
 //! The `tessera` binary as an operator uses it.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
-
-fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    // Not the repository: the binary needs no config/ beside it.
-    command
-        .current_dir(std::env::temp_dir())
-        .args(args)
-        .env_remove("TESSERA_ENV")
-        .env_remove("RUST_LOG");
-    if let Some(app) = app {
-        command.env("TESSERA__DATABASE__URL", &app.db.url);
-    }
-    command
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("run tessera");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
+use crate::helpers::{PASSWORD, spawn_app, tessera};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -2,6 +2,7 @@
 //! database (dropped when the last `TestApp` using it goes away).
 
 use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -465,4 +466,31 @@ pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: 
     assert_eq!(body["error"], code, "body: {body}");
     assert!(body["error_description"].is_string(), "body: {body}");
     body
+}
+
+/// Runs the `tessera` binary as an operator would, against `app`'s database.
+pub fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    // Not the repository: the binary needs no config/ beside it.
+    command
+        .current_dir(std::env::temp_dir())
+        .args(args)
+        .env_remove("TESSERA_ENV")
+        .env_remove("RUST_LOG");
+    if let Some(app) = app {
+        command.env("TESSERA__DATABASE__URL", &app.db.url);
+    }
+    command
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run tessera");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }

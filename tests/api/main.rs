@@ -2,6 +2,7 @@ mod admin;
 mod bad_input;
 mod brute_force;
 mod cli;
+mod client_changes;
 mod client_credentials;
 mod database_errors;
 mod deadlines;
