@@ -61,7 +61,10 @@ async fn rotate(
     let mut tx = state.pool.begin().await?;
     let child = RefreshToken::generate();
     // The common case, in one statement; it writes nothing unless all is well.
-    let wanted = requested.as_ref().filter(|r| !r.is_empty()).map(Scope::to_string);
+    let wanted = requested
+        .as_ref()
+        .filter(|r| !r.is_empty())
+        .map(Scope::to_string);
     let before = state.clock.now();
     if let Some(rotated) = refresh::rotate_fresh(
         &mut tx,

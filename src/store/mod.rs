@@ -38,6 +38,11 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        // No ping before every use: that is a round trip per request. A
+        // connection that died (database restart) fails its next statement
+        // instead; that request gets a 503 with Retry-After, and sqlx
+        // drops the broken connection.
+        .test_before_acquire(false)
         .connect_lazy(url.expose_secret())
         .context("configuration: database.url is not a valid Postgres URL")
 }

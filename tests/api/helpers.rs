@@ -61,7 +61,7 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    async fn create() -> TestDatabase {
+    pub async fn create() -> TestDatabase {
         let server = postgres::server_url();
         let name = format!("tessera_test_{}", Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(server)

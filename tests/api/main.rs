@@ -24,5 +24,6 @@ mod readme;
 mod refresh_grant;
 mod revocation;
 mod revocation_stream;
+mod statements;
 mod usernames;
 mod verifier_kit;

@@ -1,0 +1,266 @@
+//! How much each hot path asks of Postgres, counted on the wire: the app
+//! talks to the database through a proxy that reads the frontend messages.
+//! A statement is an Execute or a simple Query; a round trip is the client
+//! sending again after the server has answered (messages the client sends
+//! in one go, without waiting, count once). The README's "Sizing"
+//! section quotes these numbers (`cargo test statements -- --nocapture`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{PASSWORD, TestApp, TestDatabase, start_on};
+
+#[derive(Default)]
+struct Counts {
+    statements: AtomicU64,
+    round_trips: AtomicU64,
+}
+
+/// Per connection: whether the server has sent anything since the client
+/// last did.
+#[derive(Default)]
+struct Answered(std::sync::atomic::AtomicBool);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Snapshot {
+    statements: u64,
+    round_trips: u64,
+}
+
+impl Counts {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            statements: self.statements.load(Ordering::SeqCst),
+            round_trips: self.round_trips.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Forwards connections to the test database's server, counting.
+async fn counting_proxy(upstream: String) -> (u16, Arc<Counts>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = Arc::new(Counts::default());
+    let shared = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(&upstream).await.unwrap();
+            let counts = shared.clone();
+            tokio::spawn(async move {
+                let (mut from_server, to_server) = server.into_split();
+                let (from_client, mut to_client) = client.into_split();
+                let answered = Arc::new(Answered::default());
+                let heard = answered.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from_server.read(&mut buffer).await {
+                        if n == 0 || to_client.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                        heard.0.store(true, Ordering::SeqCst);
+                    }
+                });
+                let _ = frontend(from_client, to_server, &counts, &answered).await;
+            });
+        }
+    });
+    (port, counts)
+}
+
+/// Copies the client's messages to the server one by one, counting them.
+async fn frontend(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    counts: &Counts,
+    answered: &Answered,
+) -> std::io::Result<()> {
+    // Untyped until the startup message: SSL/GSS requests, then startup.
+    loop {
+        let mut len = [0u8; 4];
+        from.read_exact(&mut len).await?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+        from.read_exact(&mut body).await?;
+        to.write_all(&len).await?;
+        to.write_all(&body).await?;
+        let code = u32::from_be_bytes(body[..4].try_into().unwrap());
+        if code != 80877103 && code != 80877104 {
+            break;
+        }
+    }
+    loop {
+        let mut header = [0u8; 5];
+        from.read_exact(&mut header).await?;
+        let len = u32::from_be_bytes(header[1..].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len - 4];
+        from.read_exact(&mut body).await?;
+        if matches!(header[0], b'E' | b'Q') {
+            counts.statements.fetch_add(1, Ordering::SeqCst);
+        }
+        if answered.0.swap(false, Ordering::SeqCst) {
+            counts.round_trips.fetch_add(1, Ordering::SeqCst);
+        }
+        to.write_all(&header).await?;
+        to.write_all(&body).await?;
+    }
+}
+
+/// An instance whose pool connections are reached through the proxy,
+/// with no background work due during the test.
+async fn counted_app() -> (TestApp, Arc<Counts>) {
+    let db = Arc::new(TestDatabase::create().await);
+    let url = reqwest::Url::parse(&db.url).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let (port, counts) = counting_proxy(upstream).await;
+    let mut proxied = url.clone();
+    proxied.set_host(Some("127.0.0.1")).unwrap();
+    proxied.set_port(Some(port)).unwrap();
+    // Plain text, so the proxy can read it.
+    proxied.query_pairs_mut().append_pair("sslmode", "disable");
+    let app = start_on(db, |s| {
+        s.database.url = Some(proxied.to_string().into());
+        s.database.max_connections = 2;
+        s.revocation.sync_interval = Duration::from_secs(3600);
+        s.keys.reload_interval = Duration::from_secs(3600);
+    })
+    .await;
+    app.wait_until_ready().await;
+    (app, counts)
+}
+
+/// What `request` costs, in the steady state (statements prepared, clients
+/// in memory): the least over a few tries, so that a background task
+/// running meanwhile cannot inflate it.
+async fn cost<F, Fut>(counts: &Counts, mut request: F) -> Snapshot
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for _ in 0..3 {
+        request().await;
+    }
+    let mut least = None::<Snapshot>;
+    for _ in 0..5 {
+        let before = counts.snapshot();
+        request().await;
+        let after = counts.snapshot();
+        let this = Snapshot {
+            statements: after.statements - before.statements,
+            round_trips: after.round_trips - before.round_trips,
+        };
+        least = Some(match least {
+            Some(l) if l.statements <= this.statements => l,
+            _ => this,
+        });
+    }
+    least.unwrap()
+}
+
+#[tokio::test]
+async fn hot_paths_ask_postgres_for_no_more_than_they_must() {
+    let (app, counts) = counted_app().await;
+    app.seed().await;
+    let secret = app
+        .create_confidential_client("svc", &["client_credentials"], &["read", "introspect"])
+        .await;
+
+    let first = app.login().await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let current = std::sync::Mutex::new(first);
+    let refresh_cost = cost(&counts, || {
+        let (app, current) = (&app, &current);
+        async move {
+            let presented = current.lock().unwrap().clone();
+            let response = app.refresh("mobile", &presented).await;
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            *current.lock().unwrap() = body["refresh_token"].as_str().unwrap().to_owned();
+        }
+    })
+    .await;
+
+    let cc_cost = cost(&counts, || {
+        let (app, secret) = (&app, &secret);
+        async move {
+            assert_eq!(app.client_token("svc", secret, None).await.status(), 200);
+        }
+    })
+    .await;
+
+    let access = app
+        .client_token("svc", &secret, None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let introspect_cost = cost(&counts, || {
+        let (app, secret, access) = (&app, &secret, &access);
+        async move {
+            let response = app
+                .http
+                .post(format!("{}/auth/introspect", app.address))
+                .basic_auth("svc", Some(secret))
+                .form(&[("token", access.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.json::<Value>().await.unwrap()["active"], true);
+        }
+    })
+    .await;
+
+    let password_cost = cost(&counts, || {
+        let app = &app;
+        async move {
+            let response = app.password_grant("mobile", "alice", PASSWORD).await;
+            assert_eq!(response.status(), 200);
+        }
+    })
+    .await;
+
+    eprintln!(
+        "statements (round trips) per request: refresh {} ({}), client_credentials {} ({}), \
+         introspection of an access token {} ({}), password {} ({})",
+        refresh_cost.statements,
+        refresh_cost.round_trips,
+        cc_cost.statements,
+        cc_cost.round_trips,
+        introspect_cost.statements,
+        introspect_cost.round_trips,
+        password_cost.statements,
+        password_cost.round_trips,
+    );
+    // Client credentials and introspection of an access token: CPU only.
+    assert_eq!(
+        cc_cost,
+        Snapshot {
+            statements: 0,
+            round_trips: 0
+        }
+    );
+    assert_eq!(
+        introspect_cost,
+        Snapshot {
+            statements: 0,
+            round_trips: 0
+        }
+    );
+    // Refresh: BEGIN, one statement, COMMIT.
+    assert_eq!(
+        refresh_cost,
+        Snapshot {
+            statements: 3,
+            round_trips: 3
+        }
+    );
+    assert!(password_cost.statements <= 9, "{password_cost:?}");
+}
