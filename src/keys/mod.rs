@@ -54,8 +54,9 @@ pub struct KeyRing {
     kek: KeyEncryptionKey,
     access_ttl: chrono::Duration,
     keys: RwLock<Arc<Vec<LoadedKey>>>,
-    /// The JWKS as served, by the kids it lists.
-    rendered_jwks: rendered::Cache<Vec<String>>,
+    /// The JWKS and the discovery metadata as served.
+    rendered_jwks: rendered::Cache<Vec<LoadedKey>>,
+    rendered_metadata: rendered::Cache<Vec<LoadedKey>>,
 }
 
 impl KeyRing {
@@ -66,6 +67,7 @@ impl KeyRing {
                 .context("tokens.access_ttl is too large")?,
             keys: RwLock::new(Arc::new(Vec::new())),
             rendered_jwks: rendered::Cache::default(),
+            rendered_metadata: rendered::Cache::default(),
         })
     }
 
@@ -157,16 +159,39 @@ impl KeyRing {
     }
 
     /// The JWKS as bytes with a strong ETag, rendered again only when the
-    /// set of published keys changes.
+    /// keys are reloaded or the schedule reaches its next boundary.
     pub fn jwks_rendered(&self, now: DateTime<Utc>) -> Arc<Rendered> {
-        let jwks = self.jwks(now);
-        let kids: Vec<String> = jwks
-            .keys
-            .iter()
-            .map(|k| k.common.key_id.clone().unwrap_or_default())
-            .collect();
-        self.rendered_jwks
-            .get(kids, || serde_json::to_vec(&jwks).unwrap_or_default())
+        let keys = self.snapshot();
+        self.rendered_jwks.get(&keys, now, || {
+            let body = serde_json::to_vec(&self.jwks(now)).unwrap_or_default();
+            (body, self.next_change(&keys, now))
+        })
+    }
+
+    /// A document derived from the loaded keys alone (the discovery
+    /// metadata), rendered again only when the keys are reloaded.
+    pub fn metadata_rendered(
+        &self,
+        render: impl FnOnce(&[SigningAlgorithm]) -> Vec<u8>,
+    ) -> Arc<Rendered> {
+        let keys = self.snapshot();
+        // The time does not matter: nothing here follows the schedule.
+        let now = DateTime::<Utc>::MIN_UTC;
+        self.rendered_metadata.get(&keys, now, || {
+            let algorithms: Vec<_> = keys.iter().map(|k| k.algorithm).collect();
+            (render(&algorithms), None)
+        })
+    }
+
+    /// The next instant after `now` at which a key's phase changes.
+    fn next_change(&self, keys: &[LoadedKey], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let phases = self.phases(keys, now);
+        keys.iter()
+            .map(|k| Some(k.activates_at))
+            .chain(phases.iter().flat_map(|p| [p.retired_at, p.expires_at]))
+            .flatten()
+            .filter(|t| *t > now)
+            .min()
     }
 
     pub fn list(&self, now: DateTime<Utc>) -> Vec<KeyInfo> {

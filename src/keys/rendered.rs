@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 /// A rendered document and its strong validator.
 #[derive(Debug, Clone)]
@@ -40,22 +41,49 @@ impl Rendered {
     }
 }
 
-/// The last rendering, with what it was rendered from.
-#[derive(Default)]
-pub struct Cache<K> {
-    last: RwLock<Option<(K, Arc<Rendered>)>>,
+/// The last rendering, with the key-ring snapshot it was rendered from and
+/// the instant until which it holds (the next key-schedule boundary): a
+/// request costs one pointer comparison until the key set changes.
+pub struct Cache<S> {
+    last: RwLock<Option<Entry<S>>>,
 }
 
-impl<K: PartialEq> Cache<K> {
-    /// The rendering for `key`, re-rendered only when `key` changed.
-    pub fn get(&self, key: K, render: impl FnOnce() -> Vec<u8>) -> Arc<Rendered> {
-        if let Some((cached, rendered)) = &*self.last.read().unwrap_or_else(|p| p.into_inner())
-            && *cached == key
-        {
-            return rendered.clone();
+struct Entry<S> {
+    source: Arc<S>,
+    until: Option<DateTime<Utc>>,
+    rendered: Arc<Rendered>,
+}
+
+impl<S> Default for Cache<S> {
+    fn default() -> Self {
+        Cache {
+            last: RwLock::new(None),
         }
-        let rendered = Arc::new(Rendered::new(render()));
-        *self.last.write().unwrap_or_else(|p| p.into_inner()) = Some((key, rendered.clone()));
+    }
+}
+
+impl<S> Cache<S> {
+    /// The rendering of `source` at `now`; `render` returns the bytes and
+    /// when they next may change (`None`: never, for this source).
+    pub fn get(
+        &self,
+        source: &Arc<S>,
+        now: DateTime<Utc>,
+        render: impl FnOnce() -> (Vec<u8>, Option<DateTime<Utc>>),
+    ) -> Arc<Rendered> {
+        if let Some(entry) = &*self.last.read().unwrap_or_else(|p| p.into_inner())
+            && Arc::ptr_eq(&entry.source, source)
+            && entry.until.is_none_or(|until| now < until)
+        {
+            return entry.rendered.clone();
+        }
+        let (body, until) = render();
+        let rendered = Arc::new(Rendered::new(body));
+        *self.last.write().unwrap_or_else(|p| p.into_inner()) = Some(Entry {
+            source: source.clone(),
+            until,
+            rendered: rendered.clone(),
+        });
         rendered
     }
 }
@@ -65,24 +93,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_once_per_key_and_matches_its_own_etag() {
+    fn renders_once_per_source_until_its_next_change() {
+        let t0 = DateTime::from_timestamp(1_000, 0).unwrap();
+        let until = DateTime::from_timestamp(2_000, 0).unwrap();
         let cache = Cache::default();
+        let source = Arc::new(1);
         let mut renders = 0;
-        let first = cache.get(vec!["a"], || {
+        let mut render = |body: &'static [u8]| {
             renders += 1;
-            b"{\"keys\":[]}".to_vec()
-        });
-        let again = cache.get(vec!["a"], || {
-            renders += 1;
-            b"other".to_vec()
-        });
-        assert_eq!(renders, 1);
+            (body.to_vec(), Some(until))
+        };
+        let first = cache.get(&source, t0, || render(b"{\"keys\":[]}"));
+        let again = cache.get(&source, t0, || render(b"other"));
         assert!(Arc::ptr_eq(&first, &again));
         assert!(first.matches(&first.etag));
         assert!(first.matches(&format!("\"x\", W/{}", first.etag)));
         assert!(first.matches("*"));
         assert!(!first.matches("\"x\""));
-        let changed = cache.get(vec!["a", "b"], || b"{\"keys\":[1]}".to_vec());
-        assert_ne!(changed.etag, first.etag);
+        // The schedule moved on: rendered again.
+        let later = cache.get(&source, until, || render(b"{\"keys\":[1]}"));
+        assert_ne!(later.etag, first.etag);
+        // A new snapshot (a reload) with the same content: same ETag.
+        let reloaded = cache.get(&Arc::new(1), until, || render(b"{\"keys\":[1]}"));
+        assert_eq!(reloaded.etag, later.etag);
+        assert_eq!(renders, 3);
     }
 }

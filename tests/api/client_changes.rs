@@ -1,28 +1,11 @@
 //! Clients live in memory on every instance (issue 11); a change made on
 //! the command line must reach every instance within a second.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_oauth_error, spawn_app, spawn_on, tessera};
-
-/// Polls until `refused` holds for a response, and returns how long that
-/// took; fails after two seconds.
-async fn time_until<F, Fut>(mut attempt: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(2) {
-        if attempt().await {
-            return started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the change never took effect");
-}
+use crate::helpers::{TestApp, assert_oauth_error, spawn_app, spawn_on, tessera, time_until};
 
 async fn two_instances() -> (TestApp, TestApp) {
     let a = spawn_app().await;

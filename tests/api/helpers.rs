@@ -494,3 +494,21 @@ pub fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, 
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// Polls until `attempt` succeeds and returns how long that took; fails
+/// after two seconds. For changes that reach an instance asynchronously
+/// (client changes arrive through NOTIFY).
+pub async fn time_until<F, Fut>(mut attempt: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        if attempt().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the change never took effect");
+}

@@ -1,5 +1,7 @@
 //! Tokens must verify with nothing but the JWKS, as a resource server would.
 
+use std::time::Duration;
+
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use serde_json::Value;
@@ -189,4 +191,63 @@ async fn the_jwks_has_a_strong_etag_and_answers_304_until_the_key_set_changes() 
     assert_ne!(changed.headers()["etag"], etag.as_str());
     let keys: serde_json::Value = changed.json().await.unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_jwks_drops_an_expired_key_when_the_schedule_says_so_without_a_reload() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let rotated = app
+        .admin(reqwest::Method::POST, "/admin/keys/rotate", &admin)
+        .json(&serde_json::json!({"delay_seconds": 0, "force": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 201);
+    assert_eq!(app.jwks().await["keys"].as_array().unwrap().len(), 2);
+    // The old key's last token has expired: it is no longer published, even
+    // though the rendering was cached and no reload happened since.
+    app.advance_clock(Duration::from_secs(11 * 60));
+    assert_eq!(app.jwks().await["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn discovery_metadata_has_a_strong_etag_and_follows_the_key_algorithms() {
+    let app = spawn_app().await;
+    let path = "/.well-known/oauth-authorization-server";
+    let first = app.get(path).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["content-type"], "application/json");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "{etag}");
+    let revalidate = |tag: String| {
+        app.http
+            .get(format!("{}{path}", app.address))
+            .header("if-none-match", tag)
+            .send()
+    };
+    let unchanged = revalidate(etag.clone()).await.unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert!(unchanged.text().await.unwrap().is_empty());
+    // Both well-known names serve the same document.
+    let other = app.get("/.well-known/openid-configuration").await;
+    assert_eq!(other.headers()["etag"], etag.as_str());
+
+    let admin = app.admin_token().await;
+    let rotated = app
+        .admin(reqwest::Method::POST, "/admin/keys/rotate", &admin)
+        .json(&serde_json::json!({"delay_seconds": 0, "force": true, "algorithm": "EdDSA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 201);
+    let changed = revalidate(etag.clone()).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    let metadata: Value = changed.json().await.unwrap();
+    let algorithms = metadata["access_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    assert!(algorithms.contains(&Value::from("EdDSA")), "{metadata}");
+    assert!(algorithms.contains(&Value::from("ES256")), "{metadata}");
 }

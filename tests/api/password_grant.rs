@@ -5,7 +5,7 @@ use tessera::config::PasswordSettings;
 use tessera::domain::PlainPassword;
 use tessera::hashing::PasswordHasher;
 
-use crate::helpers::{PASSWORD, assert_oauth_error, spawn_app};
+use crate::helpers::{PASSWORD, assert_oauth_error, spawn_app, time_until};
 
 #[tokio::test]
 async fn password_grant_issues_bearer_and_refresh_tokens() {
@@ -115,6 +115,15 @@ async fn disabled_users_and_clients_are_refused() {
         .execute(&app.pool)
         .await
         .unwrap();
+    // Clients are held in memory; the change arrives within a second.
+    let took = time_until(|| async {
+        app.password_grant("mobile", "alice", PASSWORD)
+            .await
+            .status()
+            == 401
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
     let response = app.password_grant("mobile", "alice", PASSWORD).await;
     assert!(response.headers().contains_key("www-authenticate"));
     assert_oauth_error(response, 401, "invalid_client").await;
