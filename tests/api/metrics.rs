@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{TestDatabase, spawn_app};
+use crate::helpers::{TestDatabase, spawn_app, spawn_app_with};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -213,23 +213,40 @@ async fn a_fresh_process_serves_every_documented_metric_with_counters_at_zero() 
 /// list a value the code never emits).
 #[tokio::test]
 async fn every_event_is_counted_under_a_documented_label() {
-    let app = spawn_app().await;
+    // Low limits, so this test throttles by account and by address itself.
+    let app = spawn_app_with(|s| {
+        s.login.lockout_threshold = 1;
+        s.login.address_burst = 3;
+    })
+    .await;
     let user_id = app.seed().await;
     let secret = app
         .create_confidential_client("metrics-svc", &["client_credentials"], &["read"])
         .await;
-    assert_eq!(
-        app.client_token("metrics-svc", &secret, None)
-            .await
-            .status(),
-        200
-    );
+    // A service token, revoked: one access token denylisted.
+    let service: serde_json::Value = app
+        .client_token("metrics-svc", &secret, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revoked = app
+        .http
+        .post(format!("{}/auth/revoke", app.address))
+        .basic_auth("metrics-svc", Some(&secret))
+        .form(&[("token", service["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
     let session = app.login().await;
-    app.password_grant("mobile", "alice", "wrong password")
+    app.password_grant("mobile", "nobody-0", "wrong password")
         .await;
     let t0 = session["refresh_token"].as_str().unwrap();
     let t1: serde_json::Value = app.refresh("mobile", t0).await.json().await.unwrap();
-    app.refresh("mobile", t0).await; // reuse: the login is revoked
+    // Past the grace period for lost responses: reuse, the login is revoked.
+    app.advance_clock(std::time::Duration::from_secs(11));
+    app.refresh("mobile", t0).await;
     let revoke = |token: String| {
         app.http
             .post(format!("{}/auth/revoke", app.address))
@@ -257,6 +274,13 @@ async fn every_event_is_counted_under_a_documented_label() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
+    // Last, as they lock alice and this address: alice's first failure
+    // locks her (threshold 1), so the second is refused by `account`; the
+    // guesses at unknown names then empty this address's bucket (`address`).
+    for username in ["alice", "alice", "nobody-1", "nobody-2", "nobody-3"] {
+        app.password_grant("mobile", username, "wrong password")
+            .await;
+    }
     let exposition = scrape(&format!("{}/metrics", app.admin_address)).await;
     check_names_types_and_labels(&exposition);
     for (name, doc) in documented_metrics() {
