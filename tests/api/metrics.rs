@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{TestDatabase, spawn_app, spawn_app_with};
+use crate::helpers::{TestDatabase, spawn_app_with};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
