@@ -36,14 +36,15 @@ for tool in wrk pgbench psql curl python3; do
 done
 START=$SECONDS
 
-export SQLX_OFFLINE=true
+export SQLX_OFFLINE=true # sqlx's query macros check against the committed .sqlx/
+TARGET=${CARGO_TARGET_DIR:-target}
 if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet --bin tessera --example refresh_load --example argon2_rate
-  BIN=target/release/tessera
+  BIN=$TARGET/release/tessera
 else
   cargo build --release --quiet --example refresh_load --example argon2_rate
 fi
-EX=target/release/examples
+EX=$TARGET/release/examples
 
 DB=tessera_bench_$$ PGB_DB=tessera_pgbench_$$
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
