@@ -156,31 +156,41 @@ p99_ms_of() { # wrk --latency prints e.g. "99%   12.34ms"
 }
 field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" "$WORK/$1.out"; }
 
+# Other tenants' load drifts within a run: each baseline is measured for half
+# a row's time just before and just after the row it divides (healthz runs
+# between the wrk rows), and the ratio uses the mean of the two.
+HALF=$((DURATION > 1 ? DURATION / 2 : 1))
+mean() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "") printf "%.1f", (a + b) / 2 }'; }
 echo "measuring (${DURATION}s per row)..." >&2
-W=(-t2 -c"$CONNECTIONS" -d"${DURATION}s")
-wrk_run healthz "${W[@]}" "$BASE/healthz"
-wrk_run jwks "${W[@]}" "$BASE/.well-known/jwks.json"
-wrk_run cc "${W[@]}" -s "$WORK/cc.lua" "$BASE/auth/token"
-wrk_run introspect "${W[@]}" -s "$WORK/introspect.lua" "$BASE/auth/introspect"
+W=(-t2 -c"$CONNECTIONS")
+wrk_run healthz0 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
+wrk_run jwks "${W[@]}" -d"${DURATION}s" "$BASE/.well-known/jwks.json"
+wrk_run healthz1 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
+wrk_run cc "${W[@]}" -d"${DURATION}s" -s "$WORK/cc.lua" "$BASE/auth/token"
+wrk_run healthz2 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
+wrk_run introspect "${W[@]}" -d"${DURATION}s" -s "$WORK/introspect.lua" "$BASE/auth/introspect"
+wrk_run healthz3 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
 
-echo "  pgbench -N" >&2
 psql -q -d postgres -c "CREATE DATABASE $PGB_DB" >/dev/null
 pgbench -i -q -s 1 "$PGB_DB" >/dev/null 2>&1
-pgbench -N -c "$REFRESH_WORKERS" -j 2 -T "$DURATION" "$PGB_DB" >"$WORK/pgbench.out" 2>&1
-PGB_TPS=$(awk '/^tps = / {v = $3} END {print v}' "$WORK/pgbench.out")
-psql -q -d postgres -c "DROP DATABASE $PGB_DB WITH (FORCE)" >/dev/null
+pgbench_tps() {
+  echo "  pgbench -N" >&2
+  pgbench -N -c "$REFRESH_WORKERS" -j 2 -T "$HALF" "$PGB_DB" 2>&1 | awk '/^tps = / {v = $3} END {print v}'
+}
+PGB_BEFORE=$(pgbench_tps)
 echo "  refresh" >&2
 "$EX/refresh_load" "$BASE" "$REFRESH_WORKERS" "$DURATION" "$USERS" >"$WORK/refresh.out" 2>&1 || true
+PGB_TPS=$(mean "$PGB_BEFORE" "$(pgbench_tps)")
+psql -q -d postgres -c "DROP DATABASE $PGB_DB WITH (FORCE)" >/dev/null
 
-# Raw argon2 half before and half after the logins: other tenants' load
-# drifts, and bracketing keeps the drift out of the ratio.
-argon2_rate() { "$EX/argon2_rate" "$CONCURRENT" "$((DURATION > 1 ? DURATION / 2 : 1))" "$MEMORY_KIB" "$ITERATIONS"; }
-echo "  raw argon2 (before)" >&2
+argon2_rate() {
+  echo "  raw argon2" >&2
+  "$EX/argon2_rate" "$CONCURRENT" "$HALF" "$MEMORY_KIB" "$ITERATIONS"
+}
 ARGON_BEFORE=$(argon2_rate)
 # Logins long outlast wrk's 2 s default timeout while queued for a hashing slot.
 wrk_run password -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 60s -s "$WORK/login.lua" "$BASE/auth/token"
-echo "  raw argon2 (after)" >&2
-ARGON=$(awk -v a="$ARGON_BEFORE" -v b="$(argon2_rate)" 'BEGIN { printf "%.1f", (a + b) / 2 }')
+ARGON=$(mean "$ARGON_BEFORE" "$(argon2_rate)")
 
 # The flood outlasts both probes: refresh workers log in before it starts and
 # begin 2 s later; the JWKS probe starts 2 s into the flood.
@@ -208,15 +218,20 @@ row() { # name, value, baseline name, baseline value, target op, target, [failur
     print ok ? "yes" : "no" }')
   ROWS+=("$(printf '%-30s %12s  %-26s %12s %7s %9s  %s' "$1" "${2:--}" "$3" "$4" "$ratio" "${5:+$5 $6}" "$met")")
 }
-H=$(rps_of healthz)
+H01=$(mean "$(rps_of healthz0)" "$(rps_of healthz1)")
+H12=$(mean "$(rps_of healthz1)" "$(rps_of healthz2)")
+H23=$(mean "$(rps_of healthz2)" "$(rps_of healthz3)")
+H=$(mean "$H01" "$H23")
+HEALTHZ_ERRORS=0
+for i in 0 1 2 3; do HEALTHZ_ERRORS=$((HEALTHZ_ERRORS + $(errors_of healthz$i))); done
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # Empty (not 0) if either wrk printed no status line: that row then fails.
 FLOOD_5XX=$(awk -v a="$(status_of flood 5xx)" -v b="$(status_of probe_jwks 5xx)" 'BEGIN { if (a != "" && b != "") print a + b }')
 
-row "healthz req/s" "$H" - - "" "" "$(errors_of healthz)"
-row "jwks req/s" "$(rps_of jwks)" "healthz req/s" "$H" ">=" 0.95 "$(errors_of jwks)"
-row "client_credentials req/s" "$(rps_of cc)" "healthz req/s" "$H" ">=" 0.3 "$(errors_of cc)"
-row "introspect req/s" "$(rps_of introspect)" "healthz req/s" "$H" ">=" 0.3 "$(errors_of introspect)"
+row "healthz req/s" "$H" - - "" "" "$HEALTHZ_ERRORS"
+row "jwks req/s" "$(rps_of jwks)" "healthz req/s" "$H01" ">=" 0.95 "$(errors_of jwks)"
+row "client_credentials req/s" "$(rps_of cc)" "healthz req/s" "$H12" ">=" 0.3 "$(errors_of cc)"
+row "introspect req/s" "$(rps_of introspect)" "healthz req/s" "$H23" ">=" 0.3 "$(errors_of introspect)"
 row "refresh req/s (c=$REFRESH_WORKERS)" "$(field refresh rps)" "pgbench -N tps (c=$REFRESH_WORKERS)" "$PGB_TPS" ">=" 0.8 "$(field refresh errors)"
 row "password logins/s (c=$CONNECTIONS)" "$(rps_of password)" "raw argon2/s ($CONCURRENT thr)" "$ARGON" ">=" 0.95 "$(errors_of password)"
 row "flood: jwks p99 ms" "$(p99_ms_of probe_jwks)" - - "<" 20 "$(errors_of probe_jwks)"
@@ -234,7 +249,7 @@ echo
 echo "refresh (c=$REFRESH_WORKERS): $(cat "$WORK/refresh.out")"
 echo "refresh probe during flood (c=$PROBE_WORKERS): $(cat "$WORK/probe_refresh.out")"
 echo "flood ($FLOOD_CONNECTIONS connections): $(rps_of flood) logins/s; $(grep '^status' "$WORK/flood.out"); jwks probe $(rps_of probe_jwks) req/s, $(grep '^status' "$WORK/probe_jwks.out")"
-for name in healthz jwks cc introspect password; do
+for name in healthz0 healthz1 healthz2 healthz3 jwks cc introspect password; do
   [ "$(errors_of $name)" -eq 0 ] || echo "$name: $(errors_of $name) failed requests (see wrk: non-2xx or socket errors)"
 done
 echo "total: $((SECONDS - START)) s"
