@@ -170,6 +170,7 @@ wrk_run cc "${W[@]}" -d"${DURATION}s" -s "$WORK/cc.lua" "$BASE/auth/token"
 wrk_run healthz2 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
 wrk_run introspect "${W[@]}" -d"${DURATION}s" -s "$WORK/introspect.lua" "$BASE/auth/introspect"
 wrk_run healthz3 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
+HWM_WRK=$(rss_kib VmHWM) # VmHWM only grows: read after each phase, it says which one set the peak
 
 psql -q -d postgres -c "CREATE DATABASE $PGB_DB" >/dev/null
 pgbench -i -q -s 1 "$PGB_DB" >/dev/null 2>&1
@@ -180,6 +181,7 @@ pgbench_tps() {
 PGB_BEFORE=$(pgbench_tps)
 echo "  refresh" >&2
 "$EX/refresh_load" "$BASE" "$REFRESH_WORKERS" "$DURATION" "$USERS" >"$WORK/refresh.out" 2>&1 || true
+HWM_REFRESH=$(rss_kib VmHWM)
 PGB_TPS=$(mean "$PGB_BEFORE" "$(pgbench_tps)")
 psql -q -d postgres -c "DROP DATABASE $PGB_DB WITH (FORCE)" >/dev/null
 
@@ -190,6 +192,7 @@ argon2_rate() {
 ARGON_BEFORE=$(argon2_rate)
 # Logins long outlast wrk's 2 s default timeout while queued for a hashing slot.
 wrk_run password -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 60s -s "$WORK/login.lua" "$BASE/auth/token"
+HWM_LOGINS=$(rss_kib VmHWM)
 ARGON=$(mean "$ARGON_BEFORE" "$(argon2_rate)")
 
 # The flood outlasts both probes: refresh workers log in before it starts and
@@ -252,4 +255,5 @@ echo "flood ($FLOOD_CONNECTIONS connections): $(rps_of flood) logins/s; $(grep '
 for name in healthz0 healthz1 healthz2 healthz3 jwks cc introspect password; do
   [ "$(errors_of $name)" -eq 0 ] || echo "$name: $(errors_of $name) failed requests (see wrk: non-2xx or socket errors)"
 done
+echo "VmHWM after each phase (MiB): wrk rows $(mib "$HWM_WRK"), refresh $(mib "$HWM_REFRESH"), logins $(mib "$HWM_LOGINS"), flood $(mib "$RSS_PEAK")"
 echo "total: $((SECONDS - START)) s"
