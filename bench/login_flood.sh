@@ -28,6 +28,7 @@ CONCURRENT=${CONCURRENT:-$(nproc)}
 MEMORY_KIB=19456
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 
+export SQLX_OFFLINE=true # sqlx's query macros check against the committed .sqlx/
 cargo build --release --quiet --example argon2_rate
 if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet
