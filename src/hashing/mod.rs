@@ -8,15 +8,21 @@
 //! each large free, so later buffers come from arenas that never shrink):
 //! memory grew with the request rate instead of staying at
 //! `max_concurrent × memory_kib`. Reuse also saves the page faults.
+//!
+//! The slots are threads of their own, one per slot, running at the lowest
+//! CPU priority (nice 19): a flood of logins then takes only the CPU that
+//! nothing else wants, and a refresh or a JWKS fetch (and the Postgres
+//! backends serving them) preempts argon2 instead of queueing behind it.
 
 mod argon;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use anyhow::{Context, anyhow};
 use argon2::{Block, Params};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use argon::{dummy_hash, hash_with, needs_rehash, verify_with};
 
@@ -43,13 +49,19 @@ struct Inner {
     /// as a real verification, so timing does not reveal which usernames exist.
     dummy_hash: String,
     slots: Arc<Semaphore>,
+    /// Work for the slot threads. A job is sent only with a permit, so a
+    /// thread is free to take it.
+    jobs: mpsc::Sender<Job>,
     /// The block buffers of the slots not hashing right now. A slot's
     /// permit guarantees a buffer here, or room to allocate the slot's
     /// first one, so there are never more than `slots` buffers.
-    buffers: Mutex<Vec<Vec<Block>>>,
+    buffers: Arc<Buffers>,
     waiting: AtomicUsize,
     max_queue: usize,
 }
+
+/// One hash, run on a slot thread with a buffer from the free list.
+type Job = Box<dyn FnOnce(&Buffers) + Send>;
 
 impl PasswordHasher {
     pub fn new(settings: &PasswordSettings, concurrency: usize) -> anyhow::Result<Self> {
@@ -62,12 +74,27 @@ impl PasswordHasher {
         )
         .map_err(|e| anyhow!("configuration: password.* are not valid argon2 parameters: {e}"))?;
         let dummy_hash = dummy_hash(&params)?;
+        let concurrency = concurrency.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let buffers = Arc::new(Buffers {
+            free: Mutex::new(Vec::new()),
+            block_count: params.block_count(),
+        });
+        for slot in 0..concurrency {
+            let (queue, buffers) = (queue.clone(), buffers.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{slot}"))
+                .spawn(move || slot_thread(&queue, &buffers))
+                .context("cannot start a password-hashing thread")?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 params,
                 dummy_hash,
-                slots: Arc::new(Semaphore::new(concurrency.max(1))),
-                buffers: Mutex::new(Vec::new()),
+                slots: Arc::new(Semaphore::new(concurrency)),
+                jobs,
+                buffers,
                 waiting: AtomicUsize::new(0),
                 max_queue: settings.max_queue,
             }),
@@ -130,39 +157,78 @@ impl PasswordHasher {
         metrics::histogram!(crate::telemetry::metrics::HASH_WAIT)
             .record(started.elapsed().as_secs_f64());
         let span = tracing::Span::current();
-        let inner = self.inner.clone();
-        // The permit moves into the blocking task: the slot stays taken for
-        // as long as argon2 runs, even if this future is dropped.
-        let result = tokio::task::spawn_blocking(move || {
+        let (done, result) = oneshot::channel();
+        // The permit moves into the job: the slot stays taken for as long
+        // as argon2 runs, even if this future is dropped.
+        let job: Job = Box::new(move |buffers| {
             let _permit = permit;
-            let mut blocks = inner.take_buffer();
+            let mut blocks = buffers.take();
             let result = span.in_scope(|| work(&mut blocks));
-            inner.give_back(blocks);
-            result
-        })
-        .await
-        .context("password hashing task failed")?;
+            buffers.give_back(blocks);
+            let _ = done.send(result);
+        });
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| anyhow!("password hasher is shut down"))?;
+        let result = result.await.context("password hashing failed")?;
         Ok(result?)
     }
 }
 
-impl Inner {
-    /// A free slot buffer; a slot's first hash allocates it (lazily, so an
-    /// idle service does not hold `max_concurrent × memory_kib`).
-    fn take_buffer(&self) -> Vec<Block> {
+/// A slot thread: takes jobs until the hasher is dropped, hashing at the
+/// lowest priority with a buffer from the free list.
+fn slot_thread(queue: &Mutex<mpsc::Receiver<Job>>, buffers: &Buffers) {
+    lower_priority();
+    loop {
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else {
+            return;
+        };
+        // A panic fails that one hash (its caller sees the channel close),
+        // not the slot.
+        if catch_unwind(AssertUnwindSafe(|| job(buffers))).is_err() {
+            tracing::error!("password hashing panicked");
+        }
+    }
+}
+
+struct Buffers {
+    free: Mutex<Vec<Vec<Block>>>,
+    block_count: usize,
+}
+
+impl Buffers {
+    /// A free buffer; a slot's first hash allocates it (lazily, so an idle
+    /// service does not hold `max_concurrent × memory_kib`).
+    fn take(&self) -> Vec<Block> {
         let free = self
-            .buffers
+            .free
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        free.unwrap_or_else(|| vec![Block::new(); self.params.block_count()])
+        free.unwrap_or_else(|| vec![Block::new(); self.block_count])
     }
 
     fn give_back(&self, blocks: Vec<Block>) {
-        self.buffers
+        self.free
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(blocks);
+    }
+}
+
+/// nice 19 for the calling thread (on Linux, nice is per thread). Lowering
+/// priority needs no privilege; failing to is harmless.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only changes this thread's scheduling weight.
+        let done =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+        if done != 0 {
+            tracing::warn!("could not lower the priority of a password-hashing thread");
+        }
     }
 }
 
@@ -298,6 +364,7 @@ mod tests {
         let mut addresses: Vec<usize> = h
             .inner
             .buffers
+            .free
             .lock()
             .unwrap()
             .iter()
@@ -356,8 +423,31 @@ mod tests {
             small.verify(pw("wrong horse"), Some(stored)).await.unwrap(),
             Verified::No
         );
-        let slot = small.inner.buffers.lock().unwrap()[0].len();
+        let slot = small.inner.buffers.free.lock().unwrap()[0].len();
         assert_eq!(slot, 19456, "the slot keeps its configured size");
+    }
+
+    /// Slot threads yield the CPU to everything else (nice 19).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn slot_threads_run_at_the_lowest_priority() {
+        let h = PasswordHasher::new(&settings(8192), 2).unwrap();
+        h.hash(pw("correct horse")).await.unwrap();
+        let mut seen = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with("argon2-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // Fields after the parenthesised name; nice is field 19.
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            let nice: i32 = after_name.split(' ').nth(16).unwrap().parse().unwrap();
+            assert_eq!(nice, 19, "{comm}");
+            seen += 1;
+        }
+        assert!(seen >= 2, "the slot threads exist");
     }
 
     #[test]
