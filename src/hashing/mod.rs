@@ -54,7 +54,9 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     /// The block buffers of the slots not hashing right now. A slot's
     /// permit guarantees a buffer here, or room to allocate the slot's
-    /// first one, so there are never more than `slots` buffers.
+    /// first one, so there are never more than `slots` buffers. The slot
+    /// threads hold it; this handle is for the tests.
+    #[cfg_attr(not(test), allow(dead_code))]
     buffers: Arc<Buffers>,
     waiting: AtomicUsize,
     max_queue: usize,
