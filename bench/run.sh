@@ -140,10 +140,29 @@ post_lua "$WORK/cc.lua" grant_type=client_credentials "Basic $BASIC"
 post_lua "$WORK/introspect.lua" "token=$ACCESS" "Basic $BASIC"
 
 # --- measurements -----------------------------------------------------------
-wrk_run() { # name, wrk args... -> $WORK/name.out
-  local name=$1; shift
+# CPU time (clock ticks, user + system) of the server, and of the Postgres
+# backends serving its database, for the "CPU per request" line (sizing).
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+server_ticks() { ticks_of "$SERVER"; }
+pg_ticks() {
+  local total=0 pid
+  for pid in $(psql -At -d postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'"); do
+    total=$((total + $(ticks_of "$pid")))
+  done
+  echo "$total"
+}
+declare -A CPU_S CPU_PG
+wrk_run() { # name, wrk args... -> $WORK/name.out, and CPU ticks in CPU_S/CPU_PG
+  local name=$1 s0 p0; shift
   echo "  $name" >&2
+  s0=$(server_ticks) p0=$(pg_ticks)
   wrk "$@" >"$WORK/$name.out" 2>&1 || true
+  CPU_S[$name]=$(($(server_ticks) - s0)) CPU_PG[$name]=$(($(pg_ticks) - p0))
+}
+requests_of() { awk '/requests in/ {print $1}' "$WORK/$1.out"; }
+per_request_us() { # ticks, requests
+  awk -v t="$1" -v n="$2" -v u="$TICK_US" 'BEGIN { if (n > 0) printf "%.0f", t * u / n; else print "-" }'
 }
 rps_of() { awk '/Requests\/sec/ {print $2}' "$WORK/$1.out"; }
 # Failed requests in a wrk run: non-2xx/3xx responses plus socket errors.
@@ -180,7 +199,9 @@ pgbench_tps() {
 }
 PGB_BEFORE=$(pgbench_tps)
 echo "  refresh" >&2
+S0=$(server_ticks) P0=$(pg_ticks)
 "$EX/refresh_load" "$BASE" "$REFRESH_WORKERS" "$DURATION" "$USERS" >"$WORK/refresh.out" 2>&1 || true
+CPU_S[refresh]=$(($(server_ticks) - S0)) CPU_PG[refresh]=$(($(pg_ticks) - P0))
 HWM_REFRESH=$(rss_kib VmHWM)
 PGB_TPS=$(mean "$PGB_BEFORE" "$(pgbench_tps)")
 psql -q -d postgres -c "DROP DATABASE $PGB_DB WITH (FORCE)" >/dev/null
@@ -255,5 +276,11 @@ echo "flood ($FLOOD_CONNECTIONS connections): $(rps_of flood) logins/s; $(grep '
 for name in healthz0 healthz1 healthz2 healthz3 jwks cc introspect password; do
   [ "$(errors_of $name)" -eq 0 ] || echo "$name: $(errors_of $name) failed requests (see wrk: non-2xx or socket errors)"
 done
+cpu_line() { # name, requests
+  echo "$1 $(per_request_us "${CPU_S[$1]}" "$2") + $(per_request_us "${CPU_PG[$1]}" "$2")"
+}
+echo "CPU per request, µs (Tessera + its Postgres backends; includes each worker's login for refresh):"
+echo "  $(cpu_line healthz1 "$(requests_of healthz1)"); $(cpu_line jwks "$(requests_of jwks)"); $(cpu_line cc "$(requests_of cc)")"
+echo "  $(cpu_line introspect "$(requests_of introspect)"); $(cpu_line refresh "$(field refresh ok)"); $(cpu_line password "$(requests_of password)")"
 echo "VmHWM after each phase (MiB): wrk rows $(mib "$HWM_WRK"), refresh $(mib "$HWM_REFRESH"), logins $(mib "$HWM_LOGINS"), flood $(mib "$RSS_PEAK")"
 echo "total: $((SECONDS - START)) s"

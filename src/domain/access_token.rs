@@ -84,7 +84,7 @@ impl AccessClaims {
         let mut header = Header::new(signer.algorithm.jwt());
         header.typ = Some("at+jwt".to_owned());
         header.kid = Some(signer.kid.clone());
-        Ok(jsonwebtoken::encode(&header, self, &signer.key)?)
+        signer.sign_jws(&header, self)
     }
 }
 

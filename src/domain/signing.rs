@@ -5,7 +5,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
+use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
 /// The asymmetric algorithms Tessera signs with. There is deliberately no HMAC.
@@ -56,7 +60,79 @@ impl FromStr for SigningAlgorithm {
 pub struct Signer {
     pub kid: String,
     pub algorithm: SigningAlgorithm,
-    pub key: Arc<EncodingKey>,
+    pub key: Arc<SigningKey>,
+}
+
+impl Signer {
+    /// A JWS in compact form: `header` (its `alg` and `kid` as given) over
+    /// `claims`, signed with this key.
+    pub fn sign_jws(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &impl Serialize,
+    ) -> anyhow::Result<String> {
+        use base64::Engine;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let signing_input = format!(
+            "{}.{}",
+            b64(&serde_json::to_vec(header)?),
+            b64(&serde_json::to_vec(claims)?)
+        );
+        let signature = self.key.sign(signing_input.as_bytes())?;
+        Ok(format!("{signing_input}.{}", b64(&signature)))
+    }
+}
+
+/// A private key, parsed once. jsonwebtoken's `EncodingKey` parses (and so
+/// validates) the PKCS#8 document again for every signature, which for
+/// ES256 cost as much as the signature itself.
+pub enum SigningKey {
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+    Rs256(RsaKeyPair),
+}
+
+impl SigningKey {
+    pub fn from_pkcs8(algorithm: SigningAlgorithm, der: &[u8]) -> anyhow::Result<SigningKey> {
+        let invalid = |e| anyhow!("stored {} key is not valid PKCS#8: {e}", algorithm.as_str());
+        Ok(match algorithm {
+            SigningAlgorithm::Es256 => SigningKey::Es256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|e| invalid(e.to_string()))?,
+            ),
+            SigningAlgorithm::EdDsa => SigningKey::EdDsa(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(|e| invalid(e.to_string()))?,
+            ),
+            SigningAlgorithm::Rs256 => {
+                SigningKey::Rs256(RsaKeyPair::from_pkcs8(der).map_err(|e| invalid(e.to_string()))?)
+            }
+        })
+    }
+
+    /// The JWS signature of `message` (ES256: r || s, as JWS wants).
+    pub fn sign(&self, message: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let failed = |_| anyhow!("signing failed");
+        match self {
+            SigningKey::Es256(key) => Ok(key
+                .sign(&SystemRandom::new(), message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec()),
+            SigningKey::EdDsa(key) => Ok(key.sign(message).as_ref().to_vec()),
+            SigningKey::Rs256(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    message,
+                    &mut signature,
+                )
+                .map_err(failed)?;
+                Ok(signature)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Signer {

@@ -13,8 +13,8 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
-use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -23,7 +23,7 @@ pub use rendered::Rendered;
 pub use schedule::{KeyState, Phase};
 
 use crate::domain::access_token::VerifyingKeys;
-pub use crate::domain::signing::{Signer, SigningAlgorithm};
+pub use crate::domain::signing::{Signer, SigningAlgorithm, SigningKey};
 use crate::store::keys::{self as key_store, StoredKey};
 
 /// A key as `keys list` shows it.
@@ -46,7 +46,7 @@ struct LoadedKey {
     public: Jwk,
     verifier: Arc<DecodingKey>,
     /// `None` for keys that can no longer sign (retired or expired when loaded).
-    private: Option<Arc<EncodingKey>>,
+    private: Option<Arc<SigningKey>>,
 }
 
 /// The in-memory copy of the key table, refreshed by `reload`.
@@ -95,7 +95,7 @@ impl KeyRing {
             let private = match phase.state {
                 KeyState::Pending | KeyState::Active => {
                     let der = self.kek.open(&key.kid, &key.private_key_encrypted)?;
-                    Some(Arc::new(material::encoding_key(algorithm, &der)?))
+                    Some(Arc::new(SigningKey::from_pkcs8(algorithm, &der)?))
                 }
                 KeyState::Retired | KeyState::Expired => None,
             };

@@ -430,7 +430,7 @@ async fn the_kit_checks_the_rfc9068_claims_and_takes_the_algorithm_from_the_key(
         let mut header = Header::new(signer.algorithm.jwt());
         header.typ = typ.map(str::to_owned);
         header.kid = Some(signer.kid.clone());
-        jsonwebtoken::encode(&header, claims, &signer.key).unwrap()
+        signer.sign_jws(&header, claims).unwrap()
     };
     let with = |patch: Value| {
         let mut claims = base.clone();
