@@ -6,22 +6,38 @@
 //! trigger announces the client_id on `tessera_clients`, and `sync` re-reads
 //! that row (and everything, after reconnecting and periodically).
 //!
-//! A client not in the mirror is read from Postgres once and added: it may
-//! have been created a moment ago, before its notification arrived. Only
-//! found clients are added, so the mirror holds no more than the table.
+//! The mirror is trusted only while it is known current: `sync` confirms it
+//! after each heartbeat on its listening connection (every announcement
+//! made before the heartbeat has then been applied). Unconfirmed for longer
+//! than `STALE_AFTER` (the listener is cut off from Postgres), lookups go to
+//! Postgres and checks of held tokens answer 503: a disabled client or an
+//! old secret never keeps working on an instance that cannot hear of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+use tokio::sync::watch;
 
 use crate::domain::Client;
 use crate::store::clients;
 use crate::telemetry::metrics::CLIENT_CACHE_MISSES;
 
-#[derive(Default)]
+/// How long a confirmation holds.
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// The mirror could not be confirmed current: ask again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale;
+
 pub struct ClientCache {
     clients: RwLock<HashMap<String, Arc<Client>>>,
+    /// How long a lookup may wait for Postgres (`database.request_timeout`).
+    deadline: Duration,
+    /// When the last confirmed heartbeat started: every change committed
+    /// before then is in `clients`.
+    confirmed: watch::Sender<Option<Instant>>,
     /// Held from reading Postgres to writing the mirror, so a slow full
     /// reload cannot overwrite a row re-read after it: a change committed
     /// during a reload is re-read once that reload is done.
@@ -29,42 +45,89 @@ pub struct ClientCache {
 }
 
 impl ClientCache {
-    /// The client with this id, from memory when it is there.
+    pub fn new(deadline: Duration) -> Self {
+        ClientCache {
+            clients: RwLock::default(),
+            deadline,
+            confirmed: watch::Sender::new(None),
+            reloading: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// The client with this id. From memory while the mirror is current; an
+    /// id not there waits for the next confirmation (a client created a
+    /// moment ago is there by then), so unknown ids cost no query.
     pub async fn find(
         &self,
         pool: &PgPool,
         client_id: &str,
     ) -> anyhow::Result<Option<Arc<Client>>> {
-        if let Some(client) = self.read().get(client_id) {
-            return Ok(Some(client.clone()));
+        let asked = Instant::now();
+        if self.is_current() {
+            if let Some(client) = self.read().get(client_id) {
+                return Ok(Some(client.clone()));
+            }
+            if self.confirmed_since(asked).await {
+                return Ok(self.read().get(client_id).cloned());
+            }
         }
+        // Not confirmed current: Postgres decides.
         metrics::counter!(CLIENT_CACHE_MISSES).increment(1);
-        let Some(found) = clients::find(pool, client_id).await? else {
-            return Ok(None);
-        };
-        // Never over a newer entry: a notification handled while this read
-        // was in flight wrote a later version of the row.
-        let mut map = self.write();
-        let entry = map
-            .entry(found.id().to_owned())
-            .or_insert_with(|| Arc::new(found));
-        Ok(Some(entry.clone()))
+        let found = tokio::time::timeout(self.deadline, clients::find(pool, client_id))
+            .await
+            // A database that does not answer is unavailable (503), as one
+            // that refuses is.
+            .map_err(|_| sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()))??
+            .map(Arc::new);
+        if let Some(found) = &found {
+            // Never over a newer entry: a notification handled while this
+            // read was in flight wrote a later version of the row.
+            self.write()
+                .entry(found.id().to_owned())
+                .or_insert_with(|| found.clone());
+        }
+        Ok(found)
     }
 
-    /// True when the client is known here and disabled: the tokens it holds
-    /// are refused with it. Complete from startup on (the mirror is loaded
-    /// before the instance is ready).
-    pub fn is_disabled(&self, client_id: &str) -> bool {
-        self.read().get(client_id).is_some_and(|c| c.disabled)
+    /// Whether the client is disabled: the tokens it holds are refused with
+    /// it. `Stale` when the mirror cannot be trusted to know.
+    pub fn is_disabled(&self, client_id: &str) -> Result<bool, Stale> {
+        if !self.is_current() {
+            return Err(Stale);
+        }
+        Ok(self.read().get(client_id).is_some_and(|c| c.disabled))
     }
 
-    /// Re-reads one client after a change was announced.
-    pub async fn reload_one(&self, pool: &PgPool, client_id: &str) -> anyhow::Result<()> {
+    /// Records that every change committed before `started` is applied.
+    pub fn confirm(&self, started: Instant) {
+        self.confirmed.send_replace(Some(started));
+    }
+
+    fn is_current(&self) -> bool {
+        self.confirmed
+            .borrow()
+            .is_some_and(|at| at.elapsed() < STALE_AFTER)
+    }
+
+    /// Waits (at most `STALE_AFTER`) for a confirmation that started after
+    /// `asked`.
+    async fn confirmed_since(&self, asked: Instant) -> bool {
+        let mut confirmations = self.confirmed.subscribe();
+        let wait = confirmations.wait_for(|at| at.is_some_and(|at| at >= asked));
+        matches!(tokio::time::timeout(STALE_AFTER, wait).await, Ok(Ok(_)))
+    }
+
+    /// Re-reads the clients announced as changed.
+    pub async fn reload(&self, pool: &PgPool, client_ids: &[String]) -> anyhow::Result<()> {
         let _reloading = self.reloading.lock().await;
-        match clients::find(pool, client_id).await? {
-            Some(client) => self.write().insert(client_id.to_owned(), Arc::new(client)),
-            None => self.write().remove(client_id),
-        };
+        let found = clients::find_many(pool, client_ids).await?;
+        let mut map = self.write();
+        for id in client_ids {
+            map.remove(id);
+        }
+        for client in found {
+            map.insert(client.id().to_owned(), Arc::new(client));
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
+use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::access_token::AccessTokenVerifier;
@@ -64,6 +65,7 @@ impl Application {
         let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::default());
+        let clients = Arc::new(ClientCache::new(settings.database.request_timeout));
         let addresses = Arc::new(AddressLimiter::new(&settings.login)?);
         telemetry::metrics::handle();
         let verifier = AccessTokenVerifier {
@@ -81,7 +83,7 @@ impl Application {
             verifier,
             hasher,
             denylist,
-            clients: Arc::default(),
+            clients,
             addresses,
             clock,
             stream_slots,
@@ -225,7 +227,9 @@ async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
     store::users::normalise_stored_usernames(&state.pool).await?;
     // Before the denylist, which gates bearer checks and introspection:
     // those also refuse the tokens of disabled clients.
+    let loading = std::time::Instant::now();
     state.clients.reload_all(&state.pool).await?;
+    state.clients.confirm(loading);
     // Bearer checks and introspection answer 503 until this is done: a
     // revoked token must never pass because this instance has just started.
     store::with_backoff("loading the revocation denylist", DATABASE_WAIT, || async {

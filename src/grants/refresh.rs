@@ -77,9 +77,15 @@ async fn rotate(
     .await?
     {
         tracing::Span::current().record("family_id", tracing::field::display(rotated.family_id));
-        let scope = rotated.scope.grant(requested).map_err(|_| {
-            Error::InvalidScope("requested scope exceeds the scope originally granted")
-        })?;
+        // Within what the login was granted and what the client may have
+        // now (its scopes may have been narrowed since).
+        let scope = rotated
+            .scope
+            .intersection(&client.scopes)
+            .grant(requested)
+            .map_err(|_| {
+                Error::InvalidScope("requested scope exceeds the scope originally granted")
+            })?;
         let response = issue(
             state,
             rotated.user_id.to_string(),
@@ -145,6 +151,7 @@ async fn rotate(
     // asking for too much; failing here rolls back and spends nothing.
     let scope = family
         .scope
+        .intersection(&client.scopes)
         .grant(requested)
         .map_err(|_| Error::InvalidScope("requested scope exceeds the scope originally granted"))?;
     match decision {

@@ -36,7 +36,8 @@ pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Acces
     if !state.denylist.is_loaded() {
         return Err(Error::TemporarilyUnavailable);
     }
-    if state.denylist.is_revoked(&claims) || state.clients.is_disabled(&claims.client_id) {
+    let disabled = state.clients.is_disabled(&claims.client_id)?;
+    if state.denylist.is_revoked(&claims) || disabled {
         return Err(Error::InvalidToken);
     }
     record_on_request(req, "client_id", &claims.client_id);

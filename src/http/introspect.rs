@@ -83,6 +83,7 @@ pub async fn introspect(
     }
 
     let settings = &state.settings;
+    let disabled = |client_id: &str| state.clients.is_disabled(client_id);
     let details = match revocation::identify(
         &state.token_lookup(),
         token.expose_secret(),
@@ -92,8 +93,7 @@ pub async fn introspect(
     .await?
     {
         Presented::Access(claims)
-            if !state.denylist.is_revoked(&claims)
-                && !state.clients.is_disabled(&claims.client_id) =>
+            if !state.denylist.is_revoked(&claims) && !disabled(&claims.client_id)? =>
         {
             Some(Details {
                 token_type: Some("Bearer"),
@@ -109,9 +109,7 @@ pub async fn introspect(
             })
         }
         // A disabled client cannot refresh, so its refresh tokens are dead.
-        Presented::Refresh(status)
-            if status.is_active(now) && !state.clients.is_disabled(&status.client_id) =>
-        {
+        Presented::Refresh(status) if status.is_active(now) && !disabled(&status.client_id)? => {
             Some(Details {
                 token_type: None,
                 token_use: "refresh_token",

@@ -177,6 +177,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let messages = stream::start(Subscription {
         pool: state.pool.clone(),
         denylist: state.denylist.clone(),
+        clients: state.clients.clone(),
         clock: state.clock.clone(),
         holder,
         since,

@@ -60,6 +60,8 @@ enum End {
 pub struct Subscription {
     pub pool: PgPool,
     pub denylist: Arc<Denylist>,
+    /// The stream also ends when the holder's client is disabled.
+    pub clients: Arc<crate::clients::ClientCache>,
     pub clock: Clock,
     /// The subscriber's bearer token: the stream ends when it expires or
     /// is revoked, so no token keeps a stream open beyond its life.
@@ -192,7 +194,10 @@ impl Subscription {
         if self.holder.exp <= self.clock.now().timestamp() {
             return Err(End::TokenExpired);
         }
-        if self.denylist.is_revoked(&self.holder) {
+        // A mirror that cannot be confirmed does not end the stream: the
+        // entries it sends come from the denylist, and those are current.
+        let disabled = self.clients.is_disabled(&self.holder.client_id) == Ok(true);
+        if self.denylist.is_revoked(&self.holder) || disabled {
             return Err(End::TokenRevoked);
         }
         Ok(())

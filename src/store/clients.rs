@@ -69,6 +69,27 @@ pub async fn all(pool: &PgPool) -> anyhow::Result<Vec<Client>> {
     .collect()
 }
 
+/// These clients, as they are now (ids not found are left out).
+#[tracing::instrument(level = "debug", skip_all, fields(count = client_ids.len()))]
+pub async fn find_many(pool: &PgPool, client_ids: &[String]) -> anyhow::Result<Vec<Client>> {
+    sqlx::query_as!(
+        ClientRow,
+        "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients WHERE client_id = ANY($1)",
+        client_ids,
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(Client::try_from)
+    .collect()
+}
+
+/// Answers at once: proves the connection alive (the listener's heartbeat).
+pub async fn ping(conn: &mut sqlx::postgres::PgListener) -> sqlx::Result<()> {
+    sqlx::query!("SELECT 1 AS alive").fetch_one(conn).await?;
+    Ok(())
+}
+
 /// Disables or enables a client. False when there is no such client.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn set_disabled(

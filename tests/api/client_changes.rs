@@ -1,6 +1,8 @@
 //! Clients live in memory on every instance (issue 11); a change made on
 //! the command line must reach every instance within a second.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -241,4 +243,125 @@ async fn client_changes_are_audited_and_unknown_clients_are_named() {
     let missing = tessera(Some(&app), &["client", "disable", "nobody"], "", &[]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such client"));
+}
+
+/// Forwards connections to Postgres; while `paused`, holds every byte (a
+/// silent network partition: no reset, no error).
+async fn pausable_proxy(upstream: String) -> (u16, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let paused = Arc::new(AtomicBool::new(false));
+    let switch = paused.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(forward(client_read, server_write, switch.clone()));
+            tokio::spawn(forward(server_read, client_write, switch.clone()));
+        }
+    });
+    (port, paused)
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    paused: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0 {
+            return;
+        }
+        while paused.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_instance_cut_off_from_postgres_stops_trusting_its_copy_of_the_clients() {
+    let a = spawn_app().await;
+    let url = reqwest::Url::parse(&a.db.url).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let (port, paused) = pausable_proxy(upstream).await;
+    let mut proxied = url.clone();
+    proxied.set_port(Some(port)).unwrap();
+    let cut_off = spawn_on(a.db.clone(), |s| {
+        s.database.url = Some(proxied.to_string().into());
+        s.database.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let secret = a
+        .create_confidential_client("svc", &["client_credentials"], &["read"])
+        .await;
+    let held = cut_off.client_token("svc", &secret, None).await;
+    assert_eq!(held.status(), 200);
+    let held = held.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rs = cut_off.introspect_raw(&held).await;
+    assert_eq!(rs.json::<Value>().await.unwrap()["active"], true);
+
+    // The instance cannot hear of what happens next.
+    paused.store(true, Ordering::SeqCst);
+    cli_ok(&a, &["client", "disable", "svc"], "");
+    let took = time_until(|| async {
+        status(cut_off.client_token("svc", &secret, None).await).await == 503
+    })
+    .await;
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert_oauth_error(
+        cut_off.introspect_raw(&held).await,
+        503,
+        "temporarily_unavailable",
+    )
+    .await;
+
+    // Back in touch: the change applies.
+    paused.store(false, Ordering::SeqCst);
+    let took = time_until(|| async {
+        status(cut_off.client_token("svc", &secret, None).await).await == 401
+    })
+    .await;
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_storm_of_client_changes_does_not_hold_up_revocations() {
+    let (a, b) = two_instances().await;
+    a.seed().await;
+    let login = a.login().await;
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(b.introspect(&access).await["active"], true);
+    sqlx::query(
+        "INSERT INTO clients (client_id, grant_types, scopes, created_at)
+         SELECT 'bulk-' || n, '{password}', '{read}', now() FROM generate_series(1, 5000) n",
+    )
+    .execute(&a.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE clients SET scopes = '{read,write}' WHERE client_id LIKE 'bulk-%'")
+        .execute(&a.pool)
+        .await
+        .unwrap();
+    // Revoked on A right after 10,000 client announcements.
+    let revoked = a
+        .http
+        .post(format!("{}/auth/revoke", a.address))
+        .form(&[("client_id", "mobile"), ("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let took = time_until(|| async { b.introspect(&access).await["active"] == false }).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
 }

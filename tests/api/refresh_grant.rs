@@ -284,3 +284,41 @@ async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_sess
     assert!(created.is_none());
     assert_eq!(app.count("refresh_families").await, 0);
 }
+
+#[tokio::test]
+async fn a_refresh_never_grants_more_than_the_client_may_have_now() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let t0 = refresh_token(&app.login().await);
+    // The operator narrows the client after the login.
+    sqlx::query("UPDATE clients SET scopes = '{read}' WHERE client_id = 'mobile'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let token = std::sync::Mutex::new(t0);
+    let took = crate::helpers::time_until(|| {
+        let (app, token) = (&app, &token);
+        async move {
+            let presented = token.lock().unwrap().clone();
+            let response = app.refresh("mobile", &presented).await;
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            *token.lock().unwrap() = refresh_token(&body);
+            body["scope"] == "read"
+        }
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let token = token.into_inner().unwrap();
+    // Asking for what the client lost is refused, and spends nothing.
+    let wider = app
+        .post_token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "mobile"),
+            ("refresh_token", &token),
+            ("scope", "read write"),
+        ])
+        .await;
+    assert_oauth_error(wider, 400, "invalid_scope").await;
+    assert_eq!(app.refresh("mobile", &token).await.status(), 200);
+}
