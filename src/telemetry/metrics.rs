@@ -28,7 +28,8 @@ pub const DB_POOL_SIZE: &str = "tessera_db_pool_connections";
 pub const DB_POOL_MAX: &str = "tessera_db_pool_max_connections";
 pub const DB_POOL_TIMEOUTS: &str = "tessera_db_pool_acquire_timeouts_total";
 pub const ADMIN_UNAUTHENTICATED: &str = "tessera_admin_unauthenticated_total";
-/// Client lookups that missed the in-memory mirror and read Postgres.
+/// Client lookups that read Postgres: the in-memory mirror was not
+/// confirmed current.
 pub const CLIENT_CACHE_MISSES: &str = "tessera_client_cache_misses_total";
 
 /// The `kind` label values of `REVOCATIONS`: one access token denylisted, one
@@ -91,7 +92,7 @@ fn register() {
     );
     describe_counter!(
         CLIENT_CACHE_MISSES,
-        "Client lookups not found in memory and read from the database"
+        "Client lookups answered by the database: the in-memory copy was not confirmed current"
     );
     describe_gauge!(
         REVOCATION_STREAMS,

@@ -356,10 +356,12 @@ async fn a_listener_that_loses_its_connection_catches_up() {
     let session = a.login().await;
     let access = session["access_token"].as_str().unwrap().to_owned();
 
-    // Kill B's LISTEN connection, then revoke while it reconnects.
+    // Kill the LISTEN connections (their last query is the LISTEN or the
+    // heartbeat), then revoke while they reconnect.
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND (query ILIKE 'LISTEN%' OR query = 'SELECT 1 AS alive')",
     )
     .fetch_one(&a.pool)
     .await
