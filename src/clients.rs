@@ -24,8 +24,11 @@ use crate::domain::Client;
 use crate::store::clients;
 use crate::telemetry::metrics::CLIENT_CACHE_MISSES;
 
-/// How long a confirmation holds.
-pub const STALE_AFTER: Duration = Duration::from_secs(1);
+/// How long a confirmation holds. Longer than a heartbeat can take on a
+/// saturated machine (up to half a second was measured with both CPUs
+/// busy serving requests), so that load alone never makes the copy stale;
+/// short enough that a cut-off instance soon refuses.
+pub const STALE_AFTER: Duration = Duration::from_secs(3);
 
 /// The mirror could not be confirmed current: ask again later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +113,7 @@ impl ClientCache {
     }
 
     /// Waits (at most `STALE_AFTER`) for a confirmation that started after
-    /// `asked`.
+    /// `asked` (normally the next heartbeat, within `sync::HEARTBEAT`).
     async fn confirmed_since(&self, asked: Instant) -> bool {
         let mut confirmations = self.confirmed.subscribe();
         let wait = confirmations.wait_for(|at| at.is_some_and(|at| at >= asked));

@@ -26,8 +26,11 @@ use crate::clock::Clock;
 use crate::revocation::Denylist;
 use crate::store::{clients, revocations};
 
-const HEARTBEAT: Duration = Duration::from_millis(50);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often announcements are collected: a change applies on every
+/// instance about this long after its commit.
+pub const HEARTBEAT: Duration = Duration::from_millis(50);
+/// A heartbeat unanswered this long means a dead or silent connection.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// More announced clients than this in one batch: re-read the whole table.
 const RELOAD_ALL_ABOVE: usize = 100;
 

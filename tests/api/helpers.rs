@@ -495,8 +495,8 @@ pub fn tessera(app: Option<&TestApp>, args: &[&str], stdin: &str, env: &[(&str, 
     child.wait_with_output().unwrap()
 }
 
-/// Polls until `attempt` succeeds and returns how long that took; fails
-/// after two seconds. For changes that reach an instance asynchronously
+/// Polls until `attempt` succeeds and returns how long that took (callers
+/// assert their bound); fails after five seconds. For changes that reach an instance asynchronously
 /// (client changes arrive through NOTIFY).
 pub async fn time_until<F, Fut>(mut attempt: F) -> Duration
 where
@@ -504,7 +504,7 @@ where
     Fut: Future<Output = bool>,
 {
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(2) {
+    while started.elapsed() < Duration::from_secs(5) {
         if attempt().await {
             return started.elapsed();
         }
