@@ -73,6 +73,7 @@ impl Application {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             max_lifetime: settings.tokens.access_ttl,
+            verified: Arc::default(),
         };
         let stream_slots = Arc::new(Semaphore::new(settings.revocation.max_subscribers));
         let (shutdown, shutting_down) = watch::channel(false);

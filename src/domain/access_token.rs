@@ -115,6 +115,37 @@ pub struct AccessTokenVerifier {
     pub audience: String,
     /// The configured access-token lifetime: no genuine token lives longer.
     pub max_lifetime: Duration,
+    /// Tokens whose signature already verified (see `Verified`).
+    pub verified: Arc<Verified>,
+}
+
+/// Tokens whose signature, header, issuer and audience have verified, by
+/// the SHA-256 of their bytes. A resource server introspects the same
+/// token on every call it serves; verifying an ES256 signature costs more
+/// than the rest of the request. Only what does not depend on time is
+/// remembered: expiry and bounds are checked on every use, and so is that
+/// the signing key is still published. Bounded: when full, it starts over.
+#[derive(Default)]
+pub struct Verified {
+    tokens: std::sync::RwLock<std::collections::HashMap<[u8; 32], (String, AccessClaims)>>,
+}
+
+/// Most tokens remembered at once (a few MiB at most).
+const VERIFIED_CAPACITY: usize = 10_000;
+
+impl Verified {
+    fn get(&self, hash: &[u8; 32]) -> Option<(String, AccessClaims)> {
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        tokens.get(hash).cloned()
+    }
+
+    fn insert(&self, hash: [u8; 32], kid: String, claims: AccessClaims) {
+        let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        if tokens.len() >= VERIFIED_CAPACITY {
+            tokens.clear();
+        }
+        tokens.insert(hash, (kid, claims));
+    }
 }
 
 impl AccessTokenVerifier {
@@ -147,7 +178,7 @@ impl AccessTokenVerifier {
     /// Signature, header, issuer, audience and the bounds of a token we
     /// could have issued; not expiry.
     fn verify_issued(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, InvalidToken> {
-        let claims = decode(token, self.keys.as_ref(), &self.issuer, &self.audience, now)?;
+        let claims = self.decode_remembered(token, now)?;
         let now = now.timestamp();
         let max_lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
         if claims.iat > now.saturating_add(CLOCK_LEEWAY_SECS)
@@ -162,6 +193,32 @@ impl AccessTokenVerifier {
     }
 }
 
+impl AccessTokenVerifier {
+    /// `decode`, or what it said of these exact bytes before, while the key
+    /// that signed them is still published.
+    fn decode_remembered(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, InvalidToken> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(InvalidToken::Malformed);
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest.as_ref());
+        if let Some((kid, claims)) = self.verified.get(&hash) {
+            return match self.keys.verifying_key(&kid, now) {
+                Some(_) => Ok(claims),
+                None => Err(InvalidToken::UnknownKey),
+            };
+        }
+        let (kid, claims) = decode(token, self.keys.as_ref(), &self.issuer, &self.audience, now)?;
+        self.verified.insert(hash, kid, claims.clone());
+        Ok(claims)
+    }
+}
+
 /// Verifies signature (with the key named by `kid`, and only with that
 /// key's algorithm), `typ`, issuer and audience. Expiry and bounds are the
 /// caller's; revocation is checked separately (see `revocation::Denylist`).
@@ -171,7 +228,7 @@ fn decode(
     issuer: &str,
     audience: &str,
     now: DateTime<Utc>,
-) -> Result<AccessClaims, InvalidToken> {
+) -> Result<(String, AccessClaims), InvalidToken> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(InvalidToken::Malformed);
     }
@@ -193,6 +250,6 @@ fn decode(
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[audience]);
     jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-        .map(|data| data.claims)
+        .map(|data| (kid, data.claims))
         .map_err(|_| InvalidToken::BadSignature)
 }

@@ -198,3 +198,19 @@ async fn only_allowed_clients_and_admins_may_introspect() {
         .unwrap();
     assert_oauth_error(bad_json, 400, "invalid_request").await;
 }
+
+/// Verified signatures are remembered; expiry is still checked every time.
+#[tokio::test]
+async fn a_token_introspected_before_still_expires_on_time() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let access = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.introspect(&access).await["active"], true);
+    }
+    app.advance_clock(std::time::Duration::from_secs(11 * 60));
+    assert_eq!(app.introspect(&access).await["active"], false);
+}
