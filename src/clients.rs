@@ -9,9 +9,10 @@
 //! The mirror is trusted only while it is known current: `sync` confirms it
 //! after each heartbeat on its listening connection (every announcement
 //! made before the heartbeat has then been applied). Unconfirmed for longer
-//! than `STALE_AFTER` (the listener is cut off from Postgres), lookups go to
-//! Postgres and checks of held tokens answer 503: a disabled client or an
-//! old secret never keeps working on an instance that cannot hear of it.
+//! than `STALE_AFTER` (the listener is cut off from Postgres, or starved),
+//! lookups and checks of held tokens go to Postgres, and answer 503 if it
+//! does not answer: a disabled client or an old secret never keeps working
+//! on an instance that cannot hear of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -93,8 +94,21 @@ impl ClientCache {
     }
 
     /// Whether the client is disabled: the tokens it holds are refused with
-    /// it. `Stale` when the mirror cannot be trusted to know.
-    pub fn is_disabled(&self, client_id: &str) -> Result<bool, Stale> {
+    /// it. From memory while the mirror is current; otherwise Postgres
+    /// decides (an error, hence a 503, if it cannot).
+    pub async fn is_disabled(&self, pool: &PgPool, client_id: &str) -> anyhow::Result<bool> {
+        if self.is_current() {
+            return Ok(self.read().get(client_id).is_some_and(|c| c.disabled));
+        }
+        Ok(self
+            .find(pool, client_id)
+            .await?
+            .is_some_and(|c| c.disabled))
+    }
+
+    /// As `is_disabled`, without waiting: `Stale` when only Postgres could
+    /// say.
+    pub fn is_disabled_now(&self, client_id: &str) -> Result<bool, Stale> {
         if !self.is_current() {
             return Err(Stale);
         }

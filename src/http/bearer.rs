@@ -26,7 +26,11 @@ fn token(req: &HttpRequest) -> Option<&str> {
 }
 
 /// A valid, unrevoked access token of this issuer whose scope includes `scope`.
-pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<AccessClaims, Error> {
+pub async fn require(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: &str,
+) -> Result<AccessClaims, Error> {
     let token = token(req).ok_or(Error::MissingToken)?;
     let claims = state
         .verifier
@@ -36,7 +40,10 @@ pub fn require(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Acces
     if !state.denylist.is_loaded() {
         return Err(Error::TemporarilyUnavailable);
     }
-    let disabled = state.clients.is_disabled(&claims.client_id)?;
+    let disabled = state
+        .clients
+        .is_disabled(&state.pool, &claims.client_id)
+        .await?;
     if state.denylist.is_revoked(&claims) || disabled {
         return Err(Error::InvalidToken);
     }

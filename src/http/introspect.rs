@@ -60,7 +60,7 @@ pub async fn introspect(
     let request: IntrospectRequest =
         body::form_or_json(&req, payload, &state.settings.http).await?;
     if bearer::is_present(&req) {
-        bearer::require(&req, &state, "admin")?;
+        bearer::require(&req, &state, "admin").await?;
     } else {
         let client = client::authenticate(
             &state,
@@ -83,18 +83,26 @@ pub async fn introspect(
     }
 
     let settings = &state.settings;
-    let disabled = |client_id: &str| state.clients.is_disabled(client_id);
-    let details = match revocation::identify(
+
+    let presented = revocation::identify(
         &state.token_lookup(),
         token.expose_secret(),
         Purpose::Introspect,
         now,
     )
-    .await?
-    {
-        Presented::Access(claims)
-            if !state.denylist.is_revoked(&claims) && !disabled(&claims.client_id)? =>
-        {
+    .await?;
+    // The tokens of a disabled client are dead with it (and it cannot refresh).
+    let holder = match &presented {
+        Presented::Access(claims) => Some(claims.client_id.as_str()),
+        Presented::Refresh(status) => Some(status.client_id.as_str()),
+        Presented::Unknown => None,
+    };
+    let client_disabled = match holder {
+        Some(client_id) => state.clients.is_disabled(&state.pool, client_id).await?,
+        None => false,
+    };
+    let details = match presented {
+        Presented::Access(claims) if !client_disabled && !state.denylist.is_revoked(&claims) => {
             Some(Details {
                 token_type: Some("Bearer"),
                 token_use: "access_token",
@@ -108,21 +116,18 @@ pub async fn introspect(
                 aud: claims.aud,
             })
         }
-        // A disabled client cannot refresh, so its refresh tokens are dead.
-        Presented::Refresh(status) if status.is_active(now) && !disabled(&status.client_id)? => {
-            Some(Details {
-                token_type: None,
-                token_use: "refresh_token",
-                sub: status.user_id.to_string(),
-                client_id: status.client_id,
-                scope: status.scope,
-                exp: status.expires_at.timestamp(),
-                iat: status.created_at.timestamp(),
-                jti: status.token_id.to_string(),
-                iss: settings.issuer.clone(),
-                aud: settings.audience.clone(),
-            })
-        }
+        Presented::Refresh(status) if !client_disabled && status.is_active(now) => Some(Details {
+            token_type: None,
+            token_use: "refresh_token",
+            sub: status.user_id.to_string(),
+            client_id: status.client_id,
+            scope: status.scope,
+            exp: status.expires_at.timestamp(),
+            iat: status.created_at.timestamp(),
+            jti: status.token_id.to_string(),
+            iss: settings.issuer.clone(),
+            aud: settings.audience.clone(),
+        }),
         _ => None,
     };
     Ok(HttpResponse::Ok()

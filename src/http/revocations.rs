@@ -102,7 +102,7 @@ async fn refuse_cursor_ahead(state: &AppState, since: i64, name: &str) -> Result
 
 #[tracing::instrument(level = "debug", name = "revocation_feed", skip_all)]
 pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    bearer::require(&req, &state, FEED_SCOPE)?;
+    bearer::require(&req, &state, FEED_SCOPE).await?;
     let query: FeedQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|_| Error::invalid_request("malformed query string"))?;
     let since = parse_number(query.since.as_deref(), 0, "since")?;
@@ -142,7 +142,7 @@ const RECONNECT_MS: u32 = 1000;
 /// each new one, as Server-Sent Events (see `revocation::stream`).
 #[tracing::instrument(level = "debug", name = "revocation_stream", skip_all)]
 pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    let holder = bearer::require(&req, &state, FEED_SCOPE)?;
+    let holder = bearer::require(&req, &state, FEED_SCOPE).await?;
     // Taken before any database work, so a crowd over the limit costs
     // nothing but this refusal.
     let slot = state

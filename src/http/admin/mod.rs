@@ -11,11 +11,10 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
-use std::future::{Ready, ready};
-
 use actix_web::web::{self, Payload};
 use actix_web::{FromRequest, HttpRequest};
 use chrono::{DateTime, Utc};
+use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -35,23 +34,23 @@ pub struct Admin {
 
 impl FromRequest for Admin {
     type Error = Error;
-    type Future = Ready<Result<Admin, Error>>;
+    type Future = LocalBoxFuture<'static, Result<Admin, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return ready(Err(Error::Internal(anyhow::anyhow!(
-                "the admin API has no application state"
-            ))));
-        };
-        ready(
-            bearer::require(req, state, ADMIN_SCOPE).map(|claims| Admin {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("the admin API has no application state"))
+            })?;
+            let claims = bearer::require(&req, state, ADMIN_SCOPE).await?;
+            Ok(Admin {
                 actor: Actor::Token {
                     sub: claims.sub,
                     client_id: claims.client_id,
                 },
                 now: state.clock.now(),
-            }),
-        )
+            })
+        })
     }
 }
 
