@@ -9,6 +9,18 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_oauth_error, spawn_app, spawn_on, tessera, time_until};
 
+/// How long until `app` answers svc's client_credentials request with
+/// `expected` (a change applied).
+async fn until_token_status(
+    app: &TestApp,
+    secret: &str,
+    scope: Option<&str>,
+    expected: u16,
+) -> Duration {
+    time_until(|| async { status(app.client_token("svc", secret, scope).await).await == expected })
+        .await
+}
+
 async fn two_instances() -> (TestApp, TestApp) {
     let a = spawn_app().await;
     let b = a.spawn_second_instance().await;
@@ -50,10 +62,7 @@ async fn a_disabled_client_is_refused_on_every_instance_within_a_second() {
 
     cli_ok(&a, &["client", "disable", "svc"], "");
     for app in [&a, &b] {
-        let took = time_until(|| async {
-            status(app.client_token("svc", &secret, None).await).await == 401
-        })
-        .await;
+        let took = until_token_status(app, &secret, None, 401).await;
         assert!(took < Duration::from_secs(1), "took {took:?}");
         assert_oauth_error(
             app.client_token("svc", &secret, None).await,
@@ -66,9 +75,7 @@ async fn a_disabled_client_is_refused_on_every_instance_within_a_second() {
     }
 
     cli_ok(&a, &["client", "enable", "svc"], "");
-    let took =
-        time_until(|| async { status(b.client_token("svc", &secret, None).await).await == 200 })
-            .await;
+    let took = until_token_status(&b, &secret, None, 200).await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
@@ -87,9 +94,7 @@ async fn a_rotated_secret_replaces_the_old_one_on_every_instance_within_a_second
         .expect("the generated secret is printed once")
         .to_owned();
     for app in [&a, &b] {
-        let took =
-            time_until(|| async { status(app.client_token("svc", &old, None).await).await == 401 })
-                .await;
+        let took = until_token_status(app, &old, None, 401).await;
         assert!(took < Duration::from_secs(1), "took {took:?}");
         assert_eq!(status(app.client_token("svc", &new, None).await).await, 200);
     }
@@ -180,9 +185,7 @@ async fn changed_grants_and_scopes_apply_on_every_instance_within_a_second() {
         ],
         "",
     );
-    let took =
-        time_until(|| async { status(b.client_token("svc", &secret, None).await).await == 400 })
-            .await;
+    let took = until_token_status(&b, &secret, None, 400).await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_oauth_error(
         b.client_token("svc", &secret, None).await,
@@ -223,7 +226,7 @@ async fn a_change_that_was_never_announced_is_picked_up_by_the_periodic_re_read(
         .unwrap();
     tx.commit().await.unwrap();
 
-    time_until(|| async { status(b.client_token("svc", &secret, None).await).await == 401 }).await;
+    until_token_status(&b, &secret, None, 401).await;
 }
 
 #[tokio::test]
@@ -314,10 +317,7 @@ async fn an_instance_cut_off_from_postgres_stops_trusting_its_copy_of_the_client
     // The instance cannot hear of what happens next.
     paused.store(true, Ordering::SeqCst);
     cli_ok(&a, &["client", "disable", "svc"], "");
-    let took = time_until(|| async {
-        status(cut_off.client_token("svc", &secret, None).await).await == 503
-    })
-    .await;
+    let took = until_token_status(&cut_off, &secret, None, 503).await;
     // The copy goes stale (clients::STALE_AFTER, 3 s) and the instance
     // refuses rather than trust it.
     assert!(took < Duration::from_millis(4000), "took {took:?}");
@@ -330,10 +330,7 @@ async fn an_instance_cut_off_from_postgres_stops_trusting_its_copy_of_the_client
 
     // Back in touch: the change applies.
     paused.store(false, Ordering::SeqCst);
-    let took = time_until(|| async {
-        status(cut_off.client_token("svc", &secret, None).await).await == 401
-    })
-    .await;
+    let took = until_token_status(&cut_off, &secret, None, 401).await;
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 

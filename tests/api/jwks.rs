@@ -41,6 +41,22 @@ pub async fn verify_with_jwks_for(
         .map_err(|e| e.to_string())
 }
 
+/// Rotates in a key that signs at once (through the admin API).
+async fn rotate_key_now(app: &TestApp, algorithm: Option<&str>) {
+    let admin = app.admin_token().await;
+    let mut body = serde_json::json!({"delay_seconds": 0, "force": true});
+    if let Some(algorithm) = algorithm {
+        body["algorithm"] = algorithm.into();
+    }
+    let rotated = app
+        .admin(reqwest::Method::POST, "/admin/keys/rotate", &admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 201);
+}
+
 fn jwks_url(app: &TestApp) -> String {
     format!("{}/.well-known/jwks.json", app.address)
 }
@@ -178,14 +194,7 @@ async fn the_jwks_has_a_strong_etag_and_answers_304_until_the_key_set_changes() 
     );
 
     // A rotated-in key is published at once: new bytes, new ETag.
-    let admin = app.admin_token().await;
-    let rotated = app
-        .admin(reqwest::Method::POST, "/admin/keys/rotate", &admin)
-        .json(&serde_json::json!({"delay_seconds": 0, "force": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rotated.status(), 201);
+    rotate_key_now(&app, None).await;
     let changed = revalidate(etag.clone()).await.unwrap();
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"], etag.as_str());
@@ -196,14 +205,7 @@ async fn the_jwks_has_a_strong_etag_and_answers_304_until_the_key_set_changes() 
 #[tokio::test]
 async fn the_jwks_drops_an_expired_key_when_the_schedule_says_so_without_a_reload() {
     let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    let rotated = app
-        .admin(reqwest::Method::POST, "/admin/keys/rotate", &admin)
-        .json(&serde_json::json!({"delay_seconds": 0, "force": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rotated.status(), 201);
+    rotate_key_now(&app, None).await;
     assert_eq!(app.jwks().await["keys"].as_array().unwrap().len(), 2);
     // The old key's last token has expired: it is no longer published, even
     // though the rendering was cached and no reload happened since.
@@ -233,14 +235,7 @@ async fn discovery_metadata_has_a_strong_etag_and_follows_the_key_algorithms() {
     let other = app.get("/.well-known/openid-configuration").await;
     assert_eq!(other.headers()["etag"], etag.as_str());
 
-    let admin = app.admin_token().await;
-    let rotated = app
-        .admin(reqwest::Method::POST, "/admin/keys/rotate", &admin)
-        .json(&serde_json::json!({"delay_seconds": 0, "force": true, "algorithm": "EdDSA"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rotated.status(), 201);
+    rotate_key_now(&app, Some("EdDSA")).await;
     let changed = revalidate(etag.clone()).await.unwrap();
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"], etag.as_str());
