@@ -31,10 +31,6 @@ use crate::telemetry::metrics::CLIENT_CACHE_MISSES;
 /// short enough that a cut-off instance soon refuses.
 pub const STALE_AFTER: Duration = Duration::from_secs(3);
 
-/// The mirror could not be confirmed current: ask again later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stale;
-
 pub struct ClientCache {
     clients: RwLock<HashMap<String, Arc<Client>>>,
     /// How long a lookup may wait for Postgres (`database.request_timeout`).
@@ -97,8 +93,8 @@ impl ClientCache {
     /// it. From memory while the mirror is current; otherwise Postgres
     /// decides (an error, hence a 503, if it cannot).
     pub async fn is_disabled(&self, pool: &PgPool, client_id: &str) -> anyhow::Result<bool> {
-        if self.is_current() {
-            return Ok(self.read().get(client_id).is_some_and(|c| c.disabled));
+        if let Some(disabled) = self.is_disabled_now(client_id) {
+            return Ok(disabled);
         }
         Ok(self
             .find(pool, client_id)
@@ -106,13 +102,11 @@ impl ClientCache {
             .is_some_and(|c| c.disabled))
     }
 
-    /// As `is_disabled`, without waiting: `Stale` when only Postgres could
-    /// say.
-    pub fn is_disabled_now(&self, client_id: &str) -> Result<bool, Stale> {
-        if !self.is_current() {
-            return Err(Stale);
-        }
-        Ok(self.read().get(client_id).is_some_and(|c| c.disabled))
+    /// As `is_disabled`, without waiting: `None` when only Postgres could
+    /// say (the mirror is not confirmed current).
+    pub fn is_disabled_now(&self, client_id: &str) -> Option<bool> {
+        self.is_current()
+            .then(|| self.read().get(client_id).is_some_and(|c| c.disabled))
     }
 
     /// Records that every change committed before `started` is applied.

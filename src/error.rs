@@ -114,14 +114,6 @@ impl From<crate::hashing::HashError> for Error {
     }
 }
 
-/// The client mirror could not be confirmed current (its listener is cut
-/// off from Postgres): nothing it would answer can be trusted yet.
-impl From<crate::clients::Stale> for Error {
-    fn from(_: crate::clients::Stale) -> Self {
-        Error::TemporarilyUnavailable
-    }
-}
-
 /// Values refused by the domain's parsers are the caller's mistake; their
 /// messages describe the rule, never the value.
 macro_rules! invalid_request_from {

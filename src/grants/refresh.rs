@@ -77,15 +77,7 @@ async fn rotate(
     .await?
     {
         tracing::Span::current().record("family_id", tracing::field::display(rotated.family_id));
-        // Within what the login was granted and what the client may have
-        // now (its scopes may have been narrowed since).
-        let scope = rotated
-            .scope
-            .intersection(&client.scopes)
-            .grant(requested)
-            .map_err(|_| {
-                Error::InvalidScope("requested scope exceeds the scope originally granted")
-            })?;
+        let scope = refreshed_scope(&rotated.scope, client, requested)?;
         let response = issue(
             state,
             rotated.user_id.to_string(),
@@ -149,11 +141,7 @@ async fn rotate(
     }
     // Only now, so that a replayed token cannot dodge reuse detection by
     // asking for too much; failing here rolls back and spends nothing.
-    let scope = family
-        .scope
-        .intersection(&client.scopes)
-        .grant(requested)
-        .map_err(|_| Error::InvalidScope("requested scope exceeds the scope originally granted"))?;
+    let scope = refreshed_scope(&family.scope, client, requested)?;
     match decision {
         Decision::Reuse => {} // answered above
         Decision::Rotate => refresh::mark_used(&mut tx, family.id, token.id, now).await?,
@@ -175,4 +163,18 @@ async fn rotate(
     )?;
     tx.commit().await?;
     Ok(response)
+}
+
+/// What a refresh grants: what was asked for, within what the login was
+/// granted and what the client may have now (its scopes may have been
+/// narrowed since the login).
+fn refreshed_scope(
+    login: &Scope,
+    client: &Client,
+    requested: Option<Scope>,
+) -> Result<Scope, Error> {
+    login
+        .intersection(&client.scopes)
+        .grant(requested)
+        .map_err(|_| Error::InvalidScope("requested scope exceeds the scope originally granted"))
 }

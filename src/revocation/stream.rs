@@ -196,7 +196,7 @@ impl Subscription {
         }
         // A mirror that cannot be confirmed does not end the stream: the
         // entries it sends come from the denylist, and those are current.
-        let disabled = self.clients.is_disabled_now(&self.holder.client_id) == Ok(true);
+        let disabled = self.clients.is_disabled_now(&self.holder.client_id) == Some(true);
         if self.denylist.is_revoked(&self.holder) || disabled {
             return Err(End::TokenRevoked);
         }
