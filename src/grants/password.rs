@@ -12,7 +12,8 @@ use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
-use crate::store::{login_throttle, refresh, users};
+use crate::store::login::{self, Admission};
+use crate::store::{login_throttle, users};
 use crate::telemetry;
 use crate::throttle;
 use crate::throttle::address::Attempt;
@@ -47,14 +48,13 @@ pub async fn grant(
     };
     let password = PlainPassword::for_login(password, state.settings.password.max_length)?;
     let policy = throttle::policy(&state.settings.login);
-    if let Some(locked_until) =
-        login_throttle::reserve(&state.pool, username.as_str(), policy, now).await?
-    {
-        let wait = (locked_until - now).to_std().unwrap_or_default();
-        return Err(throttled("account", wait));
-    }
-
-    let user = users::find_by_username(&state.pool, &username).await?;
+    let user = match login::admit(&state.pool, &username, policy, now).await? {
+        Admission::Locked(locked_until) => {
+            let wait = (locked_until - now).to_std().unwrap_or_default();
+            return Err(throttled("account", wait));
+        }
+        Admission::Admitted(user) => user,
+    };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown users are verified against a dummy hash: same work, same answer.
     let verified = match state.hasher.verify(password, stored).await {
@@ -81,13 +81,17 @@ pub async fn grant(
     if user.disabled {
         return Err(failed());
     }
-    // The right password: the username's failures are forgotten.
-    login_throttle::reset(&state.pool, username.as_str()).await?;
-
     let allowed = client.scopes.intersection(&user.scopes);
-    let scope = allowed.grant(requested).map_err(|_| {
-        Error::InvalidScope("requested scope exceeds what this user and client may have")
-    })?;
+    let scope = match allowed.grant(requested) {
+        Ok(scope) => scope,
+        Err(_) => {
+            // The right password: its attempt is not a failure.
+            login_throttle::reset(&state.pool, username.as_str()).await?;
+            return Err(Error::InvalidScope(
+                "requested scope exceeds what this user and client may have",
+            ));
+        }
+    };
 
     // Every login is a session (its `sid` is how logging out reaches its
     // access tokens), but only a client allowed to refresh gets a refresh
@@ -101,15 +105,17 @@ pub async fn grant(
     };
     let ttl = chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?;
     let scope_text = scope.to_string();
-    let family = refresh::NewFamily {
+    let session = login::NewSession {
         user_id: user.id,
+        username: &username,
         verified_hash: &user.password_hash,
         client_id: client.id(),
         scope: &scope_text,
         expires_at: now + ttl,
     };
     let first = refresh_token.as_ref().map(RefreshToken::hash);
-    let Some(session) = refresh::create_family(&state.pool, family, first.as_ref(), now).await?
+    // It also forgets the username's failures: the right password was given.
+    let Some(session) = login::start_session(&state.pool, session, first.as_ref(), now).await?
     else {
         // The password changed, the user was disabled or logged out
         // everywhere while this login was being checked.

@@ -6,9 +6,13 @@
 //! exception is a client that lost the response: within `tokens.refresh_grace`
 //! of the first use, and only while the child is unused, the child is revoked
 //! and a fresh one issued instead. All of it happens under the family's row
-//! lock in one transaction, so concurrent refreshes cannot both win.
+//! lock, in one statement or one transaction, so concurrent refreshes cannot
+//! both win.
+
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::{Connection, PgConnection};
 
 use super::client::Client;
 use super::{TokenResponse, issue};
@@ -28,27 +32,25 @@ enum Decision {
     Reuse,
 }
 
-/// A refresh must finish (commit or roll back) well within a client's own
-/// timeout: otherwise a client that gave up on a stalled database would
+/// How long past `database.request_timeout` a refresh waits for the answer
+/// to its one statement. Postgres cancels the statement at the timeout
+/// (`statement_timeout`, set on every pooled connection), so an answer later
+/// than this means the connection itself is gone.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// A refresh must be decided (committed or rolled back) before a client's
+/// own timeout: otherwise a client that gave up on a stalled database would
 /// retry with a token that was spent after it stopped listening.
+///
+/// The common case is one statement in autocommit: one round trip, and it
+/// is over when Postgres answers, because Postgres itself cancels it after
+/// `database.request_timeout` (nothing spent). Only if no answer comes at
+/// all (the connection is cut) is the outcome unknown, as for any lost
+/// response; a retry within `tokens.refresh_grace` is then answered with a
+/// replacement, not treated as reuse. Everything else runs in a
+/// transaction that is rolled back when abandoned at the deadline.
 #[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), family_id = tracing::field::Empty))]
 pub async fn grant(
-    state: &AppState,
-    client: &Client,
-    presented: SecretString,
-    requested: Option<Scope>,
-) -> Result<TokenResponse, Error> {
-    let deadline = state.settings.database.request_timeout;
-    // Dropping the unfinished transaction rolls it back: nothing is spent.
-    tokio::time::timeout(deadline, rotate(state, client, presented, requested))
-        .await
-        .map_err(|_| {
-            tracing::warn!("refresh abandoned: the database did not answer in time");
-            Error::TemporarilyUnavailable
-        })?
-}
-
-async fn rotate(
     state: &AppState,
     client: &Client,
     presented: SecretString,
@@ -58,41 +60,96 @@ async fn rotate(
         return Err(Error::InvalidGrant(INVALID));
     }
     let hash = TokenHash::of(presented.expose_secret());
-    let mut tx = state.pool.begin().await?;
+    let limit = state.settings.database.request_timeout;
+    let mut conn = tokio::time::timeout(limit, state.pool.acquire())
+        .await
+        .map_err(|_| abandoned())??;
     let child = RefreshToken::generate();
-    // The common case, in one statement; it writes nothing unless all is well.
-    let wanted = requested
-        .as_ref()
-        .filter(|r| !r.is_empty())
-        .map(Scope::to_string);
+    if let Some(response) = tokio::time::timeout(
+        limit + ANSWER_MARGIN,
+        rotate_fresh(state, &mut conn, client, &hash, &requested, &child),
+    )
+    .await
+    .map_err(|_| {
+        tracing::error!("refresh statement unanswered: the connection to the database was lost, the token may or may not be spent");
+        Error::TemporarilyUnavailable
+    })??
+    {
+        return Ok(response);
+    }
+    // Otherwise the token was spent or revoked (reuse, or a retry within the
+    // grace period), or the request is refused: decide under the lock.
+    // Dropping the unfinished transaction rolls it back: nothing is spent.
+    tokio::time::timeout(
+        limit,
+        rotate(state, &mut conn, client, &hash, requested, &child),
+    )
+    .await
+    .map_err(|_| abandoned())?
+}
+
+fn abandoned() -> Error {
+    tracing::warn!("refresh abandoned: the database did not answer in time");
+    Error::TemporarilyUnavailable
+}
+
+/// The common case, in one statement that writes nothing unless all is
+/// well. Whatever could refuse the request after that statement committed
+/// is checked before it: the requested scope against the client's, and
+/// that there is a key to sign with. `None`: not the common case.
+async fn rotate_fresh(
+    state: &AppState,
+    conn: &mut PgConnection,
+    client: &Client,
+    hash: &TokenHash,
+    requested: &Option<Scope>,
+    child: &RefreshToken,
+) -> Result<Option<TokenResponse>, Error> {
+    let wanted = requested.as_ref().filter(|r| !r.is_empty());
+    if wanted.is_some_and(|r| !r.is_subset(&client.scopes)) {
+        return Ok(None); // refused after reuse detection, under the lock
+    }
     let before = state.clock.now();
-    if let Some(rotated) = refresh::rotate_fresh(
-        &mut tx,
-        &hash,
+    if state.keys.signer(before).is_none() {
+        return Err(Error::TemporarilyUnavailable);
+    }
+    let wanted = wanted.map(Scope::to_string);
+    let Some(rotated) = refresh::rotate_fresh(
+        conn,
+        hash,
         client.id(),
         wanted.as_deref(),
         &child.hash(),
         before,
     )
     .await?
-    {
-        tracing::Span::current().record("family_id", tracing::field::display(rotated.family_id));
-        let scope = refreshed_scope(&rotated.scope, client, requested)?;
-        let response = issue(
-            state,
-            rotated.user_id.to_string(),
-            Some(rotated.family_id),
-            client.id(),
-            &scope,
-            Some(&child),
-            state.clock.now(),
-        )?;
-        tx.commit().await?;
-        return Ok(response);
-    }
-    // Otherwise the token was spent or revoked (reuse, or a retry within the
-    // grace period), or the request is refused: decide under the lock.
-    let Some((family, token)) = refresh::lock_by_token(&mut tx, &hash).await? else {
+    else {
+        return Ok(None);
+    };
+    tracing::Span::current().record("family_id", tracing::field::display(rotated.family_id));
+    let scope = refreshed_scope(&rotated.scope, client, requested.clone())?;
+    issue(
+        state,
+        rotated.user_id.to_string(),
+        Some(rotated.family_id),
+        client.id(),
+        &scope,
+        Some(child),
+        state.clock.now(),
+    )
+    .map(Some)
+}
+
+async fn rotate(
+    state: &AppState,
+    conn: &mut PgConnection,
+    client: &Client,
+    hash: &TokenHash,
+    requested: Option<Scope>,
+    child: &RefreshToken,
+) -> Result<TokenResponse, Error> {
+    let mut tx = conn.begin().await?;
+    let Some((family, token)) = refresh::lock_by_token(&mut tx, hash).await? else {
         return Err(Error::InvalidGrant(INVALID));
     };
     // "Now" is read once the family is locked, not at the edge: the wait
@@ -158,7 +215,7 @@ async fn rotate(
         Some(family.id),
         client.id(),
         &scope,
-        Some(&child),
+        Some(child),
         now,
     )?;
     tx.commit().await?;

@@ -1,4 +1,5 @@
 //! Failed password logins per username: the account lockout's shared state.
+//! An attempt is counted by `login::admit`, in the statement that reads the user.
 
 use std::time::Duration;
 
@@ -14,67 +15,20 @@ pub struct Policy {
     pub reset: Duration,
 }
 
-/// Counts an attempt for `username` before its password is checked, in one
-/// statement so that concurrent attempts cannot all slip under the
-/// threshold: the attempt that reaches it sets the lock, and every attempt
-/// after it sees the lock. Returns `Some(locked_until)` without counting
-/// anything when the username is locked.
-#[tracing::instrument(level = "debug", skip_all)]
-pub async fn reserve(
+/// When the username's lock ends, if it is locked now.
+pub async fn locked_until(
     pool: &PgPool,
     username: &str,
-    policy: Policy,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
-    let threshold = i32::try_from(policy.threshold).unwrap_or(i32::MAX);
-    // A lock lifted between the two statements (an unlock, or it expired)
-    // means trying again; the loop is bounded in case of a pathological race.
-    for _ in 0..3 {
-        // The lock after the n-th consecutive failure (n >= threshold) lasts
-        // base * 2^(n - threshold), capped at max. Failures older than `reset`
-        // are forgotten. (`$2::timestamptz`: the statement is prepared without
-        // parameter types, and Postgres would otherwise read `$2 + interval`
-        // as an interval.)
-        let counted: Option<i32> = sqlx::query_scalar!(
-            "INSERT INTO login_throttle AS t (username, failures, locked_until, updated_at)
-             VALUES ($1, 1, CASE WHEN $3 <= 1 THEN $2::timestamptz + make_interval(secs => $4) END, $2)
-             ON CONFLICT (username) DO UPDATE SET
-                 failures = CASE WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN 1
-                                 ELSE t.failures + 1 END,
-                 locked_until = CASE
-                     WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN
-                         CASE WHEN $3 <= 1 THEN $2 + make_interval(secs => $4) END
-                     WHEN t.failures + 1 >= $3 THEN
-                         $2 + make_interval(secs => LEAST($5, $4 * power(2, LEAST(t.failures + 1 - $3, 40))))
-                     END,
-                 updated_at = $2
-             WHERE t.locked_until IS NULL OR t.locked_until <= $2
-             RETURNING failures",
-            username,
-            now,
-            threshold,
-            policy.base.as_secs_f64(),
-            policy.max.as_secs_f64(),
-            policy.reset.as_secs_f64(),
-        )
-        .fetch_optional(pool)
-        .await?;
-        if counted.is_some() {
-            return Ok(None);
-        }
-        let locked_until: Option<DateTime<Utc>> = sqlx::query_scalar!(
-            "SELECT locked_until FROM login_throttle WHERE username = $1 AND locked_until > $2",
-            username,
-            now,
-        )
-        .fetch_optional(pool)
-        .await?
-        .flatten();
-        if locked_until.is_some() {
-            return Ok(locked_until);
-        }
-    }
-    Ok(Some(now + chrono::Duration::seconds(1)))
+    Ok(sqlx::query_scalar!(
+        "SELECT locked_until FROM login_throttle WHERE username = $1 AND locked_until > $2",
+        username,
+        now,
+    )
+    .fetch_optional(pool)
+    .await?
+    .flatten())
 }
 
 /// Forgets the failures of `username` (a successful login, or an operator's

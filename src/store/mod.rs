@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod clients;
 pub mod keys;
+pub mod login;
 pub mod login_throttle;
 pub mod refresh;
 pub mod revocations;
@@ -30,12 +31,22 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A lazily connecting pool: the service starts even while the database is
 /// still coming up, and `/readyz` reports when it is reachable.
+///
+/// Postgres cancels any statement on these connections that runs longer
+/// than `database.request_timeout` (`statement_timeout`): no request's work
+/// outlives its deadline on the server, and a statement that commits on
+/// its own (the refresh's) is decided within it. Migrations lift the limit.
 pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let url = settings
         .url
         .as_ref()
         .context("configuration: database.url is not set")?;
-    PgPoolOptions::new()
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .context("configuration: database.url is not a valid Postgres URL")?;
+    let timeout = format!("{}ms", settings.request_timeout.as_millis().max(1));
+    Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         // No ping before every use: that is a round trip per request. A
@@ -43,8 +54,7 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         // instead; that request gets a 503 with Retry-After, and sqlx
         // drops the broken connection.
         .test_before_acquire(false)
-        .connect_lazy(url.expose_secret())
-        .context("configuration: database.url is not a valid Postgres URL")
+        .connect_lazy_with(options.options([("statement_timeout", timeout)])))
 }
 
 /// Creates the configured database if it does not exist yet (first run).
@@ -84,11 +94,26 @@ pub async fn create_database_if_missing(settings: &DatabaseSettings) -> anyhow::
     Ok(())
 }
 
+/// Applies pending migrations on a connection of its own, without the
+/// pool's statement timeout: building an index on a large table may take
+/// longer, and so may waiting for another instance that is migrating.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
+    // Startup options apply in order: this one overrides the pool's.
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .options([("statement_timeout", "0")]);
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(options);
+    let done = MIGRATOR
+        .run(&own)
         .await
-        .context("running database migrations")
+        .context("running database migrations");
+    own.close().await;
+    done
 }
 
 /// Waits for the database with exponential backoff. Each attempt opens one

@@ -36,63 +36,6 @@ pub struct TokenRow {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-pub struct NewFamily<'a> {
-    pub user_id: Uuid,
-    /// The password hash the login was verified against.
-    pub verified_hash: &'a str,
-    pub client_id: &'a str,
-    pub scope: &'a str,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// Starts a family (one login) with its first refresh token, if the
-/// client gets one.
-#[tracing::instrument(level = "debug", skip_all, fields(client_id = family.client_id, user_id = %family.user_id))]
-pub async fn create_family(
-    pool: &PgPool,
-    family: NewFamily<'_>,
-    first: Option<&TokenHash>,
-    now: DateTime<Utc>,
-) -> sqlx::Result<Option<Uuid>> {
-    let id = Uuid::new_v4();
-    let mut tx = pool.begin().await?;
-    // The password was verified without a lock, and hashing takes a while:
-    // under a share lock on the user, make sure nothing changed meanwhile
-    // (password set, user disabled, logged out everywhere). Those writers
-    // lock the row too, so they either see this family or it sees them.
-    let still_valid: Option<bool> = sqlx::query_scalar!(
-        r#"SELECT u.password_hash = $2 AND NOT u.disabled AND NOT EXISTS (
-                SELECT 1 FROM revocations r
-                WHERE r.kind = 'user' AND r.user_id = u.id AND r.not_before >= $3) AS "still_valid!"
-         FROM users u WHERE u.id = $1 FOR SHARE OF u"#,
-        family.user_id,
-        family.verified_hash,
-        now,
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if still_valid != Some(true) {
-        return Ok(None);
-    }
-    sqlx::query!(
-        "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        id,
-        family.user_id,
-        family.client_id,
-        family.scope,
-        now,
-        family.expires_at,
-    )
-    .execute(&mut *tx)
-    .await?;
-    if let Some(first) = first {
-        insert_token(&mut tx, id, None, first, now).await?;
-    }
-    tx.commit().await?;
-    Ok(Some(id))
-}
-
 /// A fresh token spent and its child stored, in one statement.
 #[derive(Debug, Clone)]
 pub struct Rotated {

@@ -14,13 +14,23 @@ pub struct UserRow {
     pub disabled: bool,
 }
 
-/// A user row as stored; its scopes are parsed once, in `find_by_username`.
-struct StoredUser {
-    id: Uuid,
-    username: String,
-    password_hash: String,
-    scopes: Vec<String>,
-    disabled: bool,
+impl UserRow {
+    /// A row as stored; its scopes are parsed once, here.
+    pub(crate) fn from_stored(
+        id: Uuid,
+        username: String,
+        password_hash: String,
+        scopes: &[String],
+        disabled: bool,
+    ) -> sqlx::Result<Self> {
+        Ok(UserRow {
+            scopes: Scope::from_tokens(scopes).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            id,
+            username,
+            password_hash,
+            disabled,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,31 +69,6 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
         }
     })?;
     Ok(id)
-}
-
-/// The username is not logged: a failed login's "username" may be a
-/// password typed into the wrong field.
-#[tracing::instrument(level = "debug", skip_all)]
-pub async fn find_by_username(pool: &PgPool, username: &Username) -> sqlx::Result<Option<UserRow>> {
-    let stored = sqlx::query_as!(
-        StoredUser,
-        "SELECT id, username, password_hash, scopes, disabled FROM users WHERE username = $1",
-        username.as_str(),
-    )
-    .fetch_optional(pool)
-    .await?;
-    stored
-        .map(|user| {
-            Ok(UserRow {
-                scopes: Scope::from_tokens(&user.scopes)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                id: user.id,
-                username: user.username,
-                password_hash: user.password_hash,
-                disabled: user.disabled,
-            })
-        })
-        .transpose()
 }
 
 /// Replaces a hash only if it is still the one we verified, so an upgrade

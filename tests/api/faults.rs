@@ -287,3 +287,58 @@ async fn a_read_only_database_is_not_ready_and_writes_are_503() {
     app.wait_until_ready().await;
     app.login().await;
 }
+
+#[tokio::test]
+async fn postgres_cancels_a_statement_that_outlives_the_request_timeout() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.database.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let asked = Instant::now();
+    let error = sqlx::query("SELECT pg_sleep(5)")
+        .execute(&app.state.pool)
+        .await
+        .unwrap_err();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    let code = error.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("57014"), "{error}");
+    assert!(tessera::error::is_unavailable(&error));
+}
+
+#[tokio::test]
+async fn migrations_are_not_bound_by_the_request_timeout() {
+    let app = spawn_app().await;
+    // Migrations wait for this lock longer than a request may.
+    let held = Held::lock(
+        &app.db.url,
+        "LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
+    let url = app.db.url.clone();
+    let migrate = tokio::task::spawn_blocking(move || {
+        let asked = Instant::now();
+        let output = crate::helpers::tessera(
+            None,
+            &["migrate"],
+            "",
+            &[
+                ("TESSERA__DATABASE__URL", url.as_str()),
+                ("TESSERA__DATABASE__REQUEST_TIMEOUT", "1s"),
+            ],
+        );
+        (output, asked.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    held.release().await;
+    let (output, took) = migrate.await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(took >= Duration::from_secs(2), "it never waited: {took:?}");
+}

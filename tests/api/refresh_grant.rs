@@ -265,17 +265,19 @@ async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_sess
         .await
         .unwrap();
     // ...so the session it then tries to create is refused.
-    let family = tessera::store::refresh::NewFamily {
+    let username = tessera::domain::Username::parse("alice").unwrap();
+    let session = tessera::store::login::NewSession {
         user_id: user,
+        username: &username,
         verified_hash: &verified,
         client_id: "mobile",
         scope: "read",
         expires_at: app.state.clock.now() + chrono::Duration::days(1),
     };
     let token = tessera::domain::RefreshToken::generate();
-    let created = tessera::store::refresh::create_family(
+    let created = tessera::store::login::start_session(
         &app.pool,
-        family,
+        session,
         Some(&token.hash()),
         app.state.clock.now(),
     )
