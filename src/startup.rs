@@ -154,6 +154,7 @@ impl Application {
                 state.settings.revocation.sync_interval,
             )),
             tokio::spawn(crate::housekeeping::run_forever(state.clone())),
+            tokio::spawn(telemetry::metrics::upkeep_forever()),
         ];
         let result = servers.await;
         background.iter().for_each(JoinHandle::abort);

@@ -3,7 +3,7 @@
 //! code agree).
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
@@ -57,6 +57,22 @@ pub fn handle() -> &'static PrometheusHandle {
         register();
         handle
     })
+}
+
+/// How often histogram observations are folded into their buckets. The
+/// recorder keeps each observation until then: without this, an instance
+/// nobody scrapes would keep every request's latency (a leak of ~15 bytes a
+/// request, 6 MiB a minute at 10 k requests/s).
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Folds histogram observations into their buckets, for as long as the
+/// server runs (scrapes do it too, but nothing says anyone scrapes).
+pub async fn upkeep_forever() {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        tick.tick().await;
+        handle().run_upkeep();
+    }
 }
 
 /// Describes every metric and creates every counter series whose labels are
