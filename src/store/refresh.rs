@@ -44,17 +44,19 @@ pub struct Rotated {
     pub scope: Scope,
 }
 
-/// The common case of a refresh in one statement (one round trip): under
-/// the family's row lock, spend the presented token if it is unused and
-/// unrevoked, its family live and `client_id`'s, its user enabled and
-/// `requested` (space-separated; NULL for all) within the family's scope;
-/// then record the use and store the child. `None` when any of that does
-/// not hold and nothing was written: the caller decides why, with the
-/// statements below (reuse, grace, errors).
+/// The common case of a refresh in one statement (one round trip): if the
+/// presented token is unused and unrevoked, its family live and
+/// `client_id`'s, its user enabled and `requested` (space-separated; NULL
+/// for all) within the family's scope, lock the family by recording its
+/// use, spend the token and store the child. `None` when any of that does
+/// not hold: the caller decides why, with the statements below (reuse,
+/// grace, errors).
 ///
-/// The lock is taken before the token is updated (`spent` reads `fam`), and
-/// the token update re-checks `used_at IS NULL` against a concurrent
-/// winner, so two refreshes with one token cannot both succeed. Times are
+/// The family is locked (updated) before the token is (`spent` reads
+/// `fam`), and the token update re-checks `used_at IS NULL` against a
+/// concurrent winner, so two refreshes with one token cannot both succeed.
+/// Nothing is written unless the token is spent, except that the loser of
+/// such a race records a use of the family, as the winner did. Times are
 /// `now` plus however long the statement waited (for the lock, say), so a
 /// stall cannot stamp the token as spent earlier than it was.
 #[tracing::instrument(level = "debug", skip_all)]
@@ -68,21 +70,21 @@ pub async fn rotate_fresh(
 ) -> sqlx::Result<Option<Rotated>> {
     let row = sqlx::query!(
         r#"WITH fam AS (
-               SELECT f.id, f.user_id, f.scope FROM refresh_families f JOIN users u ON u.id = f.user_id
-               WHERE f.id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
-                 AND f.client_id = $2 AND f.revoked_at IS NULL AND f.expires_at > $3 AND NOT u.disabled
+               UPDATE refresh_families f
+               SET last_used_at = $3::timestamptz + (clock_timestamp() - statement_timestamp())
+               FROM users u
+               WHERE f.id = (SELECT family_id FROM refresh_tokens
+                             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL)
+                 AND u.id = f.user_id AND NOT u.disabled
+                 AND f.client_id = $2 AND f.revoked_at IS NULL AND f.expires_at > $3
                  AND ($4::text IS NULL OR string_to_array($4, ' ') <@ string_to_array(f.scope, ' '))
-               FOR UPDATE OF f
+               RETURNING f.id, f.user_id, f.scope
            ), spent AS (
                UPDATE refresh_tokens t
                SET used_at = $3::timestamptz + (clock_timestamp() - statement_timestamp())
                FROM fam
                WHERE t.token_hash = $1 AND t.family_id = fam.id AND t.used_at IS NULL AND t.revoked_at IS NULL
                RETURNING t.id, t.family_id
-           ), touched AS (
-               UPDATE refresh_families f
-               SET last_used_at = $3::timestamptz + (clock_timestamp() - statement_timestamp())
-               FROM spent WHERE f.id = spent.family_id
            ), child AS (
                INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at)
                SELECT $5, spent.family_id, spent.id, $6, $3 FROM spent
