@@ -6,39 +6,77 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+
 use crate::state::AppState;
-use crate::store::{login_throttle, refresh};
+use crate::store::{self, login_throttle, refresh};
 use crate::throttle;
 
 const EVERY: Duration = Duration::from_secs(60);
 
-/// Sessions are deleted in batches, so that no delete holds locks for long.
-const SESSION_BATCH: i64 = 1000;
+/// Rows are deleted in batches, so that no delete holds locks for long.
+/// A session's batch also deletes its refresh tokens: one per refresh.
+const SESSION_BATCH: i64 = 100;
+const FAILURE_BATCH: i64 = 1000;
+
+/// How long one batch may run. Not the request timeout: nobody waits on
+/// housekeeping, and a batch that kept being cancelled would never finish,
+/// so its table would only grow.
+const STATEMENT_LIMIT: Duration = Duration::from_secs(60);
 
 pub async fn run_forever(state: AppState) {
-    let policy = throttle::policy(&state.settings.login);
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
-        let now = state.clock.now();
-        state.addresses.prune();
-        match login_throttle::prune(&state.pool, policy, now).await {
-            Ok(0) => {}
-            Ok(rows) => tracing::debug!(rows, "pruned login failure counts"),
-            Err(e) => tracing::warn!(error = %e, "pruning login failure counts failed"),
-        }
-        let Ok(lifetime) = chrono::Duration::from_std(state.settings.tokens.access_ttl) else {
-            continue;
-        };
-        loop {
-            match refresh::prune(&state.pool, now - lifetime, SESSION_BATCH).await {
-                Ok(n) if n == SESSION_BATCH as u64 => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pruning expired sessions failed");
-                    break;
-                }
-            }
+        run_once(&state, state.clock.now()).await;
+    }
+}
+
+/// One pass, as of `now`. Failures are logged; the next pass retries.
+pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
+    state.addresses.prune();
+    let policy = throttle::policy(&state.settings.login);
+    match in_batches(state, FAILURE_BATCH, |tx| {
+        Box::pin(login_throttle::prune(&mut **tx, policy, now, FAILURE_BATCH))
+    })
+    .await
+    {
+        Ok(0) => {}
+        Ok(rows) => tracing::debug!(rows, "pruned login failure counts"),
+        Err(e) => tracing::warn!(error = %e, "pruning login failure counts failed"),
+    }
+    let Ok(lifetime) = chrono::Duration::from_std(state.settings.tokens.access_ttl) else {
+        return;
+    };
+    let before = now - lifetime;
+    match in_batches(state, SESSION_BATCH, |tx| {
+        Box::pin(refresh::prune(&mut **tx, before, SESSION_BATCH))
+    })
+    .await
+    {
+        Ok(0) => {}
+        Ok(rows) => tracing::debug!(rows, "pruned expired sessions"),
+        Err(e) => tracing::warn!(error = %e, "pruning expired sessions failed"),
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Runs `batch` (one transaction each) until it deletes fewer than `size`
+/// rows; returns how many it deleted in all.
+async fn in_batches<F>(state: &AppState, size: i64, mut batch: F) -> sqlx::Result<u64>
+where
+    F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, sqlx::Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let mut tx = store::background(&state.pool, STATEMENT_LIMIT).await?;
+        let deleted = batch(&mut tx).await?;
+        tx.commit().await?;
+        total += deleted;
+        if deleted < size as u64 {
+            return Ok(total);
         }
     }
 }

@@ -116,8 +116,11 @@ pub struct NewSession<'a> {
 ///
 /// The password was verified without a lock, and hashing takes a while:
 /// under a share lock on the user, the statement makes sure nothing changed
-/// meanwhile (password set, user disabled, logged out everywhere). Those
-/// writers lock the row too, so they either see this session or it sees them.
+/// meanwhile (password set, user disabled, logged out everywhere). Each of
+/// those writers updates the user row, so they either see this session or
+/// it waits for them and re-checks the row as they left it. (A condition on
+/// another table would not do: it is read as of the statement's start,
+/// before the wait.)
 #[tracing::instrument(level = "debug", skip_all, fields(client_id = session.client_id, user_id = %session.user_id))]
 pub async fn start_session(
     pool: &PgPool,
@@ -128,9 +131,8 @@ pub async fn start_session(
     sqlx::query_scalar!(
         r#"WITH still_valid AS (
                SELECT u.id FROM users u
-               WHERE u.id = $1 AND u.password_hash = $2 AND NOT u.disabled AND NOT EXISTS (
-                   SELECT 1 FROM revocations r
-                   WHERE r.kind = 'user' AND r.user_id = u.id AND r.not_before >= $3)
+               WHERE u.id = $1 AND u.password_hash = $2 AND NOT u.disabled
+                 AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < $3)
                FOR SHARE OF u
            ), family AS (
                INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)

@@ -73,16 +73,26 @@ pub async fn release(pool: &PgPool, username: &str, policy: Policy) -> sqlx::Res
 /// `policy.reset`: the table holds recent failures, not history. Rows of
 /// usernames that do not exist go on the same schedule as the others, so
 /// that the lockout behaves the same for both.
-#[tracing::instrument(level = "debug", skip(pool))]
-pub async fn prune(pool: &PgPool, policy: Policy, now: DateTime<Utc>) -> sqlx::Result<u64> {
+/// At most `limit` rows a call (housekeeping repeats it): a table sprayed
+/// with made-up usernames is emptied in batches, none of them long.
+#[tracing::instrument(level = "debug", skip(executor))]
+pub async fn prune<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    policy: Policy,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "DELETE FROM login_throttle
-         WHERE (locked_until IS NULL OR locked_until <= $1)
-           AND updated_at <= $1 - make_interval(secs => $2)",
+        "DELETE FROM login_throttle WHERE username IN (
+             SELECT username FROM login_throttle
+             WHERE (locked_until IS NULL OR locked_until <= $1)
+               AND updated_at <= $1 - make_interval(secs => $2)
+             LIMIT $3)",
         now,
         policy.reset.as_secs_f64(),
+        limit,
     )
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(done.rows_affected())
 }

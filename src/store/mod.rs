@@ -57,6 +57,23 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect_lazy_with(options.options([("statement_timeout", timeout)])))
 }
 
+/// A transaction for background work (housekeeping) whose statements may
+/// run for up to `limit` instead of a request's timeout: no client waits on
+/// them, and a batch over a large table can take longer.
+pub async fn background(
+    pool: &PgPool,
+    limit: Duration,
+) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query_scalar!(
+        r#"SELECT set_config('statement_timeout', $1, true) AS "set!""#,
+        format!("{}ms", limit.as_millis()),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(tx)
+}
+
 /// Creates the configured database if it does not exist yet (first run).
 pub async fn create_database_if_missing(settings: &DatabaseSettings) -> anyhow::Result<()> {
     use sqlx::migrate::MigrateDatabase;

@@ -279,9 +279,10 @@ pub async fn live_sessions(
     .await
 }
 
-/// Revokes every live family of a user, first locking the user row so that
-/// a login in flight either commits before (and is revoked here) or sees
-/// the revocation. Returns the revoked families with their expiry.
+/// Revokes every live family of a user, first recording the revocation on
+/// the user row (which locks it), so that a login in flight either commits
+/// before (and is revoked here) or, waiting on the row, re-checks it and
+/// sees the revocation. Returns the revoked families with their expiry.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn revoke_user_families(
     conn: &mut PgConnection,
@@ -289,9 +290,13 @@ pub async fn revoke_user_families(
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
-    sqlx::query_scalar!("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET sessions_revoked_at = GREATEST(sessions_revoked_at, $2) WHERE id = $1",
+        user_id,
+        now,
+    )
+    .execute(&mut *conn)
+    .await?;
     let revoked = sqlx::query!(
         "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
          WHERE user_id = $1 AND revoked_at IS NULL RETURNING id, expires_at",
@@ -328,15 +333,19 @@ pub async fn revoke_user_family(
 
 /// Deletes (at most `limit`) families that expired before `before`: no
 /// token of theirs can be used or can still be live. Returns how many.
-#[tracing::instrument(level = "debug", skip(pool))]
-pub async fn prune(pool: &PgPool, before: DateTime<Utc>, limit: i64) -> sqlx::Result<u64> {
+#[tracing::instrument(level = "debug", skip(executor))]
+pub async fn prune<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         "DELETE FROM refresh_families WHERE id IN (
              SELECT id FROM refresh_families WHERE expires_at < $1 LIMIT $2)",
         before,
         limit,
     )
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(done.rows_affected())
 }

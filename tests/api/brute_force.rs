@@ -374,7 +374,7 @@ async fn lockouts_are_pruned_once_over_and_quiet() {
     fail(&app, "alice", 10).await;
     fail(&app, "nobody-here", 3).await;
     let policy = tessera::throttle::policy(&app.state.settings.login);
-    let prune = |at| tessera::store::login_throttle::prune(&app.pool, policy, at);
+    let prune = |at| tessera::store::login_throttle::prune(&app.pool, policy, at, 1000);
     // Still locked, or failures too recent: kept.
     assert_eq!(prune(app.state.clock.now()).await.unwrap(), 0);
     let later = app.state.clock.now() + chrono::Duration::hours(25);

@@ -6,24 +6,7 @@ use reqwest::Method;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{spawn_app, start_on, test_settings};
-
-/// A lock held by another session until released, as a stalled or busy
-/// database would hold it.
-struct Held(PgConnection);
-
-impl Held {
-    async fn lock(url: &str, statement: &'static str) -> Held {
-        let mut conn = PgConnection::connect(url).await.unwrap();
-        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-        sqlx::query(statement).execute(&mut conn).await.unwrap();
-        Held(conn)
-    }
-
-    async fn release(mut self) {
-        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
-    }
-}
+use crate::helpers::{Held, spawn_app, start_on, test_settings};
 
 #[tokio::test]
 async fn a_starting_instance_trusts_no_token_until_its_denylist_is_loaded() {

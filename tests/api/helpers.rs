@@ -512,3 +512,20 @@ where
     }
     panic!("the change never took effect");
 }
+
+/// A lock held by another session until released, as a stalled or busy
+/// database would hold it.
+pub struct Held(PgConnection);
+
+impl Held {
+    pub async fn lock(url: &str, statement: &'static str) -> Held {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+        Held(conn)
+    }
+
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}

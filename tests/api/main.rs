@@ -16,6 +16,7 @@ mod jwks;
 mod keys;
 mod lifecycle;
 mod logging;
+mod login_races;
 mod metrics;
 mod openapi;
 mod password_grant;
