@@ -158,13 +158,19 @@ pub async fn set_password_hash(
     Ok(done.rows_affected() == 1)
 }
 
+/// How long one statement of the startup normalisation may run, waiting
+/// for another instance's included.
+const NORMALISE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Brings usernames stored before they were normalised (PRECIS) into their
 /// normalised form, once per row. Two rows that normalise to the same name
 /// (`Alice` and `alice`) are a collision an operator must resolve: startup
 /// stops and names both. A stored name the profile refuses is left as it
 /// is (nobody can log in with it any more) and logged by id.
 pub async fn normalise_stored_usernames(pool: &PgPool) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+    // Not bound by the request timeout: an instance starting while another
+    // works through many stored names waits for it.
+    let mut tx = super::background(pool, NORMALISE_LIMIT).await?;
     // One instance at a time; the others find nothing left to do.
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('tessera.normalise_usernames'))")
         .fetch_one(&mut *tx)
