@@ -43,39 +43,30 @@ async fn login_racing_admin(admin_path: &str) -> (u16, Option<u16>, i64) {
     .await;
     // Stops the admin call after it took the user row, before it commits.
     let admin_stalled = Held::lock(&app.db.url, "SELECT 1 FROM refresh_families FOR UPDATE").await;
-    let login = {
-        let (http, address) = (app.http.clone(), app.address.clone());
-        tokio::spawn(async move {
-            let response = http
-                .post(format!("{address}/auth/token"))
-                .form(&[
-                    ("grant_type", "password"),
-                    ("client_id", "mobile"),
-                    ("username", "alice"),
-                    ("password", PASSWORD),
-                ])
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        })
+    let login = async {
+        let response = app.password_grant("mobile", "alice", PASSWORD).await;
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let call = {
-        let request = app.admin(
-            Method::POST,
-            &format!("/admin/users/{user}/{admin_path}"),
-            &admin,
-        );
-        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    let operator = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let call = app
+            .admin(
+                Method::POST,
+                &format!("/admin/users/{user}/{admin_path}"),
+                &admin,
+            )
+            .send();
+        let unblock = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            before_hashing.release().await; // the login hashes, then waits on the user row
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            admin_stalled.release().await; // the admin call commits; the login goes on
+        };
+        tokio::join!(call, unblock).0.unwrap().status().as_u16()
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    before_hashing.release().await; // the login hashes, then waits on the user row
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    admin_stalled.release().await; // the admin call commits; the login goes on
-    assert_eq!(call.await.unwrap(), 200, "admin call");
-    let (status, body) = login.await.unwrap();
+    let ((status, body), called) = tokio::join!(login, operator);
+    assert_eq!(called, 200, "admin call");
     let refreshed = match body["refresh_token"].as_str() {
         Some(token) => Some(app.refresh("mobile", token).await.status().as_u16()),
         None => None,
