@@ -191,9 +191,7 @@ impl AccessTokenVerifier {
         }
         Ok(claims)
     }
-}
 
-impl AccessTokenVerifier {
     /// `decode`, or what it said of these exact bytes before, while the key
     /// that signed them is still published.
     fn decode_remembered(
@@ -220,8 +218,10 @@ impl AccessTokenVerifier {
 }
 
 /// Verifies signature (with the key named by `kid`, and only with that
-/// key's algorithm), `typ`, issuer and audience. Expiry and bounds are the
-/// caller's; revocation is checked separately (see `revocation::Denylist`).
+/// key's algorithm), `typ`, issuer and audience, of a token no longer than
+/// `MAX_TOKEN_LEN` (checked by the caller, before hashing it). Expiry and
+/// bounds are the caller's; revocation is checked separately (see
+/// `revocation::Denylist`).
 fn decode(
     token: &str,
     keys: &dyn VerifyingKeys,
@@ -229,9 +229,6 @@ fn decode(
     audience: &str,
     now: DateTime<Utc>,
 ) -> Result<(String, AccessClaims), InvalidToken> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(InvalidToken::Malformed);
-    }
     let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
     if header.typ.as_deref() != Some("at+jwt") {
         return Err(InvalidToken::Malformed);
