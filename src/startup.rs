@@ -64,7 +64,7 @@ impl Application {
         let keys = Arc::new(KeyRing::new(kek, settings.tokens.access_ttl)?);
         let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
         let pool = store::pool(&settings.database)?;
-        let denylist = Arc::new(Denylist::default());
+        let denylist = Arc::new(Denylist::new(settings.database.request_timeout));
         let clients = Arc::new(ClientCache::new(settings.database.request_timeout));
         let addresses = Arc::new(AddressLimiter::new(&settings.login)?);
         telemetry::metrics::handle();

@@ -6,10 +6,11 @@
 //! is announced. Every `HEARTBEAT` the connection runs a trivial query:
 //! announcements committed before it are buffered by its answer, and are
 //! applied in one batch (one denylist catch-up by `seq`, one read of the
-//! announced clients, or the whole table after a storm), after which the
-//! client mirror is confirmed current. A heartbeat that goes unanswered
-//! (a dead or silent connection) restarts the cycle, and the mirror goes
-//! stale within `clients::STALE_AFTER`. Independently of the listener, and
+//! announced clients, or the whole table after a storm), after which both
+//! mirrors are confirmed current. A heartbeat that goes unanswered
+//! (a dead or silent connection) restarts the cycle, and the mirrors go
+//! stale within `clients::STALE_AFTER`: checks then ask Postgres, and
+//! revocation streams end rather than vouch for a list that may be behind. Independently of the listener, and
 //! so even while it cannot connect, a periodic re-read covers anything
 //! else and prunes expired entries.
 
@@ -77,6 +78,7 @@ async fn listen(m: &Mirrors) -> anyhow::Result<()> {
     m.denylist.catch_up(&m.pool, m.clock.now()).await?;
     m.clients.reload_all(&m.pool).await?;
     m.clients.confirm(started);
+    m.denylist.confirm(started);
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -87,6 +89,7 @@ async fn listen(m: &Mirrors) -> anyhow::Result<()> {
             .map_err(|_| anyhow!("the database did not answer the listener's heartbeat"))??;
         apply_announced(m, &mut listener).await?;
         m.clients.confirm(started);
+        m.denylist.confirm(started);
     }
 }
 

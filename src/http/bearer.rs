@@ -44,7 +44,11 @@ pub async fn require(
         .clients
         .is_disabled(&state.pool, &claims.client_id)
         .await?;
-    if state.denylist.is_revoked(&claims) || disabled {
+    let revoked = state
+        .denylist
+        .is_revoked_current(&state.pool, &claims, state.clock.now())
+        .await?;
+    if revoked || disabled {
         return Err(Error::InvalidToken);
     }
     record_on_request(req, "client_id", &claims.client_id);

@@ -101,21 +101,28 @@ pub async fn introspect(
         Some(client_id) => state.clients.is_disabled(&state.pool, client_id).await?,
         None => false,
     };
-    let details = match presented {
-        Presented::Access(claims) if !client_disabled && !state.denylist.is_revoked(&claims) => {
-            Some(Details {
-                token_type: Some("Bearer"),
-                token_use: "access_token",
-                sub: claims.sub,
-                client_id: claims.client_id,
-                scope: claims.scope,
-                exp: claims.exp,
-                iat: claims.iat,
-                jti: claims.jti,
-                iss: claims.iss,
-                aud: claims.aud,
-            })
+    let revoked = match &presented {
+        Presented::Access(claims) => {
+            state
+                .denylist
+                .is_revoked_current(&state.pool, claims, now)
+                .await?
         }
+        _ => false,
+    };
+    let details = match presented {
+        Presented::Access(claims) if !client_disabled && !revoked => Some(Details {
+            token_type: Some("Bearer"),
+            token_use: "access_token",
+            sub: claims.sub,
+            client_id: claims.client_id,
+            scope: claims.scope,
+            exp: claims.exp,
+            iat: claims.iat,
+            jti: claims.jti,
+            iss: claims.iss,
+            aud: claims.aud,
+        }),
         Presented::Refresh(status) if !client_disabled && status.is_active(now) => Some(Details {
             token_type: None,
             token_use: "refresh_token",

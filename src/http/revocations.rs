@@ -108,14 +108,25 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let since = parse_number(query.since.as_deref(), 0, "since")?;
     let limit = parse_number(query.limit.as_deref(), MAX_PAGE, "limit")?.clamp(1, MAX_PAGE);
     refuse_cursor_ahead(&state, since, "since").await?;
+    // Read before the rows: everything pruned up to it was committed before
+    // they were read.
+    let pruned = revocations::pruned_seq(&state.pool).await?;
     let rows = revocations::live_since(&state.pool, since, state.clock.now(), limit).await?;
-    let next = rows.last().map(|r| r.seq).unwrap_or(since);
+    let has_more = rows.len() as i64 == limit;
+    let mut next = rows.last().map(|r| r.seq).unwrap_or(since);
+    if !has_more {
+        // Every live entry after `since` is in this page, and nothing at or
+        // below the horizon can still arrive (entries are written in `seq`
+        // order), so the cursor moves at least to the horizon: the stream
+        // accepts it, however long ago the last entry was pruned.
+        next = next.max(pruned);
+    }
     let mut feed = Feed {
         revoked_tokens: Vec::new(),
         revoked_sessions: Vec::new(),
         revoked_users: Vec::new(),
         next_cursor: next.to_string(),
-        has_more: rows.len() as i64 == limit,
+        has_more,
     };
     for row in &rows {
         match Entry::of(row) {
@@ -161,8 +172,15 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         }
         _ => (parse_number(query.since.as_deref(), 0, "since")?, "since"),
     };
+    // Entries reach a stream through this instance's denylist: one that
+    // cannot be confirmed current would keep its follower falsely fresh.
+    if !state.denylist.is_current() {
+        return Err(Error::TemporarilyUnavailable);
+    }
     refuse_cursor_ahead(&state, since, name).await?;
-    if since < revocations::pruned_seq(&state.pool).await? {
+    // No cursor (0) is a full load: every live entry is in the table. A
+    // cursor below the horizon may have skipped deleted entries.
+    if since != 0 && since < revocations::pruned_seq(&state.pool).await? {
         return Err(Error::CursorExpired);
     }
     let mut response = HttpResponse::Ok();
@@ -182,6 +200,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         holder,
         since,
         keepalive: state.settings.revocation.stream_keepalive,
+        deadline: state.settings.database.request_timeout,
         shutdown: state.shutdown.clone(),
         slot,
     });

@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::domain::AccessClaims;
@@ -19,6 +20,11 @@ const PAGE: i64 = 1000;
 /// so this bounds memory, not correctness.
 const EVENT_BUFFER: usize = 1024;
 
+/// How long a confirmation holds: as for the client mirror
+/// (`clients::STALE_AFTER`), longer than a heartbeat takes on a saturated
+/// machine, short enough that a cut-off instance soon stops vouching.
+pub const STALE_AFTER: Duration = crate::clients::STALE_AFTER;
+
 pub struct Denylist {
     state: RwLock<State>,
     /// Set once every live entry has been read at startup. Before that, a
@@ -27,15 +33,18 @@ pub struct Denylist {
     /// Every entry applied for the first time, in `seq` order, for the
     /// revocation stream's subscribers on this instance.
     events: broadcast::Sender<Arc<RevocationRow>>,
+    /// When the last confirmed read started: every entry committed before
+    /// then is applied. Without a recent one (the listener is cut off from
+    /// Postgres, its connection frozen) the list may miss revocations made
+    /// on other instances, so checks ask Postgres and streams end.
+    confirmed: watch::Sender<Option<Instant>>,
+    /// How long a check may wait for Postgres (`database.request_timeout`).
+    deadline: Duration,
 }
 
 impl Default for Denylist {
     fn default() -> Self {
-        Denylist {
-            state: RwLock::default(),
-            loaded: AtomicBool::default(),
-            events: broadcast::Sender::new(EVENT_BUFFER),
-        }
+        Denylist::new(Duration::from_secs(5))
     }
 }
 
@@ -52,6 +61,47 @@ struct State {
 }
 
 impl Denylist {
+    pub fn new(deadline: Duration) -> Self {
+        Denylist {
+            state: RwLock::default(),
+            loaded: AtomicBool::default(),
+            events: broadcast::Sender::new(EVENT_BUFFER),
+            confirmed: watch::Sender::new(None),
+            deadline,
+        }
+    }
+
+    /// Records that every entry committed before `started` is applied.
+    pub fn confirm(&self, started: Instant) {
+        self.confirmed.send_replace(Some(started));
+    }
+
+    /// True while a confirmation is recent enough to vouch for the list.
+    pub fn is_current(&self) -> bool {
+        self.confirmed
+            .borrow()
+            .is_some_and(|at| at.elapsed() < STALE_AFTER)
+    }
+
+    /// As `is_revoked`, but never on a list that may be behind: unconfirmed,
+    /// it first catches up from Postgres (an error, hence a 503, if Postgres
+    /// does not answer within the deadline).
+    pub async fn is_revoked_current(
+        &self,
+        pool: &PgPool,
+        claims: &AccessClaims,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        if !self.is_current() {
+            let started = Instant::now();
+            tokio::time::timeout(self.deadline, self.catch_up(pool, now))
+                .await
+                .map_err(|_| sqlx::Error::Io(std::io::ErrorKind::TimedOut.into()))??;
+            self.confirm(started);
+        }
+        Ok(self.is_revoked(claims))
+    }
+
     /// True when the token's jti or login (`sid`) is denylisted, or it was
     /// issued in a second wholly before its user's not-before instant.
     ///
@@ -79,7 +129,9 @@ impl Denylist {
 
     /// Reads every live entry; only then does `is_loaded` turn true.
     pub async fn load(&self, pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<()> {
+        let started = Instant::now();
         self.catch_up(pool, now).await?;
+        self.confirm(started);
         self.loaded.store(true, Ordering::Release);
         Ok(())
     }

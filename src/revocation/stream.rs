@@ -10,6 +10,10 @@
 //! neither a gap nor a repeat. A subscriber that falls behind the event
 //! buffer re-reads the table from its cursor the same way.
 //!
+//! A stream vouches only for what its instance knows: while the denylist
+//! is unconfirmed (the listener cut off from Postgres) none starts, and an
+//! open one ends, so its follower reconnects elsewhere or goes stale.
+//!
 //! Memory per subscriber is bounded: one page of the table at a time, a
 //! small channel to the HTTP body, and a reader that keeps that channel
 //! full for too long is dropped (it reconnects with `Last-Event-ID`).
@@ -55,7 +59,13 @@ enum End {
     Reset,
     ShuttingDown,
     DatabaseFailed,
+    /// The denylist lost its confirmation (see `Denylist::is_current`).
+    Stale,
 }
+
+/// How often a stream checks that its instance's denylist is still
+/// confirmed: a stream ends within this long of the list going stale.
+const STALE_CHECK: Duration = Duration::from_millis(500);
 
 pub struct Subscription {
     pub pool: PgPool,
@@ -69,6 +79,8 @@ pub struct Subscription {
     /// Entries after this `seq` are sent.
     pub since: i64,
     pub keepalive: Duration,
+    /// How long one read of the table may take (`database.request_timeout`).
+    pub deadline: Duration,
     pub shutdown: watch::Receiver<bool>,
     /// Held for the life of the stream (`revocation.max_subscribers`).
     pub slot: OwnedSemaphorePermit,
@@ -97,6 +109,7 @@ impl Subscription {
             return end;
         }
         let mut tick = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
+        let mut check = tokio::time::interval(STALE_CHECK);
         let expires = Instant::now() + self.lifetime_left();
         loop {
             let message = tokio::select! {
@@ -109,6 +122,17 @@ impl Subscription {
                     continue;
                 }
                 _ = tokio::time::sleep_until(expires) => return End::TokenExpired,
+                // An instance cut off from Postgres must not keep its
+                // followers "fresh" with keep-alives while revocations made
+                // elsewhere pass it by: ending the stream sends them to
+                // another instance, or makes them stale (fail closed).
+                _ = check.tick() => {
+                    if !self.denylist.is_current() {
+                        tracing::warn!("revocation stream ended: this instance's denylist is not confirmed current");
+                        return End::Stale;
+                    }
+                    continue;
+                }
                 _ = tick.tick() => {
                     if let Err(end) = self.holder_still_valid() {
                         return end;
@@ -144,12 +168,20 @@ impl Subscription {
     /// Sends every live entry after `cursor`, a page at a time.
     async fn backlog(&self, tx: &mpsc::Sender<Message>, cursor: &mut i64) -> Result<(), End> {
         loop {
-            let rows = revocations::live_since(&self.pool, *cursor, self.clock.now(), PAGE)
-                .await
-                .map_err(|e| {
+            // Bounded: a frozen path to Postgres must end the stream, not
+            // hold it open and silent.
+            let read = revocations::live_since(&self.pool, *cursor, self.clock.now(), PAGE);
+            let rows = match tokio::time::timeout(self.deadline, read).await {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "revocation stream could not read the table");
-                    End::DatabaseFailed
-                })?;
+                    return Err(End::DatabaseFailed);
+                }
+                Err(_) => {
+                    tracing::warn!("revocation stream: the database did not answer in time");
+                    return Err(End::DatabaseFailed);
+                }
+            };
             let Some(last) = rows.last() else {
                 return Ok(());
             };
@@ -169,8 +201,9 @@ impl Subscription {
     /// After missing events: re-read from the cursor, unless entries after
     /// it have been pruned meanwhile (then the reader must start over).
     async fn resync(&self, tx: &mpsc::Sender<Message>, cursor: &mut i64) -> Result<(), End> {
-        let pruned = revocations::pruned_seq(&self.pool)
+        let pruned = tokio::time::timeout(self.deadline, revocations::pruned_seq(&self.pool))
             .await
+            .map_err(|_| End::DatabaseFailed)?
             .map_err(|_| End::DatabaseFailed)?;
         if *cursor < pruned {
             let _ = self.send(tx, Message::Reset).await;

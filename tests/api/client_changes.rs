@@ -1,13 +1,13 @@
 //! Clients live in memory on every instance (issue 11); a change made on
 //! the command line must reach every instance within a second.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_oauth_error, spawn_app, spawn_on, tessera, time_until};
+use crate::helpers::{
+    TestApp, assert_oauth_error, spawn_app, spawn_behind_partition, spawn_on, tessera, time_until,
+};
 
 /// How long until `app` answers svc's client_credentials request with
 /// `expected` (a change applied).
@@ -248,60 +248,10 @@ async fn client_changes_are_audited_and_unknown_clients_are_named() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such client"));
 }
 
-/// Forwards connections to Postgres; while `paused`, holds every byte (a
-/// silent network partition: no reset, no error).
-async fn pausable_proxy(upstream: String) -> (u16, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let paused = Arc::new(AtomicBool::new(false));
-    let switch = paused.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let (client_read, client_write) = client.into_split();
-            let (server_read, server_write) = server.into_split();
-            tokio::spawn(forward(client_read, server_write, switch.clone()));
-            tokio::spawn(forward(server_read, client_write, switch.clone()));
-        }
-    });
-    (port, paused)
-}
-
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    paused: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0u8; 16 * 1024];
-    while let Ok(n) = from.read(&mut buffer).await {
-        if n == 0 {
-            return;
-        }
-        while paused.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_instance_cut_off_from_postgres_stops_trusting_its_copy_of_the_clients() {
     let a = spawn_app().await;
-    let url = reqwest::Url::parse(&a.db.url).unwrap();
-    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-    let (port, paused) = pausable_proxy(upstream).await;
-    let mut proxied = url.clone();
-    proxied.set_port(Some(port)).unwrap();
-    let cut_off = spawn_on(a.db.clone(), |s| {
-        s.database.url = Some(proxied.to_string().into());
-        s.database.request_timeout = Duration::from_millis(500);
-    })
-    .await;
+    let (cut_off, partition) = spawn_behind_partition(a.db.clone(), |_| {}).await;
     let secret = a
         .create_confidential_client("svc", &["client_credentials"], &["read"])
         .await;
@@ -315,7 +265,7 @@ async fn an_instance_cut_off_from_postgres_stops_trusting_its_copy_of_the_client
     assert_eq!(rs.json::<Value>().await.unwrap()["active"], true);
 
     // The instance cannot hear of what happens next.
-    paused.store(true, Ordering::SeqCst);
+    partition.freeze();
     cli_ok(&a, &["client", "disable", "svc"], "");
     let took = until_token_status(&cut_off, &secret, None, 503).await;
     // The copy goes stale (clients::STALE_AFTER, 3 s) and the instance
@@ -329,7 +279,7 @@ async fn an_instance_cut_off_from_postgres_stops_trusting_its_copy_of_the_client
     .await;
 
     // Back in touch: the change applies.
-    paused.store(false, Ordering::SeqCst);
+    partition.heal();
     let took = until_token_status(&cut_off, &secret, None, 401).await;
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }

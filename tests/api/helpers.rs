@@ -529,3 +529,76 @@ impl Held {
         sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
     }
 }
+
+/// A TCP path to Postgres that can be frozen: while frozen, every byte is
+/// held (a silent network partition: no reset, no error).
+#[derive(Clone)]
+pub struct Partition(Arc<std::sync::atomic::AtomicBool>);
+
+impl Partition {
+    pub fn freeze(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn heal(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Another instance on `db` whose every connection to Postgres (pool and
+/// listener) goes through a freezable proxy.
+pub async fn spawn_behind_partition(
+    db: Arc<TestDatabase>,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, Partition) {
+    let url = reqwest::Url::parse(&db.url).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let partition = Partition(Arc::default());
+    let switch = partition.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(forward(client_read, server_write, switch.clone()));
+            tokio::spawn(forward(server_read, client_write, switch.clone()));
+        }
+    });
+    let mut proxied = url.clone();
+    proxied.set_port(Some(port)).unwrap();
+    let app = spawn_on(db, |s| {
+        s.database.url = Some(proxied.to_string().into());
+        s.database.request_timeout = Duration::from_millis(500);
+        configure(s);
+    })
+    .await;
+    (app, partition)
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    partition: Partition,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0 {
+            return;
+        }
+        while partition.is_frozen() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_oauth_error, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_oauth_error, spawn_app, spawn_app_with, spawn_behind_partition,
+};
 
 /// One item read from an event stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -378,4 +380,128 @@ async fn the_stream_needs_a_token_with_the_feed_scope() {
         "invalid_token",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_instance_cut_off_from_postgres_ends_its_streams_and_opens_none() {
+    let a = spawn_app().await;
+    let (cut_off, partition) = spawn_behind_partition(a.db.clone(), |s| {
+        s.revocation.stream_keepalive = Duration::from_millis(200);
+    })
+    .await;
+    let reader = a.service_token("gateway", &["revocations:read"]).await;
+    let mut stream = Sse::new(open(&cut_off, &reader, None, None).await);
+    assert_eq!(
+        stream.next(Duration::from_secs(2)).await,
+        Some(Item::Comment("connected".into()))
+    );
+    assert_eq!(
+        stream.next(Duration::from_secs(2)).await,
+        Some(Item::Comment("keep-alive".into()))
+    );
+
+    // Frozen, the instance hears of nothing: its keep-alives must stop
+    // vouching for a list that may be behind. The denylist goes stale after
+    // three seconds without a confirmed heartbeat; the stream ends then.
+    partition.freeze();
+    let frozen = Instant::now();
+    while let Some(item) = stream.next(Duration::from_secs(6)).await {
+        assert_eq!(item, Item::Comment("keep-alive".into()));
+        assert!(frozen.elapsed() < Duration::from_secs(6), "still vouching");
+    }
+    let took = frozen.elapsed();
+    assert!(took < Duration::from_secs(5), "the stream lasted {took:?}");
+    assert!(took > Duration::from_secs(2), "ended early: {took:?}");
+    // And no new stream starts there.
+    assert_oauth_error(
+        open(&cut_off, &reader, None, None).await,
+        503,
+        "temporarily_unavailable",
+    )
+    .await;
+
+    // Back in touch, it streams again.
+    partition.heal();
+    let started = Instant::now();
+    loop {
+        let response = open(&cut_off, &reader, None, None).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_a_prune_the_feeds_cursor_resumes_on_the_stream() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let reader = app.service_token("gateway", &["revocations:read"]).await;
+    for _ in 0..2 {
+        let session = app.login().await;
+        revoke(&app, "mobile", session["access_token"].as_str().unwrap()).await;
+    }
+    let newest = tessera::store::revocations::last_seq(&app.pool)
+        .await
+        .unwrap();
+    // Everything expires and is pruned: the quiet state of a deployment.
+    app.advance_clock(Duration::from_secs(601));
+    tessera::store::revocations::prune(&app.pool, app.state.clock.now())
+        .await
+        .unwrap();
+    let reader_now = app.service_token("gateway-2", &["revocations:read"]).await;
+    drop(reader);
+
+    for since in ["0", "1"] {
+        let page: Value = app
+            .http
+            .get(format!("{}/auth/revocations?since={since}", app.address))
+            .bearer_auth(&reader_now)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["revoked_sessions"], serde_json::json!([]));
+        assert_eq!(page["has_more"], false);
+        let next = page["next_cursor"].as_str().unwrap().to_owned();
+        assert_eq!(next, newest.to_string(), "the cursor moves to the horizon");
+        // The stream takes the feed's cursor, and no cursor at all.
+        assert_eq!(
+            open(&app, &reader_now, Some(&next), None).await.status(),
+            200
+        );
+    }
+    let mut full = Sse::new(open(&app, &reader_now, None, None).await);
+    assert_eq!(
+        full.next(Duration::from_secs(2)).await,
+        Some(Item::Comment("connected".into()))
+    );
+    // A cursor below the horizon may have missed entries: reload.
+    assert_oauth_error(
+        open(&app, &reader_now, Some("1"), None).await,
+        410,
+        "cursor_expired",
+    )
+    .await;
+
+    // A page cut short by `limit` does not jump past live entries.
+    let session = app.login().await;
+    revoke(&app, "mobile", session["access_token"].as_str().unwrap()).await;
+    let session = app.login().await;
+    revoke(&app, "mobile", session["access_token"].as_str().unwrap()).await;
+    let page: Value = app
+        .http
+        .get(format!("{}/auth/revocations?since=0&limit=1", app.address))
+        .bearer_auth(&reader_now)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["has_more"], true);
+    assert_eq!(page["next_cursor"], (newest + 1).to_string());
 }

@@ -14,7 +14,7 @@ use tessera::keys::SigningAlgorithm;
 use tessera_verifier::{Config, Error, Invalid, Verifier};
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app_with, spawn_on};
+use crate::helpers::{PASSWORD, TestApp, spawn_app_with, spawn_behind_partition, spawn_on};
 use crate::lifecycle::{Server, free_port};
 
 #[allow(dead_code)]
@@ -578,4 +578,174 @@ async fn the_jwks_is_fetched_again_when_its_max_age_runs_out() {
         (2..=3).contains(&refreshed),
         "max-age=1: one fetch a second, got {refreshed} in 2.5 s"
     );
+}
+
+#[tokio::test]
+async fn a_kit_following_an_instance_cut_off_from_postgres_fails_closed() {
+    // The kit follows the instance at the issuer's address, whose path to
+    // Postgres will freeze; revocations are made on another instance.
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let a = spawn_app_with(|s| s.issuer = issuer.clone()).await;
+    let (_cut_off, partition) = spawn_behind_partition(a.db.clone(), |s| {
+        s.http.public_addr = format!("127.0.0.1:{port}");
+        s.issuer = issuer.clone();
+        s.revocation.stream_keepalive = Duration::from_secs(1);
+    })
+    .await;
+    a.seed().await;
+    let secret = a
+        .create_confidential_client(FEED_CLIENT, &["client_credentials"], &["revocations:read"])
+        .await;
+    let staleness = Duration::from_secs(3);
+    let verifier = start_kit(
+        Config::new(&issuer, "tessera")
+            .feed_client(FEED_CLIENT, &secret)
+            .max_staleness(staleness),
+    )
+    .await;
+    let service = resource_server(verifier.clone()).await;
+    let token = access(&a.login().await);
+    assert_eq!(whoami(&service, &token).await.status(), 200);
+
+    partition.freeze();
+    let frozen = Instant::now();
+    let admin = a.admin_token().await;
+    let revoked = a
+        .admin(Method::POST, "/admin/tokens/revoke", &admin)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    // The cut-off instance never hears of it. Its streams end once its
+    // denylist is unconfirmed (3 s), nothing else it answers vouches, and
+    // the kit goes stale `staleness` later: from then on it refuses.
+    let mut last_accepted = None;
+    while frozen.elapsed() < Duration::from_secs(10) {
+        let status = whoami(&service, &token).await.status();
+        assert!(status == 200 || status == 503, "{status}");
+        if status == 200 {
+            last_accepted = Some(frozen.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last_accepted = last_accepted.unwrap_or_default();
+    eprintln!("revoked token last accepted {last_accepted:?} into the partition");
+    assert!(
+        last_accepted < Duration::from_secs(8),
+        "accepted {last_accepted:?} into the partition"
+    );
+    let health: Value = reqwest::get(format!("{service}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["stale"], true);
+
+    // Healed, the kit catches up and refuses the token for the right reason.
+    partition.heal();
+    let healed = Instant::now();
+    while whoami(&service, &token).await.status() != 401 {
+        assert!(
+            healed.elapsed() < Duration::from_secs(10),
+            "never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An issuer whose stream refuses every cursor with `status` (as a broken
+/// or hostile issuer might): counts the kit's feed and stream requests.
+async fn refusing_issuer(
+    status: u16,
+) -> (String, std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>) {
+    use actix_web::{HttpResponse, web};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let counts: std::sync::Arc<[AtomicU64; 2]> = std::sync::Arc::default();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (seen, me) = (counts.clone(), base.clone());
+    let server = actix_web::HttpServer::new(move || {
+        let (seen, me) = (seen.clone(), me.clone());
+        let (feed_seen, stream_seen) = (seen.clone(), seen.clone());
+        actix_web::App::new()
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(move || {
+                    let me = me.clone();
+                    async move {
+                        HttpResponse::Ok().json(json!({
+                            "issuer": me,
+                            "jwks_uri": format!("{me}/jwks"),
+                            "token_endpoint": format!("{me}/token"),
+                        }))
+                    }
+                }),
+            )
+            .route(
+                "/jwks",
+                web::get().to(|| async { HttpResponse::Ok().json(json!({"keys": []})) }),
+            )
+            .route(
+                "/token",
+                web::post().to(|| async {
+                    HttpResponse::Ok().json(json!({"access_token": "t", "expires_in": 600}))
+                }),
+            )
+            .route(
+                "/auth/revocations",
+                web::get().to(move || {
+                    feed_seen[0].fetch_add(1, Ordering::SeqCst);
+                    async {
+                        HttpResponse::Ok().json(json!({
+                            "revoked_tokens": [], "revoked_sessions": [], "revoked_users": [],
+                            "next_cursor": "0", "has_more": false,
+                        }))
+                    }
+                }),
+            )
+            .route(
+                "/auth/revocations/stream",
+                web::get().to(move || {
+                    stream_seen[1].fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                            .json(json!({"error": "cursor_expired"}))
+                    }
+                }),
+            )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", port))
+    .unwrap();
+    tokio::spawn(server.run());
+    (base, counts)
+}
+
+#[tokio::test]
+async fn the_kit_backs_off_when_the_stream_keeps_refusing_its_cursor() {
+    use std::sync::atomic::Ordering;
+    for status in [410, 400] {
+        let (issuer, counts) = refusing_issuer(status).await;
+        let verifier = Verifier::start(
+            Config::new(&issuer, "tessera")
+                .feed_client(FEED_CLIENT, "a-secret-of-enough-length-000000"),
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (feed, stream) = (
+            counts[0].load(Ordering::SeqCst),
+            counts[1].load(Ordering::SeqCst),
+        );
+        eprintln!("{status}: {feed} feed and {stream} stream requests in 4 s");
+        // Waits of 0.5, 1 and 2 s: a handful, not a thousand a second.
+        assert!(
+            (1..=6).contains(&stream),
+            "{status}: {stream} stream requests"
+        );
+        assert!(feed <= 8, "{status}: {feed} feed requests");
+        drop(verifier);
+    }
 }

@@ -107,10 +107,12 @@ pub(crate) async fn follow_revocations(inner: Arc<Inner>) {
     loop {
         if !loaded {
             match load(&inner, &endpoints, &mut cursor).await {
+                // The backoff is not reset here: a stream that refuses the
+                // fresh cursor again (400, 410, reset) must not turn into a
+                // tight reload loop. Only a stream that ran resets it.
                 Ok(()) => {
                     loaded = true;
                     inner.denylist.mark_loaded();
-                    backoff.reset();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "loading the revocation feed failed; retrying");
@@ -127,6 +129,7 @@ pub(crate) async fn follow_revocations(inner: Arc<Inner>) {
             Followed::Ended { .. } => backoff.next(),
             Followed::Reload => {
                 (cursor, loaded) = (0, false);
+                tokio::time::sleep(backoff.next()).await;
                 continue;
             }
             Followed::Unavailable(after) => after.unwrap_or_else(|| backoff.next()),
@@ -138,6 +141,7 @@ pub(crate) async fn follow_revocations(inner: Arc<Inner>) {
                 Ok(()) => {}
                 Err(FeedError::Reload) => {
                     (cursor, loaded) = (0, false);
+                    tokio::time::sleep(backoff.next()).await;
                     break;
                 }
                 Err(FeedError::Failed(e)) => {
