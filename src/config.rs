@@ -141,8 +141,16 @@ pub struct PasswordSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginSettings {
-    /// Consecutive failures that lock a username.
+    /// Consecutive failures from one source (address, or device) that lock
+    /// the username for that source.
     pub lockout_threshold: u32,
+    /// Failures from every untrusted source together that lock the username
+    /// for all of them (devices that logged in before still get in).
+    pub username_lockout_threshold: u32,
+    /// How long a device credential (issued at each successful password
+    /// login) lets its device past the username-wide lock.
+    #[serde(with = "duration")]
+    pub device_ttl: Duration,
     /// The first lock's length; every further failure doubles it.
     #[serde(with = "duration")]
     pub lockout_base: Duration,
@@ -336,6 +344,7 @@ impl Settings {
             ("database.request_timeout", self.database.request_timeout),
             ("http.body_timeout", self.http.body_timeout),
             ("login.lockout_base", self.login.lockout_base),
+            ("login.device_ttl", self.login.device_ttl),
             ("login.address_refill", self.login.address_refill),
         ] {
             if ttl.is_zero() {
@@ -368,6 +377,11 @@ impl Settings {
         }
         if self.login.lockout_threshold == 0 {
             bail!("configuration: login.lockout_threshold must be at least 1");
+        }
+        if self.login.username_lockout_threshold < self.login.lockout_threshold {
+            bail!(
+                "configuration: login.username_lockout_threshold must be at least login.lockout_threshold"
+            );
         }
         if self.login.lockout_max < self.login.lockout_base {
             bail!("configuration: login.lockout_max must be at least login.lockout_base");

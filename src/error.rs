@@ -178,6 +178,11 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 }
 
 impl Error {
+    /// The server failed (5xx), not the request.
+    pub fn is_server_error(&self) -> bool {
+        self.status_code().is_server_error()
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidRequest(_)

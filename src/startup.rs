@@ -19,6 +19,7 @@ use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::access_token::AccessTokenVerifier;
+use crate::domain::device::DeviceKey;
 use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::Denylist;
@@ -60,7 +61,9 @@ impl Application {
         options: Options,
         clock: Clock,
     ) -> anyhow::Result<Self> {
-        let kek = KeyEncryptionKey::new(&settings.encryption_key()?)?;
+        let secret = settings.encryption_key()?;
+        let kek = KeyEncryptionKey::new(&secret)?;
+        let devices = Arc::new(DeviceKey::derive(&secret));
         let keys = Arc::new(KeyRing::new(kek, settings.tokens.access_ttl)?);
         let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
         let pool = store::pool(&settings.database)?;
@@ -86,6 +89,7 @@ impl Application {
             denylist,
             clients,
             addresses,
+            devices,
             clock,
             stream_slots,
             shutdown: shutting_down,

@@ -9,6 +9,7 @@ use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::access_token::AccessTokenVerifier;
+use crate::domain::device::DeviceKey;
 use crate::hashing::PasswordHasher;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
@@ -24,8 +25,10 @@ pub struct AppState {
     pub denylist: Arc<Denylist>,
     /// Every registered client, in memory (see `clients`).
     pub clients: Arc<ClientCache>,
-    /// Failed password logins per client address.
+    /// Failed password logins per client address (or device).
     pub addresses: Arc<AddressLimiter>,
+    /// Signs and checks device credentials (`domain::device`).
+    pub devices: Arc<DeviceKey>,
     pub clock: Clock,
     /// One permit per open revocation stream (`revocation.max_subscribers`).
     pub stream_slots: Arc<Semaphore>,

@@ -4,6 +4,7 @@
 pub mod access_token;
 pub mod client;
 pub mod client_id;
+pub mod device;
 pub mod grant_type;
 pub mod opaque;
 pub mod password;

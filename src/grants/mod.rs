@@ -22,6 +22,10 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+    /// After a password login: the device's credential for its next login
+    /// (see `domain::device`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
     /// Who the token is for (user id, or client id); logged, not sent.
     #[serde(skip)]
     pub subject: String,
@@ -69,6 +73,7 @@ pub fn issue(
         expires_in: ttl.as_secs(),
         refresh_token: refresh_token.map(|t| t.expose().to_owned()),
         scope: scope.to_string(),
+        device_token: None,
         subject,
     })
 }

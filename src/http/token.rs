@@ -23,6 +23,7 @@ struct TokenRequest {
     grant_type: Option<String>,
     username: Option<String>,
     password: Option<SecretString>,
+    device_token: Option<SecretString>,
     refresh_token: Option<SecretString>,
     scope: Option<String>,
     client_id: Option<String>,
@@ -71,8 +72,14 @@ pub async fn token(
             let password = request
                 .password
                 .ok_or_else(|| Error::invalid_request("password is required"))?;
-            let address = client_ip(&req, &state.settings.http);
-            password::grant(&state, &client, &username, password, scope, address, now).await?
+            let login = password::Login {
+                username,
+                password,
+                device_token: request.device_token,
+                scope,
+                address: client_ip(&req, &state.settings.http),
+            };
+            password::grant(&state, &client, login, now).await?
         }
         GrantType::ClientCredentials => client_credentials::grant(&state, &client, scope, now)?,
         GrantType::RefreshToken => {

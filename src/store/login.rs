@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::login_throttle::{self, Policy};
+use super::login_throttle::Policy;
 use super::users::UserRow;
 use crate::domain::{TokenHash, Username};
 
@@ -20,88 +20,75 @@ pub enum Admission {
     Locked(DateTime<Utc>),
 }
 
-/// Counts an attempt for `username` before its password is checked, in the
-/// statement that reads the user, so that concurrent attempts cannot all
-/// slip under the threshold: the attempt that reaches it sets the lock,
-/// and every attempt after it sees the lock.
+/// Who is attempting, as the lockout counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempter<'a> {
+    /// The source's key: an address (a /64 for IPv6) or a device credential.
+    pub source: &'a str,
+    /// A device that logged in as this user before (a valid device
+    /// credential): the username-wide lock does not apply to it.
+    pub trusted: bool,
+}
+
+/// Counts an attempt for `username` from `who` before its password is
+/// checked, in the statement that reads the user, so that concurrent
+/// attempts cannot all slip under a threshold (`login_attempt` in the
+/// migrations locks the username's rows in one order and decides).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn admit(
     pool: &PgPool,
     username: &Username,
+    who: Attempter<'_>,
     policy: Policy,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Admission> {
-    let threshold = i32::try_from(policy.threshold).unwrap_or(i32::MAX);
-    // A lock lifted between the two statements (an unlock, or it expired)
-    // means trying again; the loop is bounded in case of a pathological race.
-    for _ in 0..3 {
-        // The lock after the n-th consecutive failure (n >= threshold) lasts
-        // base * 2^(n - threshold), capped at max. Failures older than `reset`
-        // are forgotten. (`$2::timestamptz`: the statement is prepared without
-        // parameter types, and Postgres would otherwise read `$2 + interval`
-        // as an interval.)
-        let row = sqlx::query!(
-            r#"WITH counted AS (
-                   INSERT INTO login_throttle AS t (username, failures, locked_until, updated_at)
-                   VALUES ($1, 1, CASE WHEN $3 <= 1 THEN $2::timestamptz + make_interval(secs => $4) END, $2)
-                   ON CONFLICT (username) DO UPDATE SET
-                       failures = CASE WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN 1
-                                       ELSE t.failures + 1 END,
-                       locked_until = CASE
-                           WHEN t.updated_at <= $2 - make_interval(secs => $6) THEN
-                               CASE WHEN $3 <= 1 THEN $2 + make_interval(secs => $4) END
-                           WHEN t.failures + 1 >= $3 THEN
-                               $2 + make_interval(secs => LEAST($5, $4 * power(2, LEAST(t.failures + 1 - $3, 40))))
-                           END,
-                       updated_at = $2
-                   WHERE t.locked_until IS NULL OR t.locked_until <= $2
-                   RETURNING failures
-               )
-               SELECT EXISTS (SELECT 1 FROM counted) AS "counted!",
-                      u.id AS "id?", u.username AS "username?", u.password_hash AS "password_hash?",
-                      u.scopes AS "scopes?", u.disabled AS "disabled?"
-               FROM (SELECT 1) AS one LEFT JOIN users u ON u.username = $1"#,
-            username.as_str(),
-            now,
-            threshold,
-            policy.base.as_secs_f64(),
-            policy.max.as_secs_f64(),
-            policy.reset.as_secs_f64(),
-        )
-        .fetch_one(pool)
-        .await?;
-        if row.counted {
-            let user = match (
-                row.id,
-                row.username,
-                row.password_hash,
-                row.scopes,
-                row.disabled,
-            ) {
-                (Some(id), Some(username), Some(password_hash), Some(scopes), Some(disabled)) => {
-                    Some(UserRow::from_stored(
-                        id,
-                        username,
-                        password_hash,
-                        &scopes,
-                        disabled,
-                    )?)
-                }
-                _ => None,
-            };
-            return Ok(Admission::Admitted(user));
-        }
-        if let Some(until) = login_throttle::locked_until(pool, username.as_str(), now).await? {
-            return Ok(Admission::Locked(until));
-        }
+    let row = sqlx::query!(
+        r#"SELECT a.admitted AS "admitted!", a.locked_until,
+                  u.id AS "id?", u.username AS "username?", u.password_hash AS "password_hash?",
+                  u.scopes AS "scopes?", u.disabled AS "disabled?"
+           FROM login_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9) AS a
+           LEFT JOIN users u ON u.username = $1"#,
+        username.as_str(),
+        who.source,
+        who.trusted,
+        now,
+        policy.threshold(),
+        policy.username_threshold(),
+        policy.base.as_secs_f64(),
+        policy.max.as_secs_f64(),
+        policy.reset.as_secs_f64(),
+    )
+    .fetch_one(pool)
+    .await?;
+    if !row.admitted {
+        return Ok(Admission::Locked(
+            row.locked_until
+                .unwrap_or(now + chrono::Duration::seconds(1)),
+        ));
     }
-    Ok(Admission::Locked(now + chrono::Duration::seconds(1)))
+    let user = match (
+        row.id,
+        row.username,
+        row.password_hash,
+        row.scopes,
+        row.disabled,
+    ) {
+        (Some(id), Some(username), Some(password_hash), Some(scopes), Some(disabled)) => Some(
+            UserRow::from_stored(id, username, password_hash, &scopes, disabled)?,
+        ),
+        _ => None,
+    };
+    Ok(Admission::Admitted(user))
 }
 
 pub struct NewSession<'a> {
     pub user_id: Uuid,
     /// As the login typed it, parsed: its failures are forgotten.
     pub username: &'a Username,
+    /// Whose failures: the source's are forgotten, and the attempt is taken
+    /// back from the username-wide count.
+    pub who: Attempter<'a>,
+    pub policy: Policy,
     /// The password hash the login was verified against.
     pub verified_hash: &'a str,
     pub client_id: &'a str,
@@ -110,8 +97,9 @@ pub struct NewSession<'a> {
 }
 
 /// Starts a session (a refresh-token family) with its first refresh token,
-/// if the client gets one, and forgets the username's failures: the right
-/// password was given. `None`, and nothing written, when the user changed
+/// if the client gets one, and forgets the failures of the login's source:
+/// the right password was given there, so they were the user's own typos,
+/// and they leave the username-wide count too (this attempt included). `None`, and nothing written, when the user changed
 /// while the password was being checked.
 ///
 /// The password was verified without a lock, and hashing takes a while:
@@ -142,7 +130,16 @@ pub async fn start_session(
                INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at)
                SELECT $8, family.id, NULL, $9, $3 FROM family WHERE $9::bytea IS NOT NULL
            ), forgotten AS (
-               DELETE FROM login_throttle WHERE username = $10 AND EXISTS (SELECT 1 FROM family)
+               DELETE FROM login_throttle
+               WHERE username = $10 AND source = $11 AND EXISTS (SELECT 1 FROM family)
+               RETURNING failures
+           ), taken_back AS (
+               UPDATE login_throttle
+               SET failures = GREATEST(failures - (SELECT failures FROM forgotten), 0),
+                   locked_until = CASE WHEN failures - (SELECT failures FROM forgotten) < $13
+                                       THEN NULL ELSE locked_until END
+               WHERE username = $10 AND source = '*' AND NOT $12
+                 AND EXISTS (SELECT 1 FROM forgotten)
            )
            SELECT id AS "id!" FROM family"#,
         session.user_id,
@@ -155,6 +152,9 @@ pub async fn start_session(
         Uuid::new_v4(),
         first.map(TokenHash::as_bytes),
         session.username.as_str(),
+        session.who.source,
+        session.who.trusted,
+        session.policy.username_threshold(),
     )
     .fetch_optional(pool)
     .await

@@ -1,71 +1,115 @@
-//! Failed password logins per username: the account lockout's shared state.
-//! An attempt is counted by `login::admit`, in the statement that reads the user.
+//! Failed password logins per username and source, and per username across
+//! sources (source `'*'`): the account lockout's shared state. An attempt is
+//! counted by `login::admit`, in the statement that reads the user.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use super::login::Attempter;
+
 /// The lockout policy, as the SQL needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
+    /// Failures from one source that lock that source out.
     pub threshold: u32,
+    /// Failures from untrusted sources, all together, that lock the username.
+    pub username_threshold: u32,
     pub base: Duration,
     pub max: Duration,
     pub reset: Duration,
 }
 
-/// When the username's lock ends, if it is locked now.
-pub async fn locked_until(
-    pool: &PgPool,
-    username: &str,
-    now: DateTime<Utc>,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    Ok(sqlx::query_scalar!(
-        "SELECT locked_until FROM login_throttle WHERE username = $1 AND locked_until > $2",
-        username,
-        now,
-    )
-    .fetch_optional(pool)
-    .await?
-    .flatten())
+impl Policy {
+    pub fn threshold(&self) -> i32 {
+        i32::try_from(self.threshold).unwrap_or(i32::MAX)
+    }
+
+    pub fn username_threshold(&self) -> i32 {
+        i32::try_from(self.username_threshold).unwrap_or(i32::MAX)
+    }
 }
 
-/// Forgets the failures of `username` (a successful login, or an operator's
+/// Forgets every failure of `username`, from every source (an operator's
 /// unlock). Returns whether there were any.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn reset<'e, E: sqlx::PgExecutor<'e>>(executor: E, username: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query!("DELETE FROM login_throttle WHERE username = $1", username)
-        .execute(executor)
-        .await?;
+    let done = sqlx::query!(
+        "DELETE FROM login_throttle WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)",
+        username
+    )
+    .execute(executor)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
-/// Takes back a reservation whose password was never checked (the hashing
-/// queue was full): one failure fewer, and no lock below the threshold.
+/// The right password, but no session (a scope the user may not have):
+/// as `login::start_session` does, the source's failures are forgotten,
+/// in the username-wide count too.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn release(pool: &PgPool, username: &str, policy: Policy) -> sqlx::Result<()> {
-    let left = sqlx::query_scalar!(
+pub async fn succeeded(
+    pool: &PgPool,
+    username: &str,
+    who: Attempter<'_>,
+    policy: Policy,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "WITH forgotten AS (
+             DELETE FROM login_throttle WHERE username = $1 AND source = $2 RETURNING failures
+         )
+         UPDATE login_throttle
+         SET failures = GREATEST(failures - (SELECT failures FROM forgotten), 0),
+             locked_until = CASE WHEN failures - (SELECT failures FROM forgotten) < $4
+                                 THEN NULL ELSE locked_until END
+         WHERE username = $1 AND source = '*' AND NOT $3 AND EXISTS (SELECT 1 FROM forgotten)",
+        username,
+        who.source,
+        who.trusted,
+        policy.username_threshold(),
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Takes back a reservation whose password was never checked, or whose
+/// login failed on the server's side (the hashing queue was full, the
+/// database stalled): one failure fewer in each row it was counted in, and
+/// no lock below a threshold. A user retrying through an incident does not
+/// lock themselves out.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn release(
+    pool: &PgPool,
+    username: &str,
+    who: Attempter<'_>,
+    policy: Policy,
+) -> sqlx::Result<()> {
+    sqlx::query!(
         "UPDATE login_throttle
          SET failures = failures - 1,
-             locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END
-         WHERE username = $1 AND failures > 0
-         RETURNING failures",
+             locked_until = CASE
+                 WHEN failures - 1 < (CASE WHEN source = '*' THEN $5::int ELSE $4::int END) THEN NULL
+                 ELSE locked_until END
+         WHERE username = $1 AND failures > 0 AND (source = $2 OR (source = '*' AND NOT $3))",
         username,
-        i32::try_from(policy.threshold).unwrap_or(i32::MAX),
+        who.source,
+        who.trusted,
+        policy.threshold(),
+        policy.username_threshold(),
     )
-    .fetch_optional(pool)
+    .execute(pool)
     .await?;
-    // Back at zero: the row goes, so attempts that were never checked (a
-    // flood of 503s) leave nothing behind.
-    if left == Some(0) {
-        sqlx::query!(
-            "DELETE FROM login_throttle WHERE username = $1 AND failures = 0",
-            username
-        )
-        .execute(pool)
-        .await?;
-    }
+    // Back at zero, the rows go: attempts that were never checked (a flood
+    // of 503s) leave nothing behind.
+    sqlx::query!(
+        "DELETE FROM login_throttle
+         WHERE username = $1 AND failures = 0 AND (source = $2 OR source = '*')",
+        username,
+        who.source,
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -83,8 +127,8 @@ pub async fn prune<'e, E: sqlx::PgExecutor<'e>>(
     limit: i64,
 ) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "DELETE FROM login_throttle WHERE username IN (
-             SELECT username FROM login_throttle
+        "DELETE FROM login_throttle WHERE (username, source) IN (
+             SELECT username, source FROM login_throttle
              WHERE (locked_until IS NULL OR locked_until <= $1)
                AND updated_at <= $1 - make_interval(secs => $2)
              LIMIT $3)",

@@ -101,9 +101,11 @@ pub struct UserView {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Consecutive failed password logins counted against the username.
+    /// Recent failed password logins from every source that is not a
+    /// trusted device (the username-wide count).
     pub failed_logins: i32,
-    /// End of the current (or last) lockout; locked while in the future.
+    /// The latest end of any lock on the username, for a source or for all
+    /// of them; locked (somewhere) while in the future.
     pub locked_until: Option<DateTime<Utc>>,
 }
 
@@ -112,8 +114,9 @@ pub async fn find_by_id(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result
     sqlx::query_as!(
         UserView,
         r#"SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
-                COALESCE(t.failures, 0) AS "failed_logins!", t.locked_until
-         FROM users u LEFT JOIN login_throttle t ON t.username = u.username
+                COALESCE(t.failures, 0) AS "failed_logins!",
+                (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until
+         FROM users u LEFT JOIN login_throttle t ON t.username = u.username AND t.source = '*'
          WHERE u.id = $1"#,
         id,
     )

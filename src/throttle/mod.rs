@@ -19,6 +19,7 @@ use crate::store::login_throttle::Policy;
 pub fn policy(settings: &LoginSettings) -> Policy {
     Policy {
         threshold: settings.lockout_threshold,
+        username_threshold: settings.username_lockout_threshold,
         base: settings.lockout_base,
         max: settings.lockout_max,
         reset: settings.lockout_reset,

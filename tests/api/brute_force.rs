@@ -35,13 +35,15 @@ async fn assert_throttled(response: Response) -> u64 {
     retry_after
 }
 
-/// Retry-After counts down in real time: a slow machine may answer a
-/// second or two after the lock was set.
+/// Retry-After is the lock's end rounded up to the minute (a guesser is not
+/// told to the second), and counts down in real time: a slow machine may
+/// answer a second or two after the lock was set.
 #[track_caller]
 fn assert_locked_for(retry_after: u64, lock: u64) {
+    let minutes = |secs: u64| secs.div_ceil(60).max(1) * 60;
     assert!(
-        retry_after <= lock && retry_after + 3 >= lock,
-        "Retry-After {retry_after}, expected {lock} (less at most 3 s that passed)"
+        retry_after == minutes(lock) || retry_after == minutes(lock.saturating_sub(3)),
+        "Retry-After {retry_after}, expected {lock} s rounded up to the minute"
     );
 }
 
@@ -208,11 +210,12 @@ async fn concurrent_guesses_cannot_exceed_the_threshold() {
         hashed, 10,
         "only the threshold's worth of guesses may be checked"
     );
-    let failures: i32 =
-        sqlx::query_scalar("SELECT failures FROM login_throttle WHERE username = 'alice'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let failures: i32 = sqlx::query_scalar(
+        "SELECT failures FROM login_throttle WHERE username = 'alice' AND source <> '*'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(failures, 10);
 }
 
@@ -369,15 +372,196 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
 
 #[tokio::test]
 async fn lockouts_are_pruned_once_over_and_quiet() {
-    let app = spawn_app_with(roomy).await;
+    let app = spawn_app_with(behind_proxy).await;
     app.seed().await;
-    fail(&app, "alice", 10).await;
-    fail(&app, "nobody-here", 3).await;
+    for _ in 0..10 {
+        login_from(&app, "198.51.100.1", "alice", "guess", None).await;
+    }
+    for _ in 0..3 {
+        login_from(&app, "198.51.100.1", "nobody-here", "guess", None).await;
+    }
     let policy = tessera::throttle::policy(&app.state.settings.login);
     let prune = |at| tessera::store::login_throttle::prune(&app.pool, policy, at, 1000);
     // Still locked, or failures too recent: kept.
     assert_eq!(prune(app.state.clock.now()).await.unwrap(), 0);
+    assert_eq!(app.count("login_throttle").await, 4);
+
+    // A day later alice is locked again, from another address: only the
+    // quiet rows go, each by its own username and source.
+    app.advance_clock(Duration::from_secs(25 * 3600));
+    for _ in 0..10 {
+        login_from(&app, "198.51.100.2", "alice", "guess", None).await;
+    }
+    assert_eq!(prune(app.state.clock.now()).await.unwrap(), 3);
+    assert_throttled(login_from(&app, "198.51.100.2", "alice", PASSWORD, None).await).await;
     let later = app.state.clock.now() + chrono::Duration::hours(25);
     assert_eq!(prune(later).await.unwrap(), 2);
     assert_eq!(app.count("login_throttle").await, 0);
+}
+
+/// A password login from `from` (a forwarded address: the tests connect
+/// from 127.0.0.1, a trusted proxy in `behind_proxy`), with a device
+/// credential if given.
+async fn login_from(
+    app: &TestApp,
+    from: &str,
+    username: &str,
+    password: &str,
+    device: Option<&str>,
+) -> Response {
+    let mut form = vec![
+        ("grant_type", "password"),
+        ("client_id", "mobile"),
+        ("username", username),
+        ("password", password),
+    ];
+    if let Some(device) = device {
+        form.push(("device_token", device));
+    }
+    app.http
+        .post(format!("{}/auth/token", app.address))
+        .header("x-forwarded-for", from)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Lockout settings for tests of sources: the address bucket out of the
+/// way, 127.0.0.1 a trusted proxy, a username-wide threshold of 15.
+fn behind_proxy(s: &mut tessera::config::Settings) {
+    s.login.address_burst = 10_000;
+    s.login.username_lockout_threshold = 15;
+    s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+#[tokio::test]
+async fn one_source_cannot_lock_the_others_out() {
+    let app = spawn_app_with(behind_proxy).await;
+    let alice = app.seed().await;
+    let attacker = "198.51.100.66";
+    for _ in 0..10 {
+        let r = login_from(&app, attacker, "alice", "guess", None).await;
+        assert_eq!(r.status(), 400);
+    }
+    assert_throttled(login_from(&app, attacker, "alice", PASSWORD, None).await).await;
+    // Alice, anywhere else, is not locked out...
+    let home = login_from(&app, "203.0.113.5", "alice", PASSWORD, None).await;
+    assert_eq!(home.status(), 200);
+    // ...and after an operator's unlock, ten more guesses from the
+    // attacker lock only the attacker again.
+    let token = app.admin_token().await;
+    let unlock = app
+        .admin(
+            Method::POST,
+            &format!("/admin/users/{alice}/unlock"),
+            &token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.status(), 200);
+    for _ in 0..10 {
+        login_from(&app, attacker, "alice", "guess", None).await;
+    }
+    assert_throttled(login_from(&app, attacker, "alice", "guess", None).await).await;
+    let home = login_from(&app, "203.0.113.5", "alice", PASSWORD, None).await;
+    assert_eq!(home.status(), 200);
+}
+
+#[tokio::test]
+async fn guessing_spread_over_many_sources_locks_the_username_but_not_its_devices() {
+    let app = spawn_app_with(behind_proxy).await;
+    app.seed().await;
+    // Alice logged in on her phone before: it holds a device credential.
+    let phone = login_from(&app, "203.0.113.5", "alice", PASSWORD, None).await;
+    assert_eq!(phone.status(), 200);
+    let phone: Value = phone.json().await.unwrap();
+    let device = phone["device_token"].as_str().unwrap().to_owned();
+    assert!(device.starts_with("tsd_"), "{device}");
+
+    // Fifteen guesses, one from each of fifteen addresses: no source is
+    // near its own threshold, the username-wide one is reached.
+    for n in 1..=15 {
+        let r = login_from(&app, &format!("198.51.100.{n}"), "alice", "guess", None).await;
+        assert_eq!(r.status(), 400, "guess {n}");
+    }
+    let fresh = login_from(&app, "192.0.2.200", "alice", PASSWORD, None).await;
+    let retry_after = assert_throttled(fresh).await;
+    assert_eq!(retry_after, 60, "rounded up to the minute, not 30");
+
+    // The phone still gets in (and gets a new credential)...
+    let again = login_from(&app, "198.51.100.1", "alice", PASSWORD, Some(&device)).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_ne!(again["device_token"], phone["device_token"]);
+    // ...but a credential is no master key: a wrong password with it is
+    // refused and counted against that device alone, ten lock it.
+    for _ in 0..10 {
+        let r = login_from(&app, "198.51.100.1", "alice", "guess", Some(&device)).await;
+        assert_eq!(r.status(), 400);
+    }
+    let locked = login_from(&app, "198.51.100.1", "alice", PASSWORD, Some(&device)).await;
+    assert_throttled(locked).await;
+    let newer = again["device_token"].as_str().unwrap();
+    let other_phone = login_from(&app, "198.51.100.1", "alice", PASSWORD, Some(newer)).await;
+    assert_eq!(
+        other_phone.status(),
+        200,
+        "another credential is another device"
+    );
+    // Nor does it work for another username, or once tampered with.
+    app.create_user("bob", PASSWORD, &["read"]).await;
+    for n in 1..=15 {
+        login_from(&app, &format!("198.51.100.{n}"), "bob", "guess", None).await;
+    }
+    assert_throttled(login_from(&app, "192.0.2.9", "bob", PASSWORD, Some(newer)).await).await;
+    let forged = format!("{}A", &newer[..newer.len() - 1]);
+    assert_throttled(login_from(&app, "192.0.2.9", "bob", PASSWORD, Some(&forged)).await).await;
+}
+
+#[tokio::test]
+async fn a_login_that_fails_on_the_servers_side_is_not_counted() {
+    let app = spawn_app_with(|s| {
+        roomy(s);
+        s.database.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    app.seed().await;
+    // The session cannot start while another transaction holds alice's row:
+    // the right password gets a 503, nine times.
+    let held = crate::helpers::Held::lock(&app.db.url, "SELECT id FROM users FOR UPDATE").await;
+    for _ in 0..9 {
+        let r = app.password_grant("mobile", "alice", PASSWORD).await;
+        assert_oauth_error(r, 503, "temporarily_unavailable").await;
+    }
+    held.release().await;
+    // None of them counts: nine real failures and alice is still in.
+    fail(&app, "alice", 9).await;
+    let r = app.password_grant("mobile", "alice", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn names_no_account_can_have_allocate_nothing_and_lock_no_one() {
+    let app = spawn_app_with(|s| {
+        s.login.address_burst = 2;
+        s.login.address_refill = Duration::from_secs(3600);
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    app.seed().await;
+    // Refused before any work: nothing to remember, per address or name.
+    for n in 0..200u32 {
+        let from = format!("10.{}.{}.1", n / 256, n % 256);
+        let r = login_from(&app, &from, "no spaces allowed", "x", None).await;
+        assert_oauth_error(r, 400, "invalid_grant").await;
+    }
+    assert!(app.state.addresses.is_empty());
+    assert_eq!(app.count("login_throttle").await, 0);
+    let r = login_from(&app, "10.0.0.1", "alice", PASSWORD, None).await;
+    assert_eq!(r.status(), 200);
+    // Real failures do take from the address's bucket.
+    login_from(&app, "10.0.0.1", "u1", "x", None).await;
+    assert_eq!(app.state.addresses.len(), 1);
 }

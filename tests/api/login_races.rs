@@ -103,8 +103,8 @@ async fn housekeeping_empties_a_sprayed_failure_table_despite_the_request_timeou
     // Every made-up username guessed leaves a row; one delete of them all
     // outlasts a request's timeout.
     sqlx::query(
-        "INSERT INTO login_throttle (username, failures, locked_until, updated_at)
-         SELECT 'spray' || g, 1, NULL, now() - interval '2 days' FROM generate_series(1, 300000) g",
+        "INSERT INTO login_throttle (username, source, failures, locked_until, updated_at)
+         SELECT 'spray' || g, '*', 1, NULL, now() - interval '2 days' FROM generate_series(1, 300000) g",
     )
     .execute(&app.pool)
     .await

@@ -269,6 +269,11 @@ async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_sess
     let session = tessera::store::login::NewSession {
         user_id: user,
         username: &username,
+        who: tessera::store::login::Attempter {
+            source: "ip:127.0.0.1",
+            trusted: false,
+        },
+        policy: tessera::throttle::policy(&app.state.settings.login),
         verified_hash: &verified,
         client_id: "mobile",
         scope: "read",
