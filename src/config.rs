@@ -79,6 +79,9 @@ pub struct HttpSettings {
     pub body_timeout: Duration,
     /// Open connections per listener; 0 sizes it for the machine.
     pub max_connections: usize,
+    /// Open connections per client address (a /64 for IPv6) on each
+    /// listener; trusted proxies are exempt. 0: no limit.
+    pub max_connections_per_address: usize,
     /// Peers allowed to name the client through `forwarded_header`.
     #[serde(with = "cidrs")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -180,6 +183,8 @@ pub struct RevocationSettings {
     pub stream_keepalive: Duration,
     /// Open revocation streams per instance; more get 503 with `Retry-After`.
     pub max_subscribers: usize,
+    /// Open revocation streams of one client per instance.
+    pub max_subscribers_per_client: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,6 +393,9 @@ impl Settings {
         }
         if self.login.lockout_reset < self.login.lockout_max {
             bail!("configuration: login.lockout_reset must be at least login.lockout_max");
+        }
+        if self.revocation.max_subscribers_per_client == 0 {
+            bail!("configuration: revocation.max_subscribers_per_client must be at least 1");
         }
         if self.revocation.max_subscribers == 0 {
             bail!("configuration: revocation.max_subscribers must be at least 1");

@@ -11,7 +11,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::Condition;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
@@ -23,6 +23,7 @@ use crate::domain::device::DeviceKey;
 use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::Denylist;
+use crate::revocation::slots::Slots;
 use crate::state::AppState;
 use crate::sync::Mirrors;
 use crate::telemetry;
@@ -78,7 +79,10 @@ impl Application {
             max_lifetime: settings.tokens.access_ttl,
             verified: Arc::default(),
         };
-        let stream_slots = Arc::new(Semaphore::new(settings.revocation.max_subscribers));
+        let stream_slots = Arc::new(Slots::new(
+            settings.revocation.max_subscribers,
+            settings.revocation.max_subscribers_per_client,
+        ));
         let (shutdown, shutting_down) = watch::channel(false);
         let state = AppState {
             pool,
@@ -184,6 +188,10 @@ fn serve(
     // cap over an explicit number of workers.
     let workers = crate::config::cpus();
     let per_worker = state.settings.max_connections().div_ceil(workers).max(1);
+    let peers = Arc::new(http::peer::PeerConnections::new(
+        state.settings.http.max_connections_per_address,
+        state.settings.http.trusted_proxies.clone(),
+    ));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -200,6 +208,7 @@ fn serve(
             .configure(routes)
             .default_service(web::to(http::not_found))
     })
+    .on_connect(move |connection, data| peers.on_connect(connection, data))
     .workers(workers)
     .max_connections(per_worker)
     .shutdown_timeout(shutdown_timeout)

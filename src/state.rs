@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::clients::ClientCache;
 use crate::clock::Clock;
@@ -13,6 +13,7 @@ use crate::domain::device::DeviceKey;
 use crate::hashing::PasswordHasher;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
+use crate::revocation::slots::Slots;
 use crate::throttle::AddressLimiter;
 
 #[derive(Clone)]
@@ -30,8 +31,9 @@ pub struct AppState {
     /// Signs and checks device credentials (`domain::device`).
     pub devices: Arc<DeviceKey>,
     pub clock: Clock,
-    /// One permit per open revocation stream (`revocation.max_subscribers`).
-    pub stream_slots: Arc<Semaphore>,
+    /// One per open revocation stream (`revocation.max_subscribers`, and
+    /// `max_subscribers_per_client` for one client).
+    pub stream_slots: Arc<Slots>,
     /// Turns true when the service starts shutting down: open streams end
     /// then, so that draining in-flight requests does not wait for them.
     pub shutdown: watch::Receiver<bool>,

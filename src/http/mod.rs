@@ -10,6 +10,7 @@ pub mod client_ip;
 mod health;
 mod introspect;
 mod metrics;
+pub mod peer;
 mod revocations;
 mod revoke;
 mod token;

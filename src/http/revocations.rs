@@ -12,7 +12,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::bearer;
+use super::{bearer, peer};
 use crate::error::Error;
 use crate::revocation::stream::{self, Message, Subscription};
 use crate::state::AppState;
@@ -158,8 +158,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     // nothing but this refusal.
     let slot = state
         .stream_slots
-        .clone()
-        .try_acquire_owned()
+        .take(&holder.client_id)
         .map_err(|_| Error::TooManyStreams)?;
     let query: StreamQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|_| Error::invalid_request("malformed query string"))?;
@@ -203,6 +202,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         deadline: state.settings.database.request_timeout,
         shutdown: state.shutdown.clone(),
         slot,
+        hangup: peer::watch(&req),
     });
     let hello = Bytes::from(format!("retry: {RECONNECT_MS}\n: connected\n\n"));
     let body = futures_util::stream::unfold(

@@ -10,6 +10,7 @@
 //! `GET /auth/revocations/stream`, fed by this instance's denylist (`stream`).
 
 mod denylist;
+pub mod slots;
 pub mod stream;
 
 use chrono::{DateTime, Utc};

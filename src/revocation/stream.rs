@@ -23,19 +23,23 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::Denylist;
+use super::slots::Slot;
 use crate::clock::Clock;
 use crate::domain::AccessClaims;
 use crate::store::revocations::{self, RevocationRow};
 use crate::telemetry::metrics::REVOCATION_STREAMS;
 
-const PAGE: i64 = 1000;
+/// Entries read from the table at once (~150 bytes each as events).
+const PAGE: i64 = 250;
 
 /// Messages queued for the HTTP body; each is at most one page of entries.
-const BUFFER: usize = 8;
+/// One: with the message being written, a reader that stops reading holds
+/// about two pages (~75 KiB), not more.
+const BUFFER: usize = 1;
 
 /// What the HTTP layer writes to the stream.
 #[derive(Debug)]
@@ -83,7 +87,10 @@ pub struct Subscription {
     pub deadline: Duration,
     pub shutdown: watch::Receiver<bool>,
     /// Held for the life of the stream (`revocation.max_subscribers`).
-    pub slot: OwnedSemaphorePermit,
+    pub slot: Slot,
+    /// The reader's connection: the stream (and its slot) ends as soon as
+    /// the reader hangs up, not at the next write.
+    pub hangup: Option<tokio::net::TcpStream>,
 }
 
 /// Starts following; the stream ends when the receiver is dropped.
@@ -103,6 +110,14 @@ impl Subscription {
         if *self.shutdown.borrow_and_update() {
             return End::ShuttingDown;
         }
+        let hangup = self.hangup.take();
+        let hung_up = async move {
+            match hangup {
+                Some(socket) => closed(socket).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(hung_up);
         let mut events = self.denylist.subscribe();
         let mut cursor = self.since;
         if let Err(end) = self.backlog(tx, &mut cursor).await {
@@ -114,6 +129,7 @@ impl Subscription {
         loop {
             let message = tokio::select! {
                 _ = tx.closed() => return End::ReaderGone,
+                _ = &mut hung_up => return End::ReaderGone,
                 changed = self.shutdown.changed() => {
                     // An error means the service is gone: stop as well.
                     if changed.is_err() || *self.shutdown.borrow() {
@@ -239,5 +255,18 @@ impl Subscription {
     fn lifetime_left(&self) -> Duration {
         let left = self.holder.exp.saturating_sub(self.clock.now().timestamp());
         Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+}
+
+/// Completes when the peer has closed the connection (or reset it).
+async fn closed(socket: tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match socket.peek(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            // A reader of an event stream sends nothing; one that does is
+            // not waited on in a tight loop.
+            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
     }
 }

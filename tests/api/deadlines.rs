@@ -136,3 +136,55 @@ async fn a_chunked_body_is_refused_and_its_connection_closed_not_drained() {
     app.seed().await;
     app.login().await;
 }
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let app = spawn_app_with(|s| s.http.max_connections_per_address = 4).await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // Idle connections from 127.0.0.1 until one is closed at once, without
+    // a byte read: the test's own pooled client may hold one already.
+    let mut held = Vec::new();
+    let refused_at = loop {
+        let mut connection = TcpStream::connect(&host).await.unwrap();
+        let mut buffer = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(300), connection.read(&mut buffer)).await {
+            Err(_) => held.push(connection),
+            Ok(read) => {
+                assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+                break held.len();
+            }
+        }
+        assert!(held.len() <= 4, "more than four connections held");
+    };
+    assert!((3..=4).contains(&refused_at), "refused after {refused_at}");
+    // One closed, and the address may connect again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = TcpStream::connect(&host).await.unwrap();
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    again.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Behind a trusted proxy, its address is shared by everyone: no cap.
+    let proxied = spawn_app_with(|s| {
+        s.http.max_connections_per_address = 4;
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let host = proxied.address.trim_start_matches("http://").to_owned();
+    let mut many = Vec::new();
+    for _ in 0..8 {
+        many.push(TcpStream::connect(&host).await.unwrap());
+    }
+    let mut last = many.pop().unwrap();
+    last.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    last.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

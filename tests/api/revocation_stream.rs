@@ -293,33 +293,51 @@ async fn a_reconnect_resumes_after_its_cursor_and_bad_cursors_are_refused() {
 }
 
 #[tokio::test]
-async fn subscribers_are_bounded_per_instance() {
+async fn subscribers_are_bounded_per_instance_and_per_client() {
     let app = spawn_app_with(|s| {
-        s.revocation.max_subscribers = 2;
-        s.revocation.stream_keepalive = Duration::from_secs(1);
+        s.revocation.max_subscribers = 3;
+        s.revocation.max_subscribers_per_client = 2;
+        // No keep-alive within the test: a slot must not wait for a write
+        // to find its reader gone.
+        s.revocation.stream_keepalive = Duration::from_secs(60);
     })
     .await;
     let reader = app.service_token("gateway", &["revocations:read"]).await;
-    let one = Sse::new(open(&app, &reader, None, None).await);
+    let mut one = Sse::new(open(&app, &reader, None, None).await);
     let _two = Sse::new(open(&app, &reader, None, None).await);
+    // One client cannot take every slot...
     let refused = open(&app, &reader, None, None).await;
     assert_eq!(refused.headers()["retry-after"], "5");
     assert_oauth_error(refused, 503, "temporarily_unavailable").await;
+    let other = app.service_token("billing", &["revocations:read"]).await;
+    let _three = Sse::new(open(&app, &other, None, None).await);
+    // ...and the instance has only so many.
+    let third_client = app.service_token("search", &["revocations:read"]).await;
+    assert_oauth_error(
+        open(&app, &third_client, None, None).await,
+        503,
+        "temporarily_unavailable",
+    )
+    .await;
 
-    // A reader that goes away frees its slot by the next keep-alive (the
-    // write that finds the connection closed).
-    drop(one);
-    let started = Instant::now();
-    loop {
-        let response = open(&app, &reader, None, None).await;
-        if response.status() == 200 {
-            break;
+    // A reader that hangs up frees its slot at once, not at the next write.
+    for _ in 0..3 {
+        let started = Instant::now();
+        drop(one);
+        let mut reopened = None;
+        while reopened.is_none() {
+            let response = open(&app, &reader, None, None).await;
+            if response.status() == 200 {
+                reopened = Some(Sse::new(response));
+            } else {
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "the slot was never freed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "the slot was never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        one = reopened.unwrap();
     }
 }
 
