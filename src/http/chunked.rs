@@ -8,18 +8,14 @@
 //! chunked requests are refused at once (400 `invalid_request`), and
 //! their connection is closed rather than drained: the unread payload is
 //! kept alive until the response is on its way, which makes actix close
-//! the connection after it instead of draining. That alone leaves the
-//! connection open when the whole body had arrived before the refusal was
-//! sent (actix then has nothing left to drain and keeps the connection
-//! alive), so the refusal also says `Connection: close`, which actix
-//! honours whatever is left unread.
+//! the connection after it instead of draining.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::{ConnectionType, header};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, ResponseError};
@@ -37,11 +33,7 @@ pub async fn refuse_chunked(
             .map(ServiceResponse::map_into_left_body);
     }
     let unread = req.take_payload();
-    let mut response = Error::ChunkedBody.error_response();
-    response
-        .head_mut()
-        .set_connection_type(ConnectionType::Close);
-    let response = response.map_body(|_, body| {
+    let response = Error::ChunkedBody.error_response().map_body(|_, body| {
         BoxBody::new(Closing {
             bytes: body.try_into_bytes().ok(),
             _unread: unread,
