@@ -632,7 +632,9 @@ async fn an_admin_tokens_refused_calls_are_audited_with_outcome_and_target() {
         .unwrap();
     let unknown = Uuid::new_v4();
     let json = "application/json";
-    let cases: Vec<(Method, String, Vec<u8>, u16, &str, String)> = vec![
+    // Method, path, body, status; the outcome and target recorded.
+    type Case = (Method, String, Vec<u8>, u16, &'static str, String);
+    let cases: Vec<Case> = vec![
         (
             Method::GET,
             format!("/admin/users/{unknown}"),
