@@ -18,6 +18,9 @@ pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 
 /// Served at both well-known names, rendered once per key set. It lists
 /// only what is implemented: no authorization endpoint, so no response types.
+/// `tessera_max_access_token_lifetime` (seconds, `tokens.access_ttl`) is
+/// Tessera's own (RFC 8414 §2 allows more): no access token it issues has
+/// a longer `exp - iat`, so verifiers can refuse any that does.
 pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let settings = &state.settings;
     let rendered = state.keys.metadata_rendered(|loaded| {
@@ -25,7 +28,11 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         algorithms.push(settings.keys.algorithm.as_str());
         algorithms.sort_unstable();
         algorithms.dedup();
-        render_metadata(settings.issuer.trim_end_matches('/'), &algorithms)
+        render_metadata(
+            settings.issuer.trim_end_matches('/'),
+            &algorithms,
+            settings.tokens.access_ttl.as_secs(),
+        )
     });
     serve(&req, &rendered, "public, max-age=3600".to_owned())
 }
@@ -53,7 +60,7 @@ fn serve(req: &HttpRequest, rendered: &Rendered, cache_control: String) -> HttpR
         .body(rendered.body.clone())
 }
 
-fn render_metadata(issuer: &str, algorithms: &[&str]) -> Vec<u8> {
+fn render_metadata(issuer: &str, algorithms: &[&str], max_access_lifetime: u64) -> Vec<u8> {
     let metadata = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/auth/token"),
@@ -68,6 +75,7 @@ fn render_metadata(issuer: &str, algorithms: &[&str]) -> Vec<u8> {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [],
         "access_token_signing_alg_values_supported": algorithms,
+        "tessera_max_access_token_lifetime": max_access_lifetime,
     });
     serde_json::to_vec(&metadata).unwrap_or_default()
 }

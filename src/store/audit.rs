@@ -1,8 +1,9 @@
 //! The audit trail: admin API calls and CLI changes, written in the same
 //! transaction as the change they record, and admin calls refused to a
-//! valid token (outcome `denied`).
+//! valid token (outcome `denied` without the `admin` scope; `not_found`,
+//! `conflict`, `invalid` or `refused` for an admin token's).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
@@ -22,8 +23,16 @@ pub struct Entry<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
-    /// A valid token without the scope the call needs.
+    /// A valid token without the scope the call needs (403).
     Denied,
+    /// An admin token's call naming something that does not exist (404).
+    NotFound,
+    /// An admin token's call clashing with what exists (409).
+    Conflict,
+    /// An admin token's call refused as invalid (400).
+    Invalid,
+    /// An admin token's call refused otherwise (any other 4xx).
+    Refused,
 }
 
 impl Outcome {
@@ -31,6 +40,10 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok",
             Outcome::Denied => "denied",
+            Outcome::NotFound => "not_found",
+            Outcome::Conflict => "conflict",
+            Outcome::Invalid => "invalid",
+            Outcome::Refused => "refused",
         }
     }
 }
@@ -72,29 +85,36 @@ pub async fn record(
 }
 
 /// Records an admin call refused to a valid token, at most once a minute
-/// per caller and call: any token holder can knock, and the table must not
-/// grow with how often they do.
+/// per caller, call, outcome and `key` (what else tells refusals apart):
+/// any token holder can knock, and the table must not grow with how often
+/// they do. The unique key makes that hold for concurrent refusals too:
+/// of any number arriving at once, one row is written.
 #[tracing::instrument(level = "debug", skip_all, fields(action = entry.action))]
 pub async fn record_refusal(
     conn: &mut PgConnection,
     entry: Entry<'_>,
+    key: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    // `$7::timestamptz`: the statement is prepared without parameter types,
-    // and Postgres would otherwise read `$7 - interval` as an interval.
+    // Computed here rather than with date_trunc, which would use the
+    // session's time zone.
+    let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
     sqlx::query!(
-        "INSERT INTO audit_log (actor, actor_client_id, os_user, action, target, reason, outcome, created_at)
-         SELECT $1, $2, $3, $4, $5, $6, 'denied', $7::timestamptz
-         WHERE NOT EXISTS (
-             SELECT 1 FROM audit_log WHERE outcome = 'denied' AND actor = $1 AND action = $4
-             AND created_at > $7 - interval '1 minute')",
+        "INSERT INTO audit_log (actor, actor_client_id, os_user, action, target, reason, outcome,
+                                created_at, refusal_key, refusal_minute)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (actor, action, outcome, refusal_key, refusal_minute)
+             WHERE refusal_minute IS NOT NULL DO NOTHING",
         entry.actor,
         entry.actor_client_id,
         entry.os_user,
         entry.action,
         entry.target,
         entry.reason,
+        entry.outcome.as_str(),
         now,
+        key,
+        minute,
     )
     .execute(conn)
     .await?;

@@ -2,6 +2,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
@@ -245,6 +246,8 @@ async fn operators_manage_users_and_every_action_is_audited() {
         audit_actions(&app).await,
         [
             "user.create",
+            // The refused second creation (409), recorded with its outcome.
+            "POST /admin/users",
             "user.read",
             "user.disable",
             "user.enable",
@@ -595,5 +598,158 @@ async fn bad_admin_input_gets_4xx_and_changes_nothing() {
         .await
         .unwrap();
     assert!(!disabled);
-    assert_eq!(app.count("audit_log").await, 0);
+    // Nothing was done; every refusal was recorded as one.
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE outcome = 'ok'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(done, 0);
+    assert!(app.count("audit_log").await > 0);
+}
+
+/// The refusal rows: outcome, action, target.
+async fn refusals(app: &TestApp) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT outcome, action, target FROM audit_log WHERE outcome <> 'ok' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_tokens_refused_calls_are_audited_with_outcome_and_target() {
+    let app = spawn_app().await;
+    let alice = app.seed().await;
+    let bob = app.create_user("bob", PASSWORD, &["read"]).await;
+    let token = app.admin_token().await;
+    let login = app.password_grant("mobile", "bob", PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    let bobs: Uuid = sqlx::query_scalar("SELECT id FROM refresh_families WHERE user_id = $1")
+        .bind(bob)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let unknown = Uuid::new_v4();
+    let json = "application/json";
+    // Method, path, body, status; the outcome and target recorded.
+    type Case = (Method, String, Vec<u8>, u16, &'static str, String);
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            format!("/admin/users/{unknown}"),
+            vec![],
+            404,
+            "not_found",
+            format!("/admin/users/{unknown}"),
+        ),
+        (
+            Method::POST,
+            "/admin/users".into(),
+            b"{\"username\": \"alice\", \"password\": \"long enough pw\"}".to_vec(),
+            409,
+            "conflict",
+            "username alice".into(),
+        ),
+        (
+            Method::POST,
+            "/admin/keys/rotate".into(),
+            b"{\"delay_seconds\": 5}".to_vec(),
+            400,
+            "invalid",
+            "/admin/keys/rotate".into(),
+        ),
+        // bob's login named under alice.
+        (
+            Method::DELETE,
+            format!("/admin/users/{alice}/sessions/{bobs}"),
+            vec![],
+            404,
+            "not_found",
+            format!("/admin/users/{alice}/sessions/{bobs}"),
+        ),
+    ];
+    // Each twice: repeats within a minute are folded into one row.
+    for _ in 0..2 {
+        for (method, path, body, status, _, _) in &cases {
+            let response = app
+                .admin(method.clone(), path, &token)
+                .header("content-type", json)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), *status, "{method} {path}");
+        }
+    }
+    let rows = refusals(&app).await;
+    assert_eq!(rows.len(), cases.len(), "{rows:?}");
+    for ((method, _, _, _, outcome, target), (got_outcome, action, got_target)) in
+        cases.iter().zip(&rows)
+    {
+        assert_eq!(got_outcome, outcome);
+        assert_eq!(got_target, target);
+        assert!(action.starts_with(method.as_str()), "{action}");
+    }
+    let (actor, client_id): (String, Option<String>) =
+        sqlx::query_as("SELECT actor, actor_client_id FROM audit_log WHERE outcome = 'conflict'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(client_id.is_some_and(|c| c.starts_with("ops-")) && !actor.is_empty());
+    // Each id probed leaves its own row.
+    for _ in 0..3 {
+        let response = app
+            .admin(
+                Method::GET,
+                &format!("/admin/users/{}", Uuid::new_v4()),
+                &token,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    assert_eq!(refusals(&app).await.len(), cases.len() + 3);
+    // The session was not ended.
+    let revoked: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT revoked_at FROM refresh_families WHERE id = $1")
+            .bind(bobs)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(revoked.is_none());
+}
+
+#[tokio::test]
+async fn forty_concurrent_identical_refusals_leave_one_row() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let user_token = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = app.admin_token().await;
+    let unknown = format!("/admin/users/{}", Uuid::new_v4());
+    for (token, path, status, outcome) in [
+        (&user_token, "/admin/keys", 403, "denied"),
+        (&admin, unknown.as_str(), 404, "not_found"),
+    ] {
+        let calls = (0..40).map(|_| async {
+            app.admin(Method::GET, path, token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        for got in futures_util::future::join_all(calls).await {
+            assert_eq!(got.as_u16(), status);
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE outcome = $1")
+            .bind(outcome)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "{outcome}");
+    }
 }

@@ -188,3 +188,55 @@ async fn one_address_cannot_hold_every_connection() {
     last.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Sends `before` (answered and kept alive), then a chunked request with
+/// its whole body, written at once or head first; returns the refusal and
+/// whether the server closed the connection after it.
+async fn complete_chunked(address: &str, before: Option<&str>, split: bool) -> (String, bool) {
+    let host = address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    let mut chunk = [0u8; 4096];
+    if let Some(path) = before {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: tessera\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(chunk[..read].starts_with(b"HTTP/1.1 200"));
+    }
+    let head = "POST /auth/token HTTP/1.1\r\nHost: tessera\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let body = "5\r\ngrant\r\n0\r\n\r\n";
+    if split {
+        stream.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(body.as_bytes()).await.unwrap();
+    } else {
+        stream
+            .write_all(format!("{head}{body}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut response = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response))
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&response).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn a_complete_chunked_body_is_refused_and_its_connection_closed() {
+    let app = spawn_app_with(|_| {}).await;
+    for (before, split) in [
+        (None, false),
+        (None, true),
+        (Some("/healthz"), false),
+        (Some("/healthz"), true),
+    ] {
+        let (response, closed) = complete_chunked(&app.address, before, split).await;
+        let case = format!("after {before:?}, split {split}: {response}");
+        assert!(response.starts_with("HTTP/1.1 400"), "{case}");
+        assert!(
+            response.to_ascii_lowercase().contains("connection: close"),
+            "{case}"
+        );
+        assert!(closed, "the connection stayed open: {case}");
+    }
+}

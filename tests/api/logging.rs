@@ -134,3 +134,77 @@ fn the_local_profile_logs_at_info() {
     let yaml: serde_yaml::Value = serde_yaml::from_str(&local).unwrap();
     assert_eq!(yaml["log"]["level"], "info");
 }
+
+#[tokio::test]
+async fn a_burst_of_malformed_requests_logs_no_errors_and_a_few_info_lines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // Heads actix-http cannot parse (it logged each at ERROR), and bodies
+    // Tessera refuses (tracing-actix-web logged each 4xx at WARN).
+    for i in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let head = if i % 2 == 0 {
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
+        } else {
+            "GET /healthz HTTP/9.9\r\n\r\n"
+        };
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        assert!(response.starts_with(b"HTTP/1.1 400"));
+    }
+    for _ in 0..20 {
+        let response = app
+            .http
+            .post(format!("{}/auth/token", app.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=%ZZ&grant_type=password")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+    }
+    let reported = "HTTP connection refused or broken";
+    let started = std::time::Instant::now();
+    while !captured_logs().contains(reported) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "malformed requests are not reported at all"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let logs = captured_logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let from_http_layer = |line: &&serde_json::Value| {
+        let target = line["target"].as_str().unwrap_or_default();
+        target.starts_with("actix_http") || target.starts_with("tracing_actix_web")
+    };
+    let loud: Vec<_> = lines
+        .iter()
+        .filter(|l| l["level"] == "ERROR" || l["level"] == "WARN")
+        .filter(from_http_layer)
+        .collect();
+    assert!(loud.is_empty(), "{loud:?}");
+    // Reported at INFO, a line or two a minute, not one per request (other
+    // tests' malformed requests share the same window).
+    let reports: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(reported))
+        })
+        .collect();
+    assert!(
+        !reports.is_empty() && reports.len() < 10,
+        "{} reports of 50 malformed requests",
+        reports.len()
+    );
+    assert!(reports.iter().all(|l| l["level"] == "INFO"));
+}

@@ -749,3 +749,62 @@ async fn the_kit_backs_off_when_the_stream_keeps_refusing_its_cursor() {
         drop(verifier);
     }
 }
+
+#[tokio::test]
+async fn the_kit_refuses_tokens_living_longer_than_the_issuers_published_access_lifetime() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_with(|s| {
+        s.http.public_addr = format!("127.0.0.1:{port}");
+        s.issuer = issuer.clone();
+        s.tokens.access_ttl = Duration::from_secs(120);
+    })
+    .await;
+    let user = app.seed().await;
+    let secret = app
+        .create_confidential_client(FEED_CLIENT, &["client_credentials"], &["revocations:read"])
+        .await;
+    let metadata: Value = app
+        .http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["tessera_max_access_token_lifetime"], 120);
+
+    // Tokens signed with the key the JWKS publishes, living 120 s and 121 s.
+    let signer = app.state.keys.signer(app.state.clock.now()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let living = |seconds: i64| {
+        let mut header = Header::new(signer.algorithm.jwt());
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(signer.kid.clone());
+        let claims = json!({
+            "iss": issuer, "sub": user.to_string(), "aud": "tessera", "client_id": "mobile",
+            "scope": "read", "iat": now, "exp": now + seconds, "jti": Uuid::new_v4().to_string(),
+        });
+        signer.sign_jws(&header, &claims).unwrap()
+    };
+    let kit = start_kit(Config::new(&issuer, "tessera").feed_client(FEED_CLIENT, &secret)).await;
+    assert!(kit.verify(&living(120)).await.is_ok());
+    assert!(matches!(
+        kit.verify(&living(121)).await,
+        Err(Error::InvalidToken(Invalid::TooLongLived))
+    ));
+    // The example service uses the published lifetime too.
+    let service = resource_server(kit.clone()).await;
+    assert_eq!(whoami(&service, &living(120)).await.status(), 200);
+    assert_eq!(whoami(&service, &living(121)).await.status(), 401);
+
+    // A lifetime set explicitly wins over the published one.
+    let explicit = start_kit(
+        Config::new(&issuer, "tessera")
+            .feed_client(FEED_CLIENT, &secret)
+            .max_token_lifetime(Duration::from_secs(3600)),
+    )
+    .await;
+    assert!(explicit.verify(&living(121)).await.is_ok());
+}

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `GET /whoami` answers the verified claims; `GET /healthz` whether keys
-//! and revocations are loaded (503 until they are, or while stale).
+//! and revocations are loaded (503 until they are, or while stale). Tokens
+//! living longer than the issuer's access-token lifetime (from its
+//! metadata) are refused.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tessera_verifier::{Config, VerifiedToken, Verifier};

@@ -7,6 +7,10 @@ use secrecy::SecretString;
 
 use crate::Error;
 
+/// The longest `exp - iat` accepted when neither the configuration nor the
+/// issuer's metadata says.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// Settings for [`Verifier::start`](crate::Verifier::start).
 ///
 /// ```no_run
@@ -25,7 +29,8 @@ pub struct Config {
     pub(crate) client_id: String,
     pub(crate) client_secret: SecretString,
     pub(crate) leeway: Duration,
-    pub(crate) max_token_lifetime: Duration,
+    /// `None`: the issuer's published maximum, else [`DEFAULT_MAX_TOKEN_LIFETIME`].
+    pub(crate) max_token_lifetime: Option<Duration>,
     pub(crate) max_staleness: Duration,
     pub(crate) fail_open_when_stale: bool,
     pub(crate) refetch_interval: Duration,
@@ -45,7 +50,7 @@ impl Config {
             client_id: String::new(),
             client_secret: SecretString::from(String::new()),
             leeway: Duration::from_secs(10),
-            max_token_lifetime: Duration::from_secs(24 * 3600),
+            max_token_lifetime: None,
             max_staleness: Duration::from_secs(60),
             fail_open_when_stale: false,
             refetch_interval: Duration::from_secs(5),
@@ -75,11 +80,13 @@ impl Config {
         self
     }
 
-    /// Tokens with `exp - iat` above this are refused (default 24 h; set
-    /// it to the issuer's `tokens.access_ttl` for the tightest check). It
-    /// also says how long a user's not-before entry must be kept.
+    /// Tokens with `exp - iat` above this are refused. It also says how
+    /// long a user's not-before entry must be kept. Unset (the default),
+    /// it is the maximum the issuer publishes in its metadata
+    /// (`tessera_max_access_token_lifetime`, Tessera's `tokens.access_ttl`),
+    /// read at discovery; 24 h if the issuer publishes none.
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Config {
-        self.max_token_lifetime = lifetime;
+        self.max_token_lifetime = Some(lifetime);
         self
     }
 
@@ -149,7 +156,11 @@ impl Config {
             ("poll_interval", self.poll_interval),
             ("stream_idle_timeout", self.stream_idle_timeout),
             ("http_timeout", self.http_timeout),
-            ("max_token_lifetime", self.max_token_lifetime),
+            (
+                "max_token_lifetime",
+                self.max_token_lifetime
+                    .unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME),
+            ),
         ] {
             if value.is_zero() {
                 return Err(Error::Config(format!("{name} must be greater than zero")));

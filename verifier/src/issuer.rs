@@ -26,6 +26,8 @@ pub(crate) struct Endpoints {
     pub(crate) token_endpoint: String,
     pub(crate) feed: String,
     pub(crate) stream: String,
+    /// The longest access-token lifetime the issuer says it issues.
+    pub(crate) max_access_token_lifetime: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +35,8 @@ struct Metadata {
     issuer: String,
     jwks_uri: String,
     token_endpoint: String,
+    /// Tessera's own field: seconds; absent from other issuers.
+    tessera_max_access_token_lifetime: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +142,10 @@ impl Issuer {
                 token_endpoint: metadata.token_endpoint,
                 feed: format!("{}/auth/revocations", self.base),
                 stream: format!("{}/auth/revocations/stream", self.base),
+                max_access_token_lifetime: metadata
+                    .tessera_max_access_token_lifetime
+                    .filter(|&secs| secs > 0)
+                    .map(Duration::from_secs),
             });
         }
         Err(last)

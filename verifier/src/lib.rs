@@ -7,7 +7,10 @@
 //!   triggers one refetch, at most one per `refetch_interval`.
 //! - **Claims (RFC 9068):** `typ` `at+jwt`; the algorithm is the key's,
 //!   never the token's alone; `iss`, `aud`, `exp`/`nbf`/`iat` with a small
-//!   leeway; `sub`, `client_id`, `jti` required; scopes as a set
+//!   leeway; `exp - iat` no longer than the issuer's published maximum
+//!   access-token lifetime (`tessera_max_access_token_lifetime` in its
+//!   metadata) unless `max_token_lifetime` is set; `sub`, `client_id`,
+//!   `jti` required; scopes as a set
 //!   ([`Claims::require_scope`]).
 //! - **Revocations:** the paged feed is read from 0, then the stream is
 //!   followed (the feed is polled while the stream is unavailable); tokens
@@ -37,6 +40,6 @@ mod verifier;
 #[cfg(feature = "actix")]
 pub use actix::{VerifiedToken, VerifyFuture};
 pub use claims::{Audience, Claims, Scopes};
-pub use config::Config;
+pub use config::{Config, DEFAULT_MAX_TOKEN_LIFETIME};
 pub use error::{Error, Invalid};
 pub use verifier::{Health, Stats, Verifier};

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
+use crate::config::DEFAULT_MAX_TOKEN_LIFETIME;
 use crate::denylist::{Denylist, Entry};
 use crate::issuer::{Endpoints, Issuer};
 use crate::keys::{Key, KeyCache};
@@ -272,7 +273,7 @@ impl Inner {
         if claims.iat > now.saturating_add(leeway) {
             return Err(Invalid::IssuedInFuture);
         }
-        if claims.exp.saturating_sub(claims.iat) > secs(config.max_token_lifetime) {
+        if claims.exp.saturating_sub(claims.iat) > secs(self.max_token_lifetime()) {
             return Err(Invalid::TooLongLived);
         }
         Ok(())
@@ -314,11 +315,17 @@ impl Inner {
     }
 
     pub(crate) fn prune(&self) {
-        self.denylist.prune(
-            unix_now(),
-            self.config.leeway,
-            self.config.max_token_lifetime,
-        );
+        self.denylist
+            .prune(unix_now(), self.config.leeway, self.max_token_lifetime());
+    }
+
+    /// The configured maximum, else the issuer's (known once discovery
+    /// has run, which loading the keys needs), else the default.
+    fn max_token_lifetime(&self) -> Duration {
+        self.config
+            .max_token_lifetime
+            .or_else(|| self.endpoints.get()?.max_access_token_lifetime)
+            .unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME)
     }
 }
 

@@ -12,7 +12,7 @@ pub mod tokens;
 pub mod users;
 
 use actix_web::web::{self, Payload};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
@@ -43,11 +43,14 @@ impl FromRequest for Admin {
                 Error::Internal(anyhow::anyhow!("the admin API has no application state"))
             })?;
             let claims = bearer::require(&req, state, ADMIN_SCOPE).await?;
+            let actor = Actor::Token {
+                sub: claims.sub,
+                client_id: claims.client_id,
+            };
+            // For `refusals`: a refused call of an admin token is audited.
+            req.extensions_mut().insert(actor.clone());
             Ok(Admin {
-                actor: Actor::Token {
-                    sub: claims.sub,
-                    client_id: claims.client_id,
-                },
+                actor,
                 now: state.clock.now(),
             })
         })

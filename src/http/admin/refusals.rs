@@ -1,9 +1,13 @@
 //! What the admin listener does with calls it refuses. A valid token
 //! without the `admin` scope (403) is a known party asking for something it
 //! may not have: an audit row records who asked for what (once a minute
-//! per caller and call, however often they ask). A call without a
-//! valid token (401) is logged and counted, never stored, so that nobody
-//! without a token can grow the audit table.
+//! per caller and call, however often they ask). An admin token's refused
+//! calls (404 unknown user or session, 409 existing username, 400 refused
+//! rotation or input, any other 4xx) are recorded too, with their outcome
+//! and target, once a minute per caller, call, outcome and target: a
+//! stolen admin token probing ids leaves one row per id it tried. A call
+//! without a valid token (401) is logged and counted, never stored, so that
+//! nobody without a token can grow the audit table.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,6 +17,7 @@ use actix_web::{HttpMessage, ResponseError, web};
 
 use crate::error::Error;
 use crate::http::bearer::Refused;
+use crate::ops::Actor;
 use crate::state::AppState;
 use crate::store::audit::{self, Entry, Outcome};
 
@@ -33,11 +38,27 @@ pub async fn audit_refusals(
             "admin call without a valid token refused"
         );
     }
-    let refused = response.request().extensions().get::<Refused>().cloned();
-    let (Some(Refused(claims)), Some(state)) = (refused, state) else {
+    let Some(state) = state else {
         return Ok(response.map_into_left_body());
     };
     let request = response.request();
+    let refused = request.extensions().get::<Refused>().cloned();
+    let admin = request.extensions().get::<Actor>().cloned();
+    // 403s are folded per caller and call (any token holder can knock);
+    // an admin token's refusals per target too, so each probed id shows.
+    let (actor, client_id, outcome, per_target) = match (refused, admin) {
+        (Some(Refused(claims)), _) => (claims.sub, claims.client_id, Outcome::Denied, false),
+        (None, Some(Actor::Token { sub, client_id })) if status.is_client_error() => {
+            let outcome = match status {
+                StatusCode::NOT_FOUND => Outcome::NotFound,
+                StatusCode::CONFLICT => Outcome::Conflict,
+                StatusCode::BAD_REQUEST => Outcome::Invalid,
+                _ => Outcome::Refused,
+            };
+            (sub, client_id, outcome, true)
+        }
+        _ => return Ok(response.map_into_left_body()),
+    };
     let action = format!(
         "{} {}",
         request.method(),
@@ -45,18 +66,23 @@ pub async fn audit_refusals(
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into())
     );
-    let target: String = request.path().chars().take(MAX_TARGET_CHARS).collect();
+    let target = match request.extensions().get::<Target>() {
+        Some(Target(named)) => named.clone(),
+        None => request.path().to_owned(),
+    };
+    let target: String = target.chars().take(MAX_TARGET_CHARS).collect();
     let entry = Entry {
-        actor: &claims.sub,
-        actor_client_id: Some(&claims.client_id),
+        actor: &actor,
+        actor_client_id: Some(&client_id),
         os_user: None,
         action: &action,
         target: Some(&target),
         reason: None,
-        outcome: Outcome::Denied,
+        outcome,
     };
+    let key = if per_target { target.as_str() } else { "" };
     let recorded = match state.pool.acquire().await {
-        Ok(mut conn) => audit::record_refusal(&mut conn, entry, state.clock.now()).await,
+        Ok(mut conn) => audit::record_refusal(&mut conn, entry, key, state.clock.now()).await,
         Err(e) => Err(e),
     };
     match recorded {
@@ -68,4 +94,14 @@ pub async fn audit_refusals(
             Ok(ServiceResponse::new(request, error).map_into_right_body())
         }
     }
+}
+
+/// What a refused call was about, when the path does not say it (the
+/// username of a user that could not be created).
+#[derive(Clone)]
+pub struct Target(pub String);
+
+/// Names the target an audit row of this call's refusal will carry.
+pub fn name_target(req: &actix_web::HttpRequest, target: String) {
+    req.extensions_mut().insert(Target(target));
 }

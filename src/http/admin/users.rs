@@ -4,7 +4,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Admin, json, parse_id, reason};
+use super::{Admin, json, parse_id, reason, refusals};
 use crate::error::Error;
 use crate::ops::{NewUser, Reason};
 use crate::state::AppState;
@@ -36,6 +36,8 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let body: NewUserBody = json(&req, payload, &state, false).await?;
+    // A 409 is about this username; the path does not name it.
+    refusals::name_target(&req, format!("username {}", body.username));
     let reason = Reason::parse(body.reason)?;
     let new = NewUser {
         username: body.username,
