@@ -114,9 +114,16 @@ enum ClientCommand {
         scope: ScopeArg,
     },
     /// Disable a client: it gets no more tokens, and the tokens it holds are
-    /// refused here (offline verifiers accept its access tokens until they
-    /// expire). Every instance applies it within a second.
-    Disable { client_id: String },
+    /// refused here while it is disabled (offline verifiers accept its
+    /// access tokens until they expire, unless --revoke-tokens). Every
+    /// instance applies it within a second.
+    Disable {
+        client_id: String,
+        /// Also end every token it holds, for good and everywhere: its
+        /// refresh tokens, and its access tokens through the revocation feed.
+        #[arg(long)]
+        revoke_tokens: bool,
+    },
     /// Enable a disabled client again.
     Enable { client_id: String },
     /// Replace a confidential client's secret (the old one stops working at
@@ -126,6 +133,10 @@ enum ClientCommand {
         /// Read the new secret (at least 32 characters) from standard input.
         #[arg(long)]
         secret_stdin: bool,
+        /// Also end every token minted with the old secret (and its refresh
+        /// tokens), at Tessera and at every verifier following the feed.
+        #[arg(long)]
+        revoke_tokens: bool,
     },
     /// Replace the grant types and scopes a client may ask for.
     SetGrants {
@@ -301,19 +312,26 @@ async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<(
             println!("created client {client_id}");
             print_generated(generated);
         }
-        ClientCommand::Disable { client_id } => {
-            ops.set_client_disabled(actor, &client_id, true, none, now)
+        ClientCommand::Disable {
+            client_id,
+            revoke_tokens,
+        } => {
+            ops.set_client_disabled(actor, &client_id, true, revoke_tokens, none, now)
                 .await?;
             println!("disabled client {client_id}");
+            if revoke_tokens {
+                println!("revoked every token of client {client_id}");
+            }
         }
         ClientCommand::Enable { client_id } => {
-            ops.set_client_disabled(actor, &client_id, false, none, now)
+            ops.set_client_disabled(actor, &client_id, false, false, none, now)
                 .await?;
             println!("enabled client {client_id}");
         }
         ClientCommand::RotateSecret {
             client_id,
             secret_stdin,
+            revoke_tokens,
         } => {
             let secret = if secret_stdin {
                 SecretChoice::Given(read_secret("client secret")?)
@@ -321,7 +339,7 @@ async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<(
                 SecretChoice::Generate
             };
             let generated = ops
-                .rotate_client_secret(actor, &client_id, secret, none, now)
+                .rotate_client_secret(actor, &client_id, secret, revoke_tokens, none, now)
                 .await?;
             println!("replaced the secret of client {client_id}");
             print_generated(generated);

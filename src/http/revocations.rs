@@ -35,6 +35,9 @@ struct Feed {
     revoked_sessions: Vec<RevokedSession>,
     /// Reject this user's tokens whose `iat` is before `not_before`.
     revoked_users: Vec<RevokedUser>,
+    /// Reject this client's tokens (`client_id` claim) whose `iat` is
+    /// before `not_before`.
+    revoked_clients: Vec<RevokedClient>,
     /// Pass as `since` next time.
     next_cursor: String,
     /// More entries are waiting: call again at once with `next_cursor`.
@@ -59,6 +62,12 @@ struct RevokedUser {
     not_before: i64,
 }
 
+#[derive(Serialize)]
+struct RevokedClient {
+    client_id: String,
+    not_before: i64,
+}
+
 /// One entry as the stream sends it: a feed item plus its kind.
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -66,6 +75,7 @@ enum Entry {
     AccessToken(RevokedToken),
     Session(RevokedSession),
     User(RevokedUser),
+    Client(RevokedClient),
 }
 
 impl Entry {
@@ -84,6 +94,12 @@ impl Entry {
                 sub: user.to_string(),
                 not_before: not_before.timestamp(),
             })),
+            (None, None, None, Some(not_before)) => row.client_id.as_ref().map(|client_id| {
+                Entry::Client(RevokedClient {
+                    client_id: client_id.clone(),
+                    not_before: not_before.timestamp(),
+                })
+            }),
             _ => None,
         }
     }
@@ -125,6 +141,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         revoked_tokens: Vec::new(),
         revoked_sessions: Vec::new(),
         revoked_users: Vec::new(),
+        revoked_clients: Vec::new(),
         next_cursor: next.to_string(),
         has_more,
     };
@@ -133,6 +150,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             Some(Entry::AccessToken(token)) => feed.revoked_tokens.push(token),
             Some(Entry::Session(session)) => feed.revoked_sessions.push(session),
             Some(Entry::User(user)) => feed.revoked_users.push(user),
+            Some(Entry::Client(client)) => feed.revoked_clients.push(client),
             None => {}
         }
     }

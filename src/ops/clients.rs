@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use super::{Actor, Ops, Reason};
 use crate::domain::{ClientId, ClientSecret, GrantType, Scope};
 use crate::error::Error;
+use crate::revocation;
 use crate::store::clients::{self, CreateClientError};
 
 /// Where a confidential client's secret comes from.
@@ -84,17 +85,25 @@ impl Ops<'_> {
 
     /// Disables (or re-enables) a client. A disabled client can get no
     /// token, and the tokens it holds stop being accepted by this service
-    /// (bearer checks, introspection, refresh); offline verifiers accept
-    /// its access tokens until they expire.
+    /// (bearer checks, introspection, refresh) while it is disabled;
+    /// offline verifiers accept its access tokens until they expire, and
+    /// enabling it revives them. With `revoke_tokens` (disabling only) they
+    /// end for good, everywhere: see `end_client_tokens`.
     pub async fn set_client_disabled(
         &self,
         actor: &Actor,
         client_id: &str,
         disabled: bool,
+        revoke_tokens: bool,
         reason: &Reason,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let id = ClientId::parse(client_id)?;
+        if revoke_tokens && !disabled {
+            return Err(Error::invalid_request(
+                "revoke_tokens goes with disabling a client (or rotating its secret), not enabling it",
+            ));
+        }
         let mut tx = self.begin().await?;
         if !clients::set_disabled(&mut tx, &id, disabled).await? {
             return Err(Error::NotFound("no such client"));
@@ -106,17 +115,48 @@ impl Ops<'_> {
         };
         self.audit(&mut tx, actor, action, Some(id.as_str()), reason, now)
             .await?;
-        tx.commit().await?;
-        Ok(())
+        if revoke_tokens {
+            self.end_client_tokens(&mut tx, actor, &id, reason, now)
+                .await?;
+        }
+        self.commit(tx, now).await
+    }
+
+    /// Ends every token the client holds (its refresh tokens, and every
+    /// access token issued to it until now, through a per-client not-before
+    /// pushed to every instance and verifier), audited as
+    /// `client.revoke_tokens`.
+    async fn end_client_tokens(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        actor: &Actor,
+        id: &ClientId,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let ttl = self.settings.tokens.access_ttl;
+        let why = reason.as_deref().unwrap_or("client tokens revoked");
+        revocation::end_client_tokens(tx, id.as_str(), why, now, ttl).await?;
+        self.audit(
+            tx,
+            actor,
+            "client.revoke_tokens",
+            Some(id.as_str()),
+            reason,
+            now,
+        )
+        .await
     }
 
     /// Replaces a confidential client's secret; the old one stops working
-    /// at once. Returns the new secret when one was generated.
+    /// at once, but tokens minted with it live on unless `revoke_tokens`.
+    /// Returns the new secret when one was generated.
     pub async fn rotate_client_secret(
         &self,
         actor: &Actor,
         client_id: &str,
         secret: SecretChoice,
+        revoke_tokens: bool,
         reason: &Reason,
         now: DateTime<Utc>,
     ) -> Result<Option<ClientSecret>, Error> {
@@ -137,7 +177,11 @@ impl Ops<'_> {
             now,
         )
         .await?;
-        tx.commit().await?;
+        if revoke_tokens {
+            self.end_client_tokens(&mut tx, actor, &id, reason, now)
+                .await?;
+        }
+        self.commit(tx, now).await?;
         Ok(generated.then_some(secret))
     }
 

@@ -88,7 +88,7 @@ impl Reason {
         Reason(None)
     }
 
-    fn as_deref(&self) -> Option<&str> {
+    pub fn as_deref(&self) -> Option<&str> {
         self.0.as_deref()
     }
 }

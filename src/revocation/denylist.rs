@@ -56,8 +56,22 @@ struct State {
     sessions: HashMap<Uuid, DateTime<Utc>>,
     /// user → (latest not-before, when the entry can go).
     users: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)>,
+    /// client → (latest not-before, when the entry can go).
+    clients: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
     /// Highest `seq` applied.
     seq: i64,
+}
+
+/// A not-before entry keeps the latest instant (and its expiry).
+fn keep_latest<K>(
+    entry: std::collections::hash_map::Entry<'_, K, (DateTime<Utc>, DateTime<Utc>)>,
+    not_before: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) {
+    let kept = entry.or_insert((not_before, expires_at));
+    if not_before >= kept.0 {
+        *kept = (not_before, expires_at);
+    }
 }
 
 impl Denylist {
@@ -118,6 +132,15 @@ impl Denylist {
         if session.is_some_and(|s| state.sessions.contains_key(&s)) {
             return true;
         }
+        // A client's not-before is set at a second's end (see
+        // `deny_client_tokens`): every token it covers has an earlier `iat`.
+        let by_client = state
+            .clients
+            .get(&claims.client_id)
+            .is_some_and(|(not_before, _)| claims.iat < not_before.timestamp());
+        if by_client {
+            return true;
+        }
         let Ok(user) = Uuid::parse_str(&claims.sub) else {
             return false;
         };
@@ -154,27 +177,22 @@ impl Denylist {
             // Concurrent catch-ups may read the same rows; only the first
             // application is news for subscribers.
             let fresh = row.seq > state.seq;
-            match (
-                row.kind.as_str(),
-                &row.jti,
-                row.user_id,
-                row.not_before,
-                row.session_id,
-            ) {
-                ("access_token", Some(jti), _, _, _) => {
-                    state.tokens.insert(jti.clone(), row.expires_at);
+            match (row.kind.as_str(), row.not_before) {
+                ("access_token", _) if row.jti.is_some() => {
+                    let jti = row.jti.clone().unwrap_or_default();
+                    state.tokens.insert(jti, row.expires_at);
                 }
-                ("session", _, _, _, Some(session)) => {
+                ("session", _) if row.session_id.is_some() => {
+                    let session = row.session_id.unwrap_or_default();
                     state.sessions.insert(session, row.expires_at);
                 }
-                ("user", _, Some(user), Some(not_before), _) => {
-                    let entry = state
-                        .users
-                        .entry(user)
-                        .or_insert((not_before, row.expires_at));
-                    if not_before >= entry.0 {
-                        *entry = (not_before, row.expires_at);
-                    }
+                ("user", Some(not_before)) if row.user_id.is_some() => {
+                    let user = row.user_id.unwrap_or_default();
+                    keep_latest(state.users.entry(user), not_before, row.expires_at);
+                }
+                ("client", Some(not_before)) if row.client_id.is_some() => {
+                    let client = row.client_id.clone().unwrap_or_default();
+                    keep_latest(state.clients.entry(client), not_before, row.expires_at);
                 }
                 _ => tracing::warn!(seq = row.seq, "ignoring malformed revocation row"),
             }
@@ -204,12 +222,17 @@ impl Denylist {
         state.tokens.retain(|_, expires| *expires > now);
         state.sessions.retain(|_, expires| *expires > now);
         state.users.retain(|_, (_, expires)| *expires > now);
+        state.clients.retain(|_, (_, expires)| *expires > now);
     }
 
-    /// Entries held in memory: (access tokens, logins, users).
+    /// Entries held in memory: (access tokens, logins, users and clients).
     pub fn len(&self) -> (usize, usize, usize) {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        (state.tokens.len(), state.sessions.len(), state.users.len())
+        (
+            state.tokens.len(),
+            state.sessions.len(),
+            state.users.len() + state.clients.len(),
+        )
     }
 
     pub fn is_empty(&self) -> bool {
@@ -248,6 +271,7 @@ mod tests {
             user_id: None,
             not_before: None,
             session_id: None,
+            client_id: None,
             expires_at: at(expires),
         }
     }
@@ -289,6 +313,29 @@ mod tests {
         list.prune(at(800));
         assert_eq!(list.len(), (0, 1, 1));
         list.prune(at(1300));
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn a_client_not_before_denies_its_earlier_tokens_only() {
+        let list = Denylist::default();
+        let client = |client_id: &str, not_before: i64, seq: i64| RevocationRow {
+            client_id: Some(client_id.into()),
+            not_before: Some(at(not_before)),
+            ..row(seq, "client", not_before + 600)
+        };
+        list.apply(&[client("svc", 100, 1)]);
+        let token = |client_id: &str, iat: i64| AccessClaims {
+            client_id: client_id.into(),
+            ..claims("svc", "j", iat)
+        };
+        assert!(list.is_revoked(&token("svc", 99)));
+        assert!(!list.is_revoked(&token("svc", 100)));
+        assert!(!list.is_revoked(&token("other", 99)));
+        // A later entry replaces it; an older one read late does not.
+        list.apply(&[client("svc", 200, 2), client("svc", 150, 3)]);
+        assert!(list.is_revoked(&token("svc", 199)));
+        list.prune(at(800));
         assert!(list.is_empty());
     }
 

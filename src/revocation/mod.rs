@@ -83,19 +83,63 @@ pub async fn deny_session_tokens(
     Ok(())
 }
 
+/// Live denylisted access tokens one client may have before its further
+/// revocations become a per-client not-before: a client revoking its own
+/// tokens in a loop writes a bounded number of entries, not one per token.
+const TOKENS_PER_CLIENT: i64 = 8;
+
 /// Denylists one access token until its own expiry (an expired one needs
-/// no entry).
+/// no entry). Past `TOKENS_PER_CLIENT` live entries for its client, every
+/// token of that client issued up to this second is revoked instead, by one
+/// per-client entry.
 pub async fn deny(
     conn: &mut PgConnection,
     claims: &AccessClaims,
     now: DateTime<Utc>,
+    access_ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
     let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
     if expires_at <= now {
         return Ok(());
     }
-    revocations::deny_access_token(conn, &claims.jti, expires_at, now).await?;
+    if revocations::live_denied_tokens_of(conn, &claims.client_id, now).await? < TOKENS_PER_CLIENT {
+        revocations::deny_access_token(conn, &claims.jti, &claims.client_id, expires_at, now)
+            .await?;
+        return Ok(());
+    }
+    deny_client_tokens(conn, &claims.client_id, now, access_ttl).await
+}
+
+/// Revokes every access token of `client_id` issued up to `now`'s second
+/// (tokens carry whole seconds, so a token issued later in that second is
+/// revoked too: its holder gets another), for one access-token lifetime.
+pub async fn deny_client_tokens(
+    conn: &mut PgConnection,
+    client_id: &str,
+    now: DateTime<Utc>,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let not_before = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+    let expires_at = not_before + chrono::Duration::from_std(access_ttl)?;
+    revocations::set_client_not_before(conn, client_id, not_before, expires_at, now).await?;
+    metrics::counter!(REVOCATIONS, "kind" => "client").increment(1);
     Ok(())
+}
+
+/// Ends everything a client holds: its refresh tokens (every login made
+/// through it) and every access token issued to it so far, at Tessera and,
+/// through the feed and stream, at every verifier. For a leaked secret or
+/// a compromised app: "disable, rotate, enable" alone revokes nothing.
+pub async fn end_client_tokens(
+    conn: &mut PgConnection,
+    client_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<u64> {
+    let families = refresh::revoke_client_families(conn, client_id, reason, now).await?;
+    deny_client_tokens(conn, client_id, now, access_ttl).await?;
+    Ok(families)
 }
 
 /// What a presented token turned out to be.
@@ -191,7 +235,7 @@ pub async fn revoke(
             Some("access_token")
         }
         Presented::Access(claims) => {
-            deny(conn, claims, now).await?;
+            deny(conn, claims, now, access_ttl).await?;
             metrics::counter!(REVOCATIONS, "kind" => "access_token").increment(1);
             Some("access_token")
         }

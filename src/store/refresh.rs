@@ -309,6 +309,27 @@ pub async fn revoke_user_families(
     Ok(revoked.into_iter().map(|r| (r.id, r.expires_at)).collect())
 }
 
+/// Revokes every live family of `client_id` (its refresh tokens end).
+/// Returns how many.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn revoke_client_families(
+    conn: &mut PgConnection,
+    client_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
+         WHERE client_id = $1 AND revoked_at IS NULL",
+        client_id,
+        now,
+        reason,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Revokes one family if it belongs to `user_id` and is live.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn revoke_user_family(

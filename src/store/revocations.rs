@@ -15,6 +15,7 @@ pub struct RevocationRow {
     pub user_id: Option<Uuid>,
     pub not_before: Option<DateTime<Utc>>,
     pub session_id: Option<Uuid>,
+    pub client_id: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -29,11 +30,12 @@ async fn lock_and_notify(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Denylists an access token until its own expiry. Idempotent.
+/// Denylists an access token of `client_id` until its own expiry. Idempotent.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn deny_access_token(
     conn: &mut PgConnection,
     jti: &str,
+    client_id: &str,
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
@@ -49,9 +51,11 @@ pub async fn deny_access_token(
     }
     lock_and_notify(conn).await?;
     sqlx::query!(
-        "INSERT INTO revocations (kind, jti, expires_at, created_at) VALUES ('access_token', $1, $2, $3)
+        "INSERT INTO revocations (kind, jti, client_id, expires_at, created_at)
+         VALUES ('access_token', $1, $2, $3, $4)
          ON CONFLICT (jti) WHERE kind = 'access_token' DO NOTHING",
         jti,
+        client_id,
         expires_at,
         now,
     )
@@ -77,6 +81,57 @@ pub async fn set_not_before(
     )
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Live denylisted access tokens of `client_id`.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn live_denied_tokens_of(
+    conn: &mut PgConnection,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM revocations
+           WHERE kind = 'access_token' AND client_id = $1 AND expires_at > $2"#,
+        client_id,
+        now,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Every access token of `client_id` issued before `not_before` is revoked.
+/// Replaces the client's earlier entry (one per client), unless that one
+/// reaches further already.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_client_not_before(
+    conn: &mut PgConnection,
+    client_id: &str,
+    not_before: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    lock_and_notify(conn).await?;
+    let replaced = sqlx::query!(
+        "DELETE FROM revocations WHERE kind = 'client' AND client_id = $1 AND not_before < $2",
+        client_id,
+        not_before,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO revocations (kind, client_id, not_before, expires_at, created_at)
+         VALUES ('client', $1, $2, $3, $4)
+         ON CONFLICT (client_id) WHERE kind = 'client' DO NOTHING",
+        client_id,
+        not_before,
+        expires_at,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    tracing::debug!(replaced = replaced.rows_affected(), "client not-before set");
     Ok(())
 }
 
@@ -110,7 +165,7 @@ pub async fn live_since(
 ) -> sqlx::Result<Vec<RevocationRow>> {
     sqlx::query_as!(
         RevocationRow,
-        "SELECT seq, kind, jti, user_id, not_before, session_id, expires_at FROM revocations
+        "SELECT seq, kind, jti, user_id, not_before, session_id, client_id, expires_at FROM revocations
          WHERE seq > $1 AND expires_at > $2 ORDER BY seq LIMIT $3",
         after_seq,
         now,

@@ -34,7 +34,7 @@ pub const CLIENT_CACHE_MISSES: &str = "tessera_client_cache_misses_total";
 
 /// The `kind` label values of `REVOCATIONS`: one access token denylisted, one
 /// login (refresh-token family) ended, one user logged out everywhere.
-pub const REVOCATION_KINDS: [&str; 3] = ["access_token", "session", "user"];
+pub const REVOCATION_KINDS: [&str; 4] = ["access_token", "session", "user", "client"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

@@ -273,6 +273,18 @@ async fn every_event_is_counted_under_a_documented_label() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // A client whose every token is revoked (the leaked-secret drill).
+    let client = app
+        .create_confidential_client("leaky", &["client_credentials"], &[])
+        .await;
+    drop(client);
+    let response = app
+        .admin(reqwest::Method::POST, "/admin/clients/leaky/secret", &token)
+        .json(&json!({"revoke_tokens": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 
     // Last, as they lock alice and this address: alice's first failure
     // locks her (threshold 1), so the second is refused by `account`; the

@@ -495,3 +495,148 @@ async fn long_expired_logins_are_neither_denylisted_nor_kept() {
     assert_eq!(pruned, 3);
     assert_eq!(app.count("refresh_families").await, 0);
 }
+
+async fn service_token_of(app: &TestApp, client_id: &str, secret: &str) -> String {
+    let token: Value = app
+        .client_token(client_id, secret, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    token["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_client_revoking_its_own_tokens_in_a_loop_writes_a_bounded_number_of_entries() {
+    let app = spawn_app().await;
+    let secret = app
+        .create_confidential_client("billing", &["client_credentials"], &["reports"])
+        .await;
+    let mut revoked = Vec::new();
+    for _ in 0..30 {
+        let access = service_token_of(&app, "billing", &secret).await;
+        let response = app
+            .http
+            .post(format!("{}/auth/revoke", app.address))
+            .basic_auth("billing", Some(&secret))
+            .form(&[("token", access.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        revoked.push(access);
+    }
+    // Eight by jti, then one per-client not-before (replaced, never added).
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM revocations WHERE client_id = 'billing'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(rows <= 9, "{rows} entries for 30 revocations");
+    for access in &revoked {
+        assert_eq!(app.introspect(access).await["active"], false);
+    }
+    // The feed carries the client's entry for offline verifiers.
+    let reader = app.service_token("gateway", &["revocations:read"]).await;
+    let page: Value = feed(&app, &reader, None).await.json().await.unwrap();
+    assert_eq!(page["revoked_clients"][0]["client_id"], "billing");
+    assert_eq!(page["revoked_tokens"].as_array().unwrap().len(), 8);
+    // A token issued after that second is good.
+    app.advance_clock(Duration::from_secs(2));
+    let fresh = service_token_of(&app, "billing", &secret).await;
+    assert_eq!(app.introspect(&fresh).await["active"], true);
+}
+
+#[tokio::test]
+async fn disable_rotate_enable_with_revoke_tokens_ends_everything_the_client_held() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let secret = app
+        .create_confidential_client("svc", &["client_credentials"], &["reports"])
+        .await;
+    let service = service_token_of(&app, "svc", &secret).await;
+    let login = app.login().await;
+    let user_access = login["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+
+    // Without --revoke-tokens, disable then enable revives the tokens.
+    let cli = |args: &[&str]| {
+        let output = crate::helpers::tessera(Some(&app), args, "", &[]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    cli(&["client", "disable", "svc"]);
+    cli(&["client", "enable", "svc"]);
+    eventually(Duration::from_secs(2), || async {
+        app.introspect(&service).await["active"] == true
+    })
+    .await;
+
+    // The leaked-secret drill, through the admin API: a new secret, and
+    // every token minted with the old one ends.
+    let admin = app.admin_token().await;
+    let rotated = app
+        .admin(Method::POST, "/admin/clients/svc/secret", &admin)
+        .json(&json!({"reason": "secret leaked", "revoke_tokens": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    assert_eq!(rotated["tokens_revoked"], true);
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(app.introspect(&service).await["active"], false);
+    eventually(Duration::from_secs(2), || async {
+        app.client_token("svc", &secret, None).await.status() == 401
+    })
+    .await;
+
+    // The mobile client, disabled with --revoke-tokens on the command line
+    // and enabled again: its logins and access tokens stay ended.
+    cli(&["client", "disable", "mobile", "--revoke-tokens"]);
+    cli(&["client", "enable", "mobile"]);
+    eventually(Duration::from_secs(2), || async {
+        app.introspect(&user_access).await["active"] == false
+    })
+    .await;
+    assert_eq!(app.refresh("mobile", &refresh).await.status(), 400);
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE action LIKE 'client.%' ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "client.disable",
+            "client.enable",
+            "client.rotate_secret",
+            "client.revoke_tokens",
+            "client.disable",
+            "client.revoke_tokens",
+            "client.enable"
+        ]
+    );
+    // New tokens from the next second on are good.
+    app.advance_clock(Duration::from_secs(2));
+    let fresh = service_token_of(&app, "svc", &new_secret).await;
+    assert_eq!(app.introspect(&fresh).await["active"], true);
+    let login = app.login().await;
+    assert_eq!(
+        app.introspect(login["access_token"].as_str().unwrap())
+            .await["active"],
+        true
+    );
+    // Enabling with revoke_tokens makes no sense: refused.
+    let enable = app
+        .admin(Method::POST, "/admin/clients/svc/enable", &admin)
+        .json(&json!({"revoke_tokens": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(enable, 400, "invalid_request").await;
+}

@@ -808,3 +808,47 @@ async fn the_kit_refuses_tokens_living_longer_than_the_issuers_published_access_
     .await;
     assert!(explicit.verify(&living(121)).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_clients_revoked_tokens_are_refused_by_the_kit_within_a_second() {
+    let (a, b, issuer, _user, secret) = issuer_pair().await;
+    let verifier =
+        start_kit(Config::new(&issuer, "tessera").feed_client(FEED_CLIENT, &secret)).await;
+    let service = resource_server(verifier.clone()).await;
+    let billing = a
+        .create_confidential_client("billing", &["client_credentials"], &["reports"])
+        .await;
+    let token = access(
+        &a.client_token("billing", &billing, None)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(whoami(&service, &token).await.status(), 200);
+    // The secret leaked: rotate it on B and end every token minted with it.
+    let admin = b.admin_token().await;
+    let rotated = b
+        .admin(Method::POST, "/admin/clients/billing/secret", &admin)
+        .json(&json!({"revoke_tokens": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let took = refused_within(Duration::from_secs(1), &service, &token).await;
+    eprintln!("client revocation on B refused by the kit after {took:?}");
+    // A token minted with the new secret, a second later, is accepted.
+    let new_secret = rotated.json::<Value>().await.unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = access(
+        &a.client_token("billing", &new_secret, None)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(whoami(&service, &fresh).await.status(), 200);
+}

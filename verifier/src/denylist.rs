@@ -22,6 +22,8 @@ pub(crate) enum Entry {
     Session { sid: String, exp: i64 },
     /// Reject this user's tokens with `iat < not_before`.
     User { sub: String, not_before: i64 },
+    /// Reject this client's tokens (`client_id`) with `iat < not_before`.
+    Client { client_id: String, not_before: i64 },
 }
 
 #[derive(Default)]
@@ -32,6 +34,8 @@ struct State {
     sessions: HashMap<Uuid, i64>,
     /// user → the latest not-before.
     users: HashMap<Uuid, i64>,
+    /// client → the latest not-before.
+    clients: HashMap<String, i64>,
 }
 
 pub(crate) struct Denylist {
@@ -70,6 +74,15 @@ impl Denylist {
         if session.is_some_and(|s| state.sessions.contains_key(&s)) {
             return true;
         }
+        // A client's not-before is set at a second's end: every token it
+        // covers has an earlier `iat`.
+        let by_client = state
+            .clients
+            .get(&claims.client_id)
+            .is_some_and(|not_before| claims.iat < *not_before);
+        if by_client {
+            return true;
+        }
         let Ok(user) = Uuid::parse_str(&claims.sub) else {
             return false;
         };
@@ -101,6 +114,13 @@ impl Denylist {
                     }
                     Err(_) => tracing::warn!("ignoring a user entry whose sub is not a UUID"),
                 },
+                Entry::Client {
+                    client_id,
+                    not_before,
+                } => {
+                    let latest = state.clients.entry(client_id).or_insert(not_before);
+                    *latest = (*latest).max(not_before);
+                }
             }
         }
     }
@@ -122,12 +142,19 @@ impl Denylist {
         state
             .users
             .retain(|_, nb| nb.saturating_add(lifetime).saturating_add(leeway) > now);
+        state
+            .clients
+            .retain(|_, nb| nb.saturating_add(lifetime).saturating_add(leeway) > now);
     }
 
-    /// Entries held: (access tokens, logins, users).
+    /// Entries held: (access tokens, logins, users and clients).
     pub(crate) fn len(&self) -> (usize, usize, usize) {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        (state.tokens.len(), state.sessions.len(), state.users.len())
+        (
+            state.tokens.len(),
+            state.sessions.len(),
+            state.users.len() + state.clients.len(),
+        )
     }
 
     pub(crate) fn mark_loaded(&self) {

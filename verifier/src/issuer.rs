@@ -51,6 +51,9 @@ struct FeedPage {
     revoked_tokens: Vec<FeedToken>,
     revoked_sessions: Vec<FeedSession>,
     revoked_users: Vec<FeedUser>,
+    /// Absent from issuers that predate per-client entries.
+    #[serde(default)]
+    revoked_clients: Vec<FeedClient>,
     next_cursor: String,
     has_more: bool,
 }
@@ -70,6 +73,12 @@ struct FeedSession {
 #[derive(Deserialize)]
 struct FeedUser {
     sub: String,
+    not_before: i64,
+}
+
+#[derive(Deserialize)]
+struct FeedClient {
+    client_id: String,
     not_before: i64,
 }
 
@@ -245,6 +254,10 @@ impl Issuer {
         entries.extend(page.revoked_users.into_iter().map(|u| Entry::User {
             sub: u.sub,
             not_before: u.not_before,
+        }));
+        entries.extend(page.revoked_clients.into_iter().map(|c| Entry::Client {
+            client_id: c.client_id,
+            not_before: c.not_before,
         }));
         Ok(Page {
             entries,

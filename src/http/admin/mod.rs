@@ -5,6 +5,7 @@
 //! translate HTTP to an operation and back.
 
 pub mod audit;
+pub mod clients;
 pub mod keys;
 pub mod refusals;
 pub mod sessions;
