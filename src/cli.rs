@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::clock::Clock;
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, Settings, Sources};
 use crate::domain::ClientSecret;
 use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing, SigningAlgorithm};
@@ -184,7 +184,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = Settings::load_with(cli.config.as_deref())?;
+    let settings = Settings::load(Sources {
+        dir: cli.config.clone(),
+        ..Sources::default()
+    })?;
     let serving = matches!(cli.command, Command::Serve { .. });
     // Commands other than `serve` only log warnings, keeping their output clean.
     let level = if serving {

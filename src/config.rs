@@ -247,39 +247,30 @@ impl TryFrom<String> for Environment {
     }
 }
 
+/// Where settings come from, beside the built-in defaults.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// A configuration directory (`--config DIR` or `TESSERA_CONFIG_DIR`):
+    /// its `base.yaml` and `<environment>.yaml` go on top of the defaults.
+    pub dir: Option<PathBuf>,
+    /// `None`: `TESSERA_ENV`'s.
+    pub environment: Option<Environment>,
+    /// Stand-ins for the process environment (tests check deployment files
+    /// with them); `None`: the process's own.
+    pub vars: Option<HashMap<String, String>>,
+}
+
 impl Settings {
-    /// The built-in defaults, `TESSERA_CONFIG_DIR`'s files if it is set, and
-    /// `TESSERA__*` variables, for the environment `TESSERA_ENV` names
-    /// (default `local`); then validates.
-    pub fn load() -> anyhow::Result<Settings> {
-        let dir = std::env::var_os("TESSERA_CONFIG_DIR").map(PathBuf::from);
-        Self::load_with(dir.as_deref())
-    }
-
-    /// As `load`, with the configuration directory given by the caller
-    /// (`--config DIR`, which clap falls back to `TESSERA_CONFIG_DIR` for).
-    pub fn load_with(dir: Option<&Path>) -> anyhow::Result<Settings> {
-        Self::build(dir, Environment::from_env()?, None)
-    }
-
-    /// As `load`, with the files of `dir` on top of the built-in defaults and
-    /// `vars` standing in for the process environment when given (so
-    /// deployment files can be checked in tests).
-    pub fn load_from(
-        dir: &Path,
-        environment: Environment,
-        vars: Option<HashMap<String, String>>,
-    ) -> anyhow::Result<Settings> {
-        Self::build(Some(dir), environment, vars)
-    }
-
-    /// The built-in defaults and `vars` only: what an installed binary sees
-    /// with no configuration directory.
-    pub fn load_built_in(
-        environment: Environment,
-        vars: Option<HashMap<String, String>>,
-    ) -> anyhow::Result<Settings> {
-        Self::build(None, environment, vars)
+    /// The built-in defaults, the files of `sources.dir` if given, and the
+    /// `TESSERA__*` variables (of the process, or `sources.vars` in tests),
+    /// for `sources.environment` (default: what `TESSERA_ENV` names, else
+    /// `local`); then validates.
+    pub fn load(sources: Sources) -> anyhow::Result<Settings> {
+        let environment = match sources.environment {
+            Some(environment) => environment,
+            None => Environment::from_env()?,
+        };
+        Self::build(sources.dir.as_deref(), environment, sources.vars)
     }
 
     /// Unknown keys anywhere are errors: a misspelt variable must not be
@@ -437,14 +428,16 @@ impl Settings {
 
     /// Connections each listener accepts: `http.max_connections`, or 1024
     /// per CPU when it is 0.
-    pub fn max_connections(&self) -> usize {
+    pub fn connections_per_listener(&self) -> usize {
         match self.http.max_connections {
             0 => 1024 * cpus(),
             n => n,
         }
     }
 
-    pub fn password_concurrency(&self) -> usize {
+    /// Passwords hashed at once: `password.max_concurrent`, or one per CPU
+    /// when it is 0.
+    pub fn hashing_slots(&self) -> usize {
         match self.password.max_concurrent {
             0 => cpus(),
             n => n,
@@ -487,40 +480,6 @@ mod cidrs {
                     .map_err(|_| D::Error::custom(format!("`{s}` is not a CIDR (e.g. 10.0.0.0/8)")))
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod login_and_proxy_tests {
-    use super::*;
-
-    #[test]
-    fn trusted_proxies_come_as_a_list_or_a_comma_separated_variable() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let defaults =
-            Settings::load_from(&dir, Environment::Local, Some(Default::default())).unwrap();
-        assert!(defaults.http.trusted_proxies.is_empty());
-        let vars = [(
-            "TESSERA__HTTP__TRUSTED_PROXIES".to_owned(),
-            "10.0.0.0/8, 192.0.2.1,2001:db8::/32".to_owned(),
-        )];
-        let settings =
-            Settings::load_from(&dir, Environment::Local, Some(vars.into_iter().collect()))
-                .unwrap();
-        let nets: Vec<String> = settings
-            .http
-            .trusted_proxies
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
-        assert_eq!(settings.login.lockout_threshold, 10);
-        assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
-        assert_eq!(
-            settings.revocation.stream_keepalive,
-            Duration::from_secs(15)
-        );
-        assert_eq!(settings.revocation.max_subscribers, 256);
     }
 }
 
@@ -629,7 +588,12 @@ mod tests {
 
     #[test]
     fn the_built_in_local_profile_needs_nothing_else() {
-        let settings = Settings::load_built_in(Environment::Local, vars(&[])).unwrap();
+        let settings = Settings::load(Sources {
+            dir: None,
+            environment: Some(Environment::Local),
+            vars: vars(&[]),
+        })
+        .unwrap();
         assert_eq!(settings.http.public_addr, "0.0.0.0:8080");
         assert_eq!(settings.log.format, LogFormat::Pretty);
         assert!(settings.database.url.is_some());
@@ -637,19 +601,34 @@ mod tests {
 
     #[test]
     fn built_in_production_requires_the_secrets_from_the_environment() {
-        let error = Settings::load_built_in(Environment::Production, vars(&[])).unwrap_err();
+        let error = Settings::load(Sources {
+            dir: None,
+            environment: Some(Environment::Production),
+            vars: vars(&[]),
+        })
+        .unwrap_err();
         assert!(
             format!("{error:#}").contains("TESSERA__DATABASE__URL"),
             "{error:#}"
         );
         let url = ("TESSERA__DATABASE__URL", "postgres://u@db/tessera");
-        let error = Settings::load_built_in(Environment::Production, vars(&[url])).unwrap_err();
+        let error = Settings::load(Sources {
+            dir: None,
+            environment: Some(Environment::Production),
+            vars: vars(&[url]),
+        })
+        .unwrap_err();
         assert!(format!("{error:#}").contains("TESSERA__KEYS__ENCRYPTION_KEY"));
         let key = (
             "TESSERA__KEYS__ENCRYPTION_KEY",
             "bm90LXRoZS1leGFtcGxlLWtleS0zMi1ieXRlcy0hISE=",
         );
-        let settings = Settings::load_built_in(Environment::Production, vars(&[url, key])).unwrap();
+        let settings = Settings::load(Sources {
+            dir: None,
+            environment: Some(Environment::Production),
+            vars: vars(&[url, key]),
+        })
+        .unwrap();
         assert_eq!(settings.log.format, LogFormat::Json);
     }
 
@@ -662,17 +641,32 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("local.yaml"), "audience: from-local\n").unwrap();
-        let settings = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap();
+        let settings = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: vars(&[]),
+        })
+        .unwrap();
         assert_eq!(settings.audience, "from-local");
         assert_eq!(settings.issuer, "https://base");
         // Everything the directory does not set keeps its built-in value.
         assert_eq!(settings.keys.jwks_max_age, Duration::from_secs(300));
         let env = vars(&[("TESSERA__AUDIENCE", "from-env")]);
-        let settings = Settings::load_from(&dir, Environment::Local, env).unwrap();
+        let settings = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: env,
+        })
+        .unwrap();
         assert_eq!(settings.audience, "from-env");
         // base.yaml alone applies to every environment.
         std::fs::remove_file(dir.join("local.yaml")).unwrap();
-        let settings = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap();
+        let settings = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: vars(&[]),
+        })
+        .unwrap();
         assert_eq!(settings.audience, "from-base");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -680,13 +674,23 @@ mod tests {
     #[test]
     fn a_configuration_directory_that_was_asked_for_must_be_there() {
         let missing = std::env::temp_dir().join("tessera-config-does-not-exist");
-        let error = Settings::load_from(&missing, Environment::Local, vars(&[])).unwrap_err();
+        let error = Settings::load(Sources {
+            dir: Some(missing.clone()),
+            environment: Some(Environment::Local),
+            vars: vars(&[]),
+        })
+        .unwrap_err();
         assert!(format!("{error:#}").contains("does not exist"), "{error:#}");
 
         // A directory holding only another environment's file is a mistake too.
         let dir = temp_dir();
         std::fs::write(dir.join("production.yaml"), "audience: x\n").unwrap();
-        let error = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap_err();
+        let error = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: vars(&[]),
+        })
+        .unwrap_err();
         let message = format!("{error:#}");
         assert!(
             message.contains("neither base.yaml nor local.yaml"),
@@ -695,8 +699,49 @@ mod tests {
 
         // And a file in it that does not parse, or sets an unknown key.
         std::fs::write(dir.join("local.yaml"), "audeince: x\n").unwrap();
-        let error = Settings::load_from(&dir, Environment::Local, vars(&[])).unwrap_err();
+        let error = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: vars(&[]),
+        })
+        .unwrap_err();
         assert!(format!("{error:#}").contains("audeince"), "{error:#}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn trusted_proxies_come_as_a_list_or_a_comma_separated_variable() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let defaults = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: Some(Default::default()),
+        })
+        .unwrap();
+        assert!(defaults.http.trusted_proxies.is_empty());
+        let vars = [(
+            "TESSERA__HTTP__TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, 192.0.2.1,2001:db8::/32".to_owned(),
+        )];
+        let settings = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: Some(vars.into_iter().collect()),
+        })
+        .unwrap();
+        let nets: Vec<String> = settings
+            .http
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        assert_eq!(settings.login.lockout_threshold, 10);
+        assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
+        assert_eq!(
+            settings.revocation.stream_keepalive,
+            Duration::from_secs(15)
+        );
+        assert_eq!(settings.revocation.max_subscribers, 256);
     }
 }

@@ -66,7 +66,7 @@ impl Application {
         let kek = KeyEncryptionKey::new(&secret)?;
         let devices = Arc::new(DeviceKey::derive(&secret));
         let keys = Arc::new(KeyRing::new(kek, settings.tokens.access_ttl)?);
-        let hasher = PasswordHasher::new(&settings.password, settings.password_concurrency())?;
+        let hasher = PasswordHasher::new(&settings.password, settings.hashing_slots())?;
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::new(settings.database.request_timeout));
         let clients = Arc::new(ClientCache::new(settings.database.request_timeout));
@@ -187,7 +187,11 @@ fn serve(
     // actix's connection cap is per worker thread: spread the listener's
     // cap over an explicit number of workers.
     let workers = crate::config::cpus();
-    let per_worker = state.settings.max_connections().div_ceil(workers).max(1);
+    let per_worker = state
+        .settings
+        .connections_per_listener()
+        .div_ceil(workers)
+        .max(1);
     let peers = Arc::new(http::peer::PeerConnections::new(
         state.settings.http.max_connections_per_address,
         state.settings.http.trusted_proxies.clone(),

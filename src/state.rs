@@ -57,7 +57,23 @@ impl AppState {
             pool: &self.pool,
             verifier: &self.verifier,
             denylist: &self.denylist,
+            clients: &self.clients,
             revocable_for: self.settings.tokens.refresh_ttl,
+            access_ttl: self.settings.tokens.access_ttl,
+            issuer: &self.settings.issuer,
+            audience: &self.settings.audience,
+        }
+    }
+
+    /// Whether Postgres answers a trivial query within `timeout`.
+    pub async fn database_answers(&self, timeout: std::time::Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, crate::store::ping(&self.pool)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err(format!(
+                "the database did not answer within {} ms",
+                timeout.as_millis()
+            )),
         }
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::client::Client;
-use super::{TokenResponse, issue};
+use super::{Issuance, TokenResponse, issue};
 use crate::domain::Scope;
 use crate::error::Error;
 use crate::state::AppState;
@@ -27,11 +27,13 @@ pub fn grant(
         })?;
     issue(
         state,
-        client.id().to_owned(),
-        None,
-        client.id(),
-        &scope,
-        None,
-        now,
+        Issuance {
+            subject: client.id().to_owned(),
+            session: None,
+            client_id: client.id(),
+            scope: &scope,
+            refresh_token: None,
+            now,
+        },
     )
 }

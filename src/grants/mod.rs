@@ -39,17 +39,31 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-/// Signs an access token for `subject` (from login `session`, if any) with
-/// the key active at `now`, and builds the response around it.
-pub fn issue(
-    state: &AppState,
-    subject: String,
-    session: Option<uuid::Uuid>,
-    client_id: &str,
-    scope: &Scope,
-    refresh_token: Option<&RefreshToken>,
-    now: DateTime<Utc>,
-) -> Result<TokenResponse, Error> {
+/// What one token response is for.
+pub struct Issuance<'a> {
+    /// Who the access token is for: a user id, or the client acting as
+    /// itself.
+    pub subject: String,
+    /// The login it belongs to (its `sid`), if any.
+    pub session: Option<uuid::Uuid>,
+    pub client_id: &'a str,
+    pub scope: &'a Scope,
+    /// The refresh token to hand out with it, if any.
+    pub refresh_token: Option<&'a RefreshToken>,
+    pub now: DateTime<Utc>,
+}
+
+/// Signs an access token with the key active at `now`, and builds the
+/// response around it.
+pub fn issue(state: &AppState, issuance: Issuance<'_>) -> Result<TokenResponse, Error> {
+    let Issuance {
+        subject,
+        session,
+        client_id,
+        scope,
+        refresh_token,
+        now,
+    } = issuance;
     let settings = &state.settings;
     let ttl = settings.tokens.access_ttl;
     let mut claims = AccessClaims::new(

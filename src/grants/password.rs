@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client::Client;
-use super::{TokenResponse, issue};
+use super::{Issuance, TokenResponse, issue};
 use crate::domain::password::Verified;
 use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
@@ -92,7 +92,7 @@ pub async fn grant(
         scope: login.scope,
         now,
     };
-    match checked.verify(password, user, attempt).await {
+    match checked.finish(password, user, attempt).await {
         // The server failed, not the guess (the hashing queue was full, the
         // database stalled): the attempt is taken back, so users retrying
         // through an incident do not lock themselves out. Best effort: the
@@ -121,40 +121,50 @@ struct Checked<'a> {
 }
 
 impl Checked<'_> {
-    async fn verify(
+    /// The rest of a login, along its seams: the password, the scope, the
+    /// session. A wrong password, a disabled user, or a user changed while
+    /// the password was checked is a failed attempt (it takes from the
+    /// address's bucket); anything else leaves the attempt as it was.
+    async fn finish(
         self,
         password: PlainPassword,
         user: Option<UserRow>,
         attempt: Option<Attempt<'_>>,
     ) -> Result<TokenResponse, Error> {
-        let Checked {
-            state,
-            client,
-            username,
-            who,
-            policy,
-            scope: requested,
-            now,
-        } = self;
-        let failed = move || failed_login(attempt);
+        let Some(user) = self.verify_password(password, user).await? else {
+            return Err(failed_login(attempt));
+        };
+        let scope = self.grant_scope(&user).await?;
+        match self.start_session(&user, &scope).await? {
+            Some(response) => Ok(response),
+            None => Err(failed_login(attempt)),
+        }
+    }
+
+    /// The user, if the password is theirs and they may log in. Unknown
+    /// users are verified against a dummy hash: same work, same answer.
+    async fn verify_password(
+        &self,
+        password: PlainPassword,
+        user: Option<UserRow>,
+    ) -> Result<Option<UserRow>, Error> {
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        // Unknown users are verified against a dummy hash: same work, same answer.
-        let verified = match state.hasher.verify(password, stored).await {
+        let verified = match self.state.hasher.verify(password, stored).await {
             Ok(verified) => verified,
             // Nothing was checked: `grant` takes the attempt back.
             Err(HashError::Busy) => return Err(Error::TemporarilyUnavailable),
             Err(HashError::Internal(e)) => return Err(Error::Internal(e)),
         };
         let user = match (verified, user) {
-            (Verified::No, _) | (_, None) => return Err(failed()),
+            (Verified::No, _) | (_, None) => return Ok(None),
             (Verified::Yes, Some(user)) => user,
             (Verified::YesRehashed(new_hash), Some(mut user)) => {
                 users::upgrade_password_hash(
-                    &state.pool,
+                    &self.state.pool,
                     user.id,
                     &user.password_hash,
                     &new_hash,
-                    now,
+                    self.now,
                 )
                 .await?;
                 tracing::info!(user_id = %user.id, "upgraded password hash to the configured cost");
@@ -163,21 +173,35 @@ impl Checked<'_> {
             }
         };
         tracing::Span::current().record("user_id", tracing::field::display(user.id));
-        if user.disabled {
-            return Err(failed());
-        }
-        let allowed = client.scopes.intersection(&user.scopes);
-        let scope = match allowed.grant(requested) {
-            Ok(scope) => scope,
+        Ok((!user.disabled).then_some(user))
+    }
+
+    /// What was asked for, within what this user and client may have.
+    async fn grant_scope(&self, user: &UserRow) -> Result<Scope, Error> {
+        let allowed = self.client.scopes.intersection(&user.scopes);
+        match allowed.grant(self.scope.clone()) {
+            Ok(scope) => Ok(scope),
             Err(_) => {
                 // The right password: its attempt is not a failure.
-                login_throttle::succeeded(&state.pool, username.as_str(), who, policy).await?;
-                return Err(Error::InvalidScope(
+                let username = self.username.as_str();
+                login_throttle::succeeded(&self.state.pool, username, self.who, self.policy)
+                    .await?;
+                Err(Error::InvalidScope(
                     "requested scope exceeds what this user and client may have",
-                ));
+                ))
             }
-        };
+        }
+    }
 
+    /// Starts the login's session and issues its tokens; `None` when the
+    /// password changed, the user was disabled or logged out everywhere
+    /// while this login was being checked.
+    async fn start_session(
+        &self,
+        user: &UserRow,
+        scope: &Scope,
+    ) -> Result<Option<TokenResponse>, Error> {
+        let (state, client, now) = (self.state, self.client, self.now);
         // Every login is a session (its `sid` is how logging out reaches its
         // access tokens), but only a client allowed to refresh gets a refresh
         // token; without one, the session ends with its access token.
@@ -192,9 +216,9 @@ impl Checked<'_> {
         let scope_text = scope.to_string();
         let session = login::NewSession {
             user_id: user.id,
-            username,
-            who,
-            policy,
+            username: self.username,
+            who: self.who,
+            policy: self.policy,
             verified_hash: &user.password_hash,
             client_id: client.id(),
             scope: &scope_text,
@@ -204,23 +228,22 @@ impl Checked<'_> {
         // It also forgets the source's failures: the right password was given.
         let Some(session) = login::start_session(&state.pool, session, first.as_ref(), now).await?
         else {
-            // The password changed, the user was disabled or logged out
-            // everywhere while this login was being checked.
-            return Err(failed());
+            return Ok(None);
         };
-
         let mut response = issue(
             state,
-            user.id.to_string(),
-            Some(session),
-            client.id(),
-            &scope,
-            refresh_token.as_ref(),
-            now,
+            Issuance {
+                subject: user.id.to_string(),
+                session: Some(session),
+                client_id: client.id(),
+                scope,
+                refresh_token: refresh_token.as_ref(),
+                now,
+            },
         )?;
         // A fresh credential at every login: the app keeps the newest.
-        response.device_token = Some(state.devices.issue(username, now));
-        Ok(response)
+        response.device_token = Some(state.devices.issue(self.username, now));
+        Ok(Some(response))
     }
 }
 

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
 
 use super::client::Client;
-use super::{TokenResponse, issue};
+use super::{Issuance, TokenResponse, issue};
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{RefreshToken, Scope, TokenHash};
 use crate::error::Error;
@@ -130,12 +130,14 @@ async fn rotate_fresh(
     let scope = refreshed_scope(&rotated.scope, client, requested.clone())?;
     issue(
         state,
-        rotated.user_id.to_string(),
-        Some(rotated.family_id),
-        client.id(),
-        &scope,
-        Some(child),
-        state.clock.now(),
+        Issuance {
+            subject: rotated.user_id.to_string(),
+            session: Some(rotated.family_id),
+            client_id: client.id(),
+            scope: &scope,
+            refresh_token: Some(child),
+            now: state.clock.now(),
+        },
     )
     .map(Some)
 }
@@ -211,12 +213,14 @@ async fn rotate(
     // Sign before committing: if signing fails, the presented token stays usable.
     let response = issue(
         state,
-        family.user_id.to_string(),
-        Some(family.id),
-        client.id(),
-        &scope,
-        Some(child),
-        now,
+        Issuance {
+            subject: family.user_id.to_string(),
+            session: Some(family.id),
+            client_id: client.id(),
+            scope: &scope,
+            refresh_token: Some(child),
+            now,
+        },
     )?;
     tx.commit().await?;
     Ok(response)

@@ -18,18 +18,10 @@ const DATABASE_PROBE: Duration = Duration::from_millis(800);
 /// is the denylist.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // The body stays a bare true/false; the log line says which server and why.
-    let database = match tokio::time::timeout(DATABASE_PROBE, crate::store::ping(&state.pool)).await
-    {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(error = format!("{e:#}"), "not ready: database unavailable");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(
-                timeout_ms = DATABASE_PROBE.as_millis() as u64,
-                "not ready: the database did not answer in time"
-            );
+    let database = match state.database_answers(DATABASE_PROBE).await {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(error = why, "not ready: database unavailable");
             false
         }
     };

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::{bearer, peer};
 use crate::error::Error;
 use crate::revocation::stream::{self, Message, Subscription};
+use crate::revocation::{RevocationRow, feed};
 use crate::state::AppState;
-use crate::store::revocations::{self, RevocationRow};
 
 pub const FEED_SCOPE: &str = "revocations:read";
 const MAX_PAGE: i64 = 1000;
@@ -105,17 +105,6 @@ impl Entry {
     }
 }
 
-/// A cursor from another database, or mistyped, would otherwise be echoed
-/// back and silently skip every revocation until seq caught up.
-async fn refuse_cursor_ahead(state: &AppState, since: i64, name: &str) -> Result<(), Error> {
-    if since > revocations::last_seq(&state.pool).await? {
-        return Err(Error::invalid_request(format!(
-            "{name} is ahead of the newest revocation: this cursor is not from this issuer's feed; start over with since=0"
-        )));
-    }
-    Ok(())
-}
-
 #[tracing::instrument(level = "debug", name = "revocation_feed", skip_all)]
 pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     bearer::require(&req, &state, FEED_SCOPE).await?;
@@ -123,29 +112,16 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .map_err(|_| Error::invalid_request("malformed query string"))?;
     let since = parse_number(query.since.as_deref(), 0, "since")?;
     let limit = parse_number(query.limit.as_deref(), MAX_PAGE, "limit")?.clamp(1, MAX_PAGE);
-    refuse_cursor_ahead(&state, since, "since").await?;
-    // Read before the rows: everything pruned up to it was committed before
-    // they were read.
-    let pruned = revocations::pruned_seq(&state.pool).await?;
-    let rows = revocations::live_since(&state.pool, since, state.clock.now(), limit).await?;
-    let has_more = rows.len() as i64 == limit;
-    let mut next = rows.last().map(|r| r.seq).unwrap_or(since);
-    if !has_more {
-        // Every live entry after `since` is in this page, and nothing at or
-        // below the horizon can still arrive (entries are written in `seq`
-        // order), so the cursor moves at least to the horizon: the stream
-        // accepts it, however long ago the last entry was pruned.
-        next = next.max(pruned);
-    }
+    let page = feed::page(&state.pool, since, limit, state.clock.now()).await?;
     let mut feed = Feed {
         revoked_tokens: Vec::new(),
         revoked_sessions: Vec::new(),
         revoked_users: Vec::new(),
         revoked_clients: Vec::new(),
-        next_cursor: next.to_string(),
-        has_more,
+        next_cursor: page.next_cursor.to_string(),
+        has_more: page.has_more,
     };
-    for row in &rows {
+    for row in &page.rows {
         match Entry::of(row) {
             Some(Entry::AccessToken(token)) => feed.revoked_tokens.push(token),
             Some(Entry::Session(session)) => feed.revoked_sessions.push(session),
@@ -189,17 +165,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         }
         _ => (parse_number(query.since.as_deref(), 0, "since")?, "since"),
     };
-    // Entries reach a stream through this instance's denylist: one that
-    // cannot be confirmed current would keep its follower falsely fresh.
-    if !state.denylist.is_current() {
-        return Err(Error::TemporarilyUnavailable);
-    }
-    refuse_cursor_ahead(&state, since, name).await?;
-    // No cursor (0) is a full load: every live entry is in the table. A
-    // cursor below the horizon may have skipped deleted entries.
-    if since != 0 && since < revocations::pruned_seq(&state.pool).await? {
-        return Err(Error::CursorExpired);
-    }
+    feed::stream_may_start(&state.pool, &state.denylist, since, name).await?;
     let mut response = HttpResponse::Ok();
     response
         .content_type("text/event-stream")

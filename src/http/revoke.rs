@@ -10,7 +10,7 @@ use super::body;
 use super::client_auth::credentials_from;
 use crate::error::Error;
 use crate::grants::client;
-use crate::revocation::{self, Presented, Purpose};
+use crate::revocation::inspect;
 use crate::state::AppState;
 use crate::telemetry::record_on_request;
 
@@ -41,34 +41,13 @@ pub async fn revoke(
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
 
-    let presented = revocation::identify(
+    inspect::revoke_own(
         &state.token_lookup(),
+        client.id(),
         token.expose_secret(),
-        Purpose::Revoke,
         now,
     )
     .await?;
-    let owner = match &presented {
-        Presented::Access(claims) => Some(claims.client_id.as_str()),
-        Presented::Refresh(status) => Some(status.client_id.as_str()),
-        Presented::Unknown => None,
-    };
-    // A client may revoke only what was issued to it (§2.1).
-    if owner.is_some_and(|owner| owner != client.id()) {
-        return Err(Error::UnauthorizedClient(
-            "the token was not issued to this client",
-        ));
-    }
-    let mut tx = state.pool.begin().await?;
-    revocation::revoke(
-        &mut tx,
-        &presented,
-        "client revocation",
-        state.settings.tokens.access_ttl,
-        now,
-    )
-    .await?;
-    revocation::commit(tx, &state.pool, &state.denylist, now).await?;
     // Unknown and already-revoked tokens get the same 200 (§2.2).
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

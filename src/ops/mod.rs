@@ -3,6 +3,7 @@
 //! with its audit row, so a change is never made without its record, nor
 //! recorded without being made.
 
+mod audit;
 mod clients;
 mod keys;
 mod tokens;
@@ -11,6 +12,7 @@ mod users;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+pub use audit::{AuditRow, Outcome, Refusal};
 pub use clients::{NewClient, SecretChoice};
 pub use keys::RotateKey;
 pub use users::NewUser;
@@ -20,7 +22,7 @@ use crate::error::Error;
 use crate::hashing::PasswordHasher;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
-use crate::store::audit::{self, Entry, Outcome};
+use crate::store::audit::Entry;
 
 /// Longest reason an operator may give.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -108,7 +110,8 @@ impl<'a> Ops<'a> {
         reason: &Reason,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        audit::record(conn, actor.entry(action, target, reason.as_deref()), now).await?;
+        crate::store::audit::record(conn, actor.entry(action, target, reason.as_deref()), now)
+            .await?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@
 //! `GET /auth/revocations/stream`, fed by this instance's denylist (`stream`).
 
 mod denylist;
+pub mod feed;
+pub mod inspect;
 pub mod slots;
 pub mod stream;
 
@@ -17,8 +19,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+/// An entry of the revocation table, as the feed and stream send it.
+pub use crate::store::revocations::RevocationRow;
 pub use denylist::Denylist;
 
+use crate::clients::ClientCache;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{AccessClaims, TokenHash};
@@ -163,14 +168,20 @@ pub enum Purpose {
     Revoke,
 }
 
-/// What identifying a presented token needs.
+/// What identifying, inspecting and revoking a presented token needs.
 pub struct Lookup<'a> {
     pub pool: &'a PgPool,
     pub verifier: &'a AccessTokenVerifier,
     pub denylist: &'a Denylist,
+    pub clients: &'a ClientCache,
     /// How long after its expiry an access token may still be revoked (to
     /// end its login): as long as a refresh token can live.
     pub revocable_for: std::time::Duration,
+    /// How long an access token lives (`tokens.access_ttl`).
+    pub access_ttl: std::time::Duration,
+    /// Who issues tokens and for whom, as introspection reports them.
+    pub issuer: &'a str,
+    pub audience: &'a str,
 }
 
 /// Identifies a token without trusting any hint: JWTs are verified, anything

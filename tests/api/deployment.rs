@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tessera::config::{Environment, Settings};
+use tessera::config::{Environment, Settings, Sources};
 
 use crate::helpers::TestDatabase;
 
@@ -130,15 +130,24 @@ fn every_compose_variable_is_a_configuration_key() {
         );
     }
     // The image has no configuration directory: built-in defaults and variables only.
-    let settings = Settings::load_built_in(Environment::Production, Some(vars.clone()))
-        .unwrap_or_else(|e| panic!("compose configuration is rejected: {e:#}"));
+    let settings = Settings::load(Sources {
+        dir: None,
+        environment: Some(Environment::Production),
+        vars: Some(vars.clone()),
+    })
+    .unwrap_or_else(|e| panic!("compose configuration is rejected: {e:#}"));
     assert_eq!(settings.http.public_addr, "0.0.0.0:8080");
 
     // Production refuses every key published in the repository.
     for key in PUBLISHED_KEYS {
         let mut published = vars.clone();
         published.insert("TESSERA__KEYS__ENCRYPTION_KEY".into(), key.into());
-        let error = Settings::load_built_in(Environment::Production, Some(published)).unwrap_err();
+        let error = Settings::load(Sources {
+            dir: None,
+            environment: Some(Environment::Production),
+            vars: Some(published),
+        })
+        .unwrap_err();
         assert!(
             format!("{error:#}").contains("published in this repository"),
             "{error:#}"
@@ -148,7 +157,12 @@ fn every_compose_variable_is_a_configuration_key() {
     // The check has teeth: a misspelt key is refused.
     let mut typo = vars;
     typo.insert("TESSERA__TOKENS__ACESS_TTL".into(), "5m".into());
-    let error = Settings::load_built_in(Environment::Production, Some(typo)).unwrap_err();
+    let error = Settings::load(Sources {
+        dir: None,
+        environment: Some(Environment::Production),
+        vars: Some(typo),
+    })
+    .unwrap_err();
     assert!(format!("{error:#}").contains("acess_ttl"));
 }
 

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
 use tessera::clock::Clock;
-use tessera::config::{LogFormat, Settings};
+use tessera::config::{LogFormat, Settings, Sources};
 use tessera::domain::{ClientId, ClientSecret, GrantType, PlainPassword, Scope, Username};
 use tessera::hashing::PasswordHasher;
 use tessera::startup::{Application, Options};
@@ -128,7 +128,7 @@ pub struct TestApp {
 }
 
 pub fn test_settings(database_url: &str) -> Settings {
-    let mut settings = Settings::load().expect("load config/");
+    let mut settings = Settings::load(Sources::default()).expect("load the built-in settings");
     settings.database.url = Some(SecretString::from(database_url.to_owned()));
     settings.database.max_connections = 10;
     settings.http.public_addr = "127.0.0.1:0".into();

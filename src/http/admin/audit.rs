@@ -5,7 +5,6 @@ use serde_json::json;
 use super::Admin;
 use crate::error::Error;
 use crate::state::AppState;
-use crate::store::audit;
 
 const MAX_PAGE: i64 = 200;
 
@@ -35,13 +34,12 @@ pub async fn page(
     };
     let limit = number(query.limit, "limit")?.unwrap_or(50).min(MAX_PAGE);
     let before = number(query.before, "before")?;
-    let entries = audit::page(&state.pool, before, limit).await?;
+    let entries = state
+        .ops()
+        .audit_page(&admin.actor, before, limit, admin.now)
+        .await?;
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
-    state
-        .ops()
-        .audit_read(&admin.actor, "audit.read", None, admin.now)
-        .await?;
     Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_cursor": next })))
 }

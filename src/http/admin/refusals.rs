@@ -15,11 +15,9 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
-use crate::error::Error;
 use crate::http::bearer::Refused;
-use crate::ops::Actor;
+use crate::ops::{Actor, Outcome, Refusal};
 use crate::state::AppState;
-use crate::store::audit::{self, Entry, Outcome};
 
 /// Longest request path kept in an audit row.
 const MAX_TARGET_CHARS: usize = 200;
@@ -71,26 +69,21 @@ pub async fn audit_refusals(
         None => request.path().to_owned(),
     };
     let target: String = target.chars().take(MAX_TARGET_CHARS).collect();
-    let entry = Entry {
+    let refusal = Refusal {
         actor: &actor,
-        actor_client_id: Some(&client_id),
-        os_user: None,
+        client_id: &client_id,
         action: &action,
-        target: Some(&target),
-        reason: None,
+        target: &target,
         outcome,
+        per_target,
     };
-    let key = if per_target { target.as_str() } else { "" };
-    let recorded = match state.pool.acquire().await {
-        Ok(mut conn) => audit::record_refusal(&mut conn, entry, key, state.clock.now()).await,
-        Err(e) => Err(e),
-    };
+    let recorded = state.ops().record_refusal(refusal, state.clock.now()).await;
     match recorded {
         Ok(()) => Ok(response.map_into_left_body()),
         // A refusal that cannot be recorded is answered as the fault it is.
         Err(e) => {
             let (request, _) = response.into_parts();
-            let error = Error::from(e).error_response();
+            let error = e.error_response();
             Ok(ServiceResponse::new(request, error).map_into_right_body())
         }
     }

@@ -1,0 +1,118 @@
+//! The endpoints that are handed a token: RFC 7662 introspection's verdict
+//! (is it active, and what is it) and RFC 7009's rule that a client revokes
+//! only what was issued to it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Lookup, Presented, Purpose, commit, identify, revoke};
+use crate::error::Error;
+
+/// An active token as introspection describes it (RFC 7662 §2.2).
+#[derive(Debug, Serialize)]
+pub struct Active {
+    /// The RFC 6749 token type, so only for access tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    /// Which kind of token this is: `access_token` or `refresh_token`.
+    pub token_use: &'static str,
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub iss: String,
+    pub aud: String,
+}
+
+impl Presented {
+    /// The client the token was issued to, if it is one of ours.
+    pub fn holder(&self) -> Option<&str> {
+        match self {
+            Presented::Access(claims) => Some(claims.client_id.as_str()),
+            Presented::Refresh(status) => Some(status.client_id.as_str()),
+            Presented::Unknown => None,
+        }
+    }
+}
+
+/// Whether `token` is active now, and what it is. Never "active" for a
+/// token this instance cannot yet know is revoked (503 instead).
+pub async fn introspect(
+    lookup: &Lookup<'_>,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Active>, Error> {
+    if !lookup.denylist.is_loaded() {
+        return Err(Error::TemporarilyUnavailable);
+    }
+    let presented = identify(lookup, token, Purpose::Introspect, now).await?;
+    // The tokens of a disabled client are dead with it (and it cannot refresh).
+    if let Some(client_id) = presented.holder()
+        && lookup.clients.is_disabled(lookup.pool, client_id).await?
+    {
+        return Ok(None);
+    }
+    Ok(match presented {
+        Presented::Access(claims) => {
+            let revoked = lookup
+                .denylist
+                .is_revoked_current(lookup.pool, &claims, now)
+                .await?;
+            (!revoked).then_some(Active {
+                token_type: Some("Bearer"),
+                token_use: "access_token",
+                sub: claims.sub,
+                client_id: claims.client_id,
+                scope: claims.scope,
+                exp: claims.exp,
+                iat: claims.iat,
+                jti: claims.jti,
+                iss: claims.iss,
+                aud: claims.aud,
+            })
+        }
+        Presented::Refresh(status) if status.is_active(now) => Some(Active {
+            token_type: None,
+            token_use: "refresh_token",
+            sub: status.user_id.to_string(),
+            client_id: status.client_id,
+            scope: status.scope,
+            exp: status.expires_at.timestamp(),
+            iat: status.created_at.timestamp(),
+            jti: status.token_id.to_string(),
+            iss: lookup.issuer.to_owned(),
+            aud: lookup.audience.to_owned(),
+        }),
+        _ => None,
+    })
+}
+
+/// RFC 7009: `client_id` revokes `token` if it was issued to it. Unknown,
+/// expired and already-revoked tokens are not an error (§2.2); another
+/// client's token is.
+pub async fn revoke_own(
+    lookup: &Lookup<'_>,
+    client_id: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let presented = identify(lookup, token, Purpose::Revoke, now).await?;
+    if presented.holder().is_some_and(|holder| holder != client_id) {
+        return Err(Error::UnauthorizedClient(
+            "the token was not issued to this client",
+        ));
+    }
+    let mut tx = lookup.pool.begin().await?;
+    revoke(
+        &mut tx,
+        &presented,
+        "client revocation",
+        lookup.access_ttl,
+        now,
+    )
+    .await?;
+    commit(tx, lookup.pool, lookup.denylist, now).await?;
+    Ok(())
+}
