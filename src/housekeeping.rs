@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
 use crate::state::AppState;
-use crate::store::{self, login_throttle, refresh};
-use crate::throttle;
+use crate::store::{self, refresh};
+use crate::throttle::lockout;
 
 const EVERY: Duration = Duration::from_secs(60);
 
@@ -36,9 +36,9 @@ pub async fn run_forever(state: AppState) {
 /// One pass, as of `now`. Failures are logged; the next pass retries.
 pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
     state.addresses.prune();
-    let policy = throttle::policy(&state.settings.login);
+    let policy = lockout::policy(&state.settings.login);
     match in_batches(state, FAILURE_BATCH, |tx| {
-        Box::pin(login_throttle::prune(&mut **tx, policy, now, FAILURE_BATCH))
+        Box::pin(lockout::prune(&mut **tx, policy, now, FAILURE_BATCH))
     })
     .await
     {

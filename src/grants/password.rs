@@ -12,17 +12,14 @@ use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
-use crate::store::login::{self, Admission, Attempter};
-use crate::store::login_throttle::{self, Policy};
+use crate::store::login;
+use crate::store::login_throttle::Policy;
 use crate::store::users::{self, UserRow};
 use crate::telemetry;
-use crate::throttle;
-use crate::throttle::address::{Attempt, Source};
+use crate::throttle::lockout::{self, Admitted, Contender};
 
 /// One message for unknown user, wrong password and disabled user.
 const BAD_CREDENTIALS: &str = "invalid username or password";
-/// The lockout's source for a login whose address is not known.
-const UNKNOWN_SOURCE: &str = "-";
 
 /// What a password login presents besides the client.
 pub struct Login {
@@ -59,50 +56,23 @@ pub async fn grant(
             .devices
             .check(token.expose_secret(), &username, now, ttl)
     });
-    let source = device
-        .map(Source::device)
-        .or(login.address.map(Source::address));
-    let key = source.map_or_else(|| UNKNOWN_SOURCE.to_owned(), |s| s.key());
-    let who = Attempter {
-        source: &key,
-        trusted: device.is_some(),
-    };
-    // Both limits are checked before argon2 runs, and both count the
-    // attempt before it is decided (and forget it on success), so
-    // concurrent guesses cannot all get in under either limit.
-    let attempt = source
-        .map(|source| state.addresses.admit(source))
-        .transpose()
-        .map_err(|wait| throttled("address", wait))?;
+    let who = Contender::new(device, login.address);
+    let policy = lockout::policy(&state.settings.login);
+    let admitted =
+        lockout::admit(&state.pool, &state.addresses, policy, &username, &who, now).await?;
     let password = PlainPassword::for_login(login.password, state.settings.password.max_length)?;
-    let policy = throttle::policy(&state.settings.login);
-    let user = match login::admit(&state.pool, &username, who, policy, now).await? {
-        Admission::Locked(locked_until) => {
-            let wait = (locked_until - now).to_std().unwrap_or_default();
-            return Err(throttled("account", coarse(wait)));
-        }
-        Admission::Admitted(user) => user,
-    };
     let checked = Checked {
         state,
         client,
         username: &username,
-        who,
+        who: &who,
         policy,
         scope: login.scope,
         now,
     };
-    match checked.finish(password, user, attempt).await {
-        // The server failed, not the guess (the hashing queue was full, the
-        // database stalled): the attempt is taken back, so users retrying
-        // through an incident do not lock themselves out. Best effort: the
-        // database may be what failed.
+    match checked.finish(password, admitted).await {
         Err(e) if e.is_server_error() => {
-            if let Err(release) =
-                login_throttle::release(&state.pool, username.as_str(), who, policy).await
-            {
-                tracing::warn!(error = %release, "could not take back a login attempt that failed on the server's side");
-            }
+            lockout::take_back(&state.pool, policy, &username, &who).await;
             Err(e)
         }
         result => result,
@@ -114,7 +84,7 @@ struct Checked<'a> {
     state: &'a AppState,
     client: &'a Client,
     username: &'a Username,
-    who: Attempter<'a>,
+    who: &'a Contender,
     policy: Policy,
     scope: Option<Scope>,
     now: DateTime<Utc>,
@@ -128,16 +98,19 @@ impl Checked<'_> {
     async fn finish(
         self,
         password: PlainPassword,
-        user: Option<UserRow>,
-        attempt: Option<Attempt<'_>>,
+        mut admitted: Admitted<'_>,
     ) -> Result<TokenResponse, Error> {
-        let Some(user) = self.verify_password(password, user).await? else {
-            return Err(failed_login(attempt));
+        let Some(user) = self.verify_password(password, admitted.user.take()).await? else {
+            admitted.failed();
+            return Err(Error::InvalidGrant(BAD_CREDENTIALS));
         };
         let scope = self.grant_scope(&user).await?;
         match self.start_session(&user, &scope).await? {
             Some(response) => Ok(response),
-            None => Err(failed_login(attempt)),
+            None => {
+                admitted.failed();
+                Err(Error::InvalidGrant(BAD_CREDENTIALS))
+            }
         }
     }
 
@@ -183,9 +156,7 @@ impl Checked<'_> {
             Ok(scope) => Ok(scope),
             Err(_) => {
                 // The right password: its attempt is not a failure.
-                let username = self.username.as_str();
-                login_throttle::succeeded(&self.state.pool, username, self.who, self.policy)
-                    .await?;
+                lockout::forgive(&self.state.pool, self.policy, self.username, self.who).await?;
                 Err(Error::InvalidScope(
                     "requested scope exceeds what this user and client may have",
                 ))
@@ -217,7 +188,7 @@ impl Checked<'_> {
         let session = login::NewSession {
             user_id: user.id,
             username: self.username,
-            who: self.who,
+            who: self.who.attempter(),
             policy: self.policy,
             verified_hash: &user.password_hash,
             client_id: client.id(),
@@ -245,28 +216,4 @@ impl Checked<'_> {
         response.device_token = Some(state.devices.issue(self.username, now));
         Ok(Some(response))
     }
-}
-
-/// A failed login; it also takes a token from the address's bucket (the
-/// username's count was already taken before hashing).
-fn failed_login(attempt: Option<Attempt<'_>>) -> Error {
-    if let Some(attempt) = attempt {
-        attempt.fail();
-    }
-    metrics::counter!(telemetry::metrics::LOGIN_FAILURES).increment(1);
-    Error::InvalidGrant(BAD_CREDENTIALS)
-}
-
-/// A lock's end rounded up to the minute: a guesser is not told to the
-/// second when the next attempt will be admitted (and a person reads
-/// "about a minute" as well as "37 seconds").
-fn coarse(wait: std::time::Duration) -> std::time::Duration {
-    let minutes = wait.as_secs().div_ceil(60).max(1);
-    std::time::Duration::from_secs(minutes * 60)
-}
-
-fn throttled(reason: &'static str, retry_after: std::time::Duration) -> Error {
-    metrics::counter!(telemetry::metrics::LOGIN_THROTTLED, "reason" => reason).increment(1);
-    tracing::info!(reason, "password login refused: too many failed attempts");
-    Error::TooManyAttempts { retry_after }
 }

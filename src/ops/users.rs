@@ -9,8 +9,9 @@ use super::{Actor, Ops, Reason};
 use crate::domain::{PlainPassword, Scope, Username};
 use crate::error::Error;
 use crate::revocation;
+use crate::store::refresh;
 use crate::store::users::{self, CreateUserError, UserView};
-use crate::store::{login_throttle, refresh};
+use crate::throttle::lockout;
 
 const NO_USER: &str = "no such user";
 const NO_SESSION: &str = "no such session";
@@ -214,7 +215,7 @@ impl Ops<'_> {
         let user = users::find_by_id(&mut tx, id)
             .await?
             .ok_or(Error::NotFound(NO_USER))?;
-        login_throttle::reset(&mut *tx, &user.username).await?;
+        lockout::reset(&mut tx, &user.username).await?;
         self.audit(
             &mut tx,
             actor,
@@ -242,7 +243,7 @@ impl Ops<'_> {
     ) -> Result<bool, Error> {
         let username = Username::parse(username)?;
         let mut tx = self.begin().await?;
-        let had_failures = login_throttle::reset(&mut *tx, username.as_str()).await?;
+        let had_failures = lockout::reset(&mut tx, username.as_str()).await?;
         self.audit(
             &mut tx,
             actor,

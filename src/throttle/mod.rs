@@ -1,27 +1,18 @@
 //! Limits on password guessing, checked before a password is hashed so that
-//! a refused attempt costs no argon2 work:
+//! a refused attempt costs no argon2 work. A grant asks `lockout` (admit,
+//! record a failure, forgive, take back); operators reset through it too.
 //!
-//! - per username (`store::login_throttle`): consecutive failures lock the
-//!   username for a doubling backoff; the count lives in Postgres, so every
-//!   instance enforces the same lock;
-//! - per client address (`address`): a token bucket of failed logins, in
-//!   memory on each instance.
+//! - per username and source (address or device credential), and per
+//!   username across untrusted sources: consecutive failures lock for a
+//!   doubling backoff; the counts live in Postgres (`store::login_throttle`),
+//!   so every instance enforces the same lock;
+//! - per source (`address`): a bucket of failed logins, in memory on each
+//!   instance.
 //!
 //! Both are pruned by `housekeeping`.
 
 pub mod address;
+pub mod lockout;
 
 pub use address::AddressLimiter;
-
-use crate::config::LoginSettings;
-use crate::store::login_throttle::Policy;
-
-pub fn policy(settings: &LoginSettings) -> Policy {
-    Policy {
-        threshold: settings.lockout_threshold,
-        username_threshold: settings.username_lockout_threshold,
-        base: settings.lockout_base,
-        max: settings.lockout_max,
-        reset: settings.lockout_reset,
-    }
-}
+pub use lockout::policy;
