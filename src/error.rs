@@ -68,12 +68,6 @@ pub enum Error {
     /// The path exists, the method does not; `allow` lists those that do.
     #[error("method not allowed on this path")]
     MethodNotAllowed { allow: &'static str },
-    /// A revocation-stream cursor below the highest pruned `seq`: entries
-    /// after it may be gone, so the reader must reload the paged feed.
-    #[error(
-        "this cursor is older than the oldest revocation kept; reload from GET /auth/revocations?since=0 and resume the stream from its next_cursor"
-    )]
-    CursorExpired,
     /// This instance already serves `revocation.max_subscribers` streams.
     #[error(
         "too many revocation streams on this instance; retry later, or poll GET /auth/revocations meanwhile"
@@ -198,7 +192,6 @@ impl Error {
             Error::InsufficientScope => "insufficient_scope",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
-            Error::CursorExpired => "cursor_expired",
             Error::TooManyStreams => "temporarily_unavailable",
             Error::Conflict(_) => "conflict",
             Error::TemporarilyUnavailable => "temporarily_unavailable",
@@ -233,7 +226,6 @@ impl ResponseError for Error {
             Error::InsufficientScope => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Error::CursorExpired => StatusCode::GONE,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -334,7 +326,6 @@ mod tests {
             (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),
             (Error::NotFound("x"), StatusCode::NOT_FOUND, "not_found"),
             (Error::MethodNotAllowed { allow: "GET, HEAD" }, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            (Error::CursorExpired, StatusCode::GONE, "cursor_expired"),
             (Error::TooManyStreams, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             (Error::Conflict("x"), StatusCode::CONFLICT, "conflict"),
             (Error::TemporarilyUnavailable, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),

@@ -8,7 +8,8 @@
 //! chunked requests are refused at once (400 `invalid_request`), and
 //! their connection is closed rather than drained: the unread payload is
 //! kept alive until the response is on its way, which makes actix close
-//! the connection after it instead of draining.
+//! the connection after it instead of draining; requests pipelined behind
+//! the refused one get the same refusal, so nothing more is served on it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,12 +27,14 @@ pub async fn refuse_chunked(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if !req.headers().contains_key(header::TRANSFER_ENCODING) {
+    let ending = super::peer::is_ending(req.request());
+    if !ending && !req.headers().contains_key(header::TRANSFER_ENCODING) {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     }
+    super::peer::end_connection(req.request());
     let unread = req.take_payload();
     let response = Error::ChunkedBody.error_response().map_body(|_, body| {
         BoxBody::new(Closing {

@@ -32,6 +32,26 @@ pub fn watch(req: &HttpRequest) -> Option<tokio::net::TcpStream> {
     tokio::net::TcpStream::from_std(socket).ok()
 }
 
+/// Set on a connection whose request was refused in a way that ends it
+/// (a chunked body): nothing more is served on it.
+#[derive(Default)]
+struct Ending(std::sync::atomic::AtomicBool);
+
+/// Marks the request's connection as ending. actix keeps serving requests
+/// pipelined behind a `Connection: close` response, so the header alone
+/// does not end it: every later request on it is refused too.
+pub fn end_connection(req: &HttpRequest) {
+    if let Some(ending) = req.conn_data::<Ending>() {
+        ending.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether an earlier request on this connection ended it.
+pub fn is_ending(req: &HttpRequest) -> bool {
+    req.conn_data::<Ending>()
+        .is_some_and(|ending| ending.0.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Open connections per client address on a listener, so that one address
 /// cannot hold every connection (`http.max_connections` is shared by all).
 /// Trusted proxies are not limited: many clients share their address.
@@ -77,6 +97,7 @@ impl PeerConnections {
             return;
         };
         data.insert(PeerFd(tcp.as_raw_fd()));
+        data.insert(Ending::default());
         let Ok(peer) = tcp.peer_addr() else {
             return;
         };

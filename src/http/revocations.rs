@@ -218,13 +218,6 @@ fn event_text(message: &Message) -> String {
             }
         }
         Message::KeepAlive => text.push_str(": keep-alive\n\n"),
-        Message::Reset => {
-            let data = serde_json::json!({
-                "error": "cursor_expired",
-                "error_description": Error::CursorExpired.to_string(),
-            });
-            let _ = write!(text, "event: reset\ndata: {data}\n\n");
-        }
     }
     text
 }

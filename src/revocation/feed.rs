@@ -59,13 +59,12 @@ pub async fn stream_may_start(
     if !denylist.is_current() {
         return Err(Error::TemporarilyUnavailable);
     }
-    refuse_cursor_ahead(pool, since, name).await?;
-    // No cursor (0) is a full load: every live entry is in the table. A
-    // cursor below the horizon may have skipped deleted entries.
-    if since != 0 && since < revocations::pruned_seq(pool).await? {
-        return Err(Error::CursorExpired);
-    }
-    Ok(())
+    // Any cursor the feed takes: the entries pruned after an old one had
+    // expired, so they deny nothing, and a reload from 0 would not bring
+    // them back either (an old cursor used to be refused with 410, which
+    // anyone could provoke by revoking a token just before it expired,
+    // sending every follower to reload the whole feed).
+    refuse_cursor_ahead(pool, since, name).await
 }
 
 /// A cursor from another database, or mistyped, would otherwise be echoed

@@ -107,6 +107,9 @@ pub async fn deny(
     if expires_at <= now {
         return Ok(());
     }
+    // Under the write lock: concurrent revocations by one client must not
+    // all count seven and all write.
+    revocations::lock_and_notify(conn).await?;
     if revocations::live_denied_tokens_of(conn, &claims.client_id, now).await? < TOKENS_PER_CLIENT {
         revocations::deny_access_token(conn, &claims.jti, &claims.client_id, expires_at, now)
             .await?;

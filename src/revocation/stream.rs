@@ -48,9 +48,6 @@ pub enum Message {
     Entries(Vec<Arc<RevocationRow>>),
     /// Nothing new; the connection is alive.
     KeepAlive,
-    /// The subscriber fell so far behind that entries after its cursor
-    /// were pruned: it must reload the paged feed. The stream ends.
-    Reset,
 }
 
 /// Why a stream ended, for the logs.
@@ -60,7 +57,6 @@ enum End {
     SlowReader,
     TokenExpired,
     TokenRevoked,
-    Reset,
     ShuttingDown,
     DatabaseFailed,
     /// The denylist lost its confirmation (see `Denylist::is_current`).
@@ -214,17 +210,10 @@ impl Subscription {
         }
     }
 
-    /// After missing events: re-read from the cursor, unless entries after
-    /// it have been pruned meanwhile (then the reader must start over).
+    /// After missing events: re-read from the cursor. (Entries pruned
+    /// meanwhile had expired: they deny nothing, and a reader that reloaded
+    /// the feed would not get them either.)
     async fn resync(&self, tx: &mpsc::Sender<Message>, cursor: &mut i64) -> Result<(), End> {
-        let pruned = tokio::time::timeout(self.deadline, revocations::pruned_seq(&self.pool))
-            .await
-            .map_err(|_| End::DatabaseFailed)?
-            .map_err(|_| End::DatabaseFailed)?;
-        if *cursor < pruned {
-            let _ = self.send(tx, Message::Reset).await;
-            return Err(End::Reset);
-        }
         self.backlog(tx, cursor).await
     }
 

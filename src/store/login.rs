@@ -129,19 +129,10 @@ pub async fn start_session(
            ), first AS (
                INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at)
                SELECT $8, family.id, NULL, $9, $3 FROM family WHERE $9::bytea IS NOT NULL
-           ), forgotten AS (
-               DELETE FROM login_throttle
-               WHERE username = $10 AND source = $11 AND EXISTS (SELECT 1 FROM family)
-               RETURNING failures
-           ), taken_back AS (
-               UPDATE login_throttle
-               SET failures = GREATEST(failures - (SELECT failures FROM forgotten), 0),
-                   locked_until = CASE WHEN failures - (SELECT failures FROM forgotten) < $13
-                                       THEN NULL ELSE locked_until END
-               WHERE username = $10 AND source = '*' AND NOT $12
-                 AND EXISTS (SELECT 1 FROM forgotten)
+           ), forgiven AS (
+               SELECT login_forgive($10, $11, $12, $13) FROM family
            )
-           SELECT id AS "id!" FROM family"#,
+           SELECT family.id AS "id!" FROM family LEFT JOIN forgiven ON true"#,
         session.user_id,
         session.verified_hash,
         now,

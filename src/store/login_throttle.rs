@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::login::Attempter;
 
@@ -32,21 +32,29 @@ impl Policy {
 }
 
 /// Forgets every failure of `username`, from every source (an operator's
-/// unlock). Returns whether there were any.
+/// unlock). Returns whether there were any. The username-wide row is
+/// locked first, as every writer of these rows does.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn reset<'e, E: sqlx::PgExecutor<'e>>(executor: E, username: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "DELETE FROM login_throttle WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)",
+pub async fn reset(conn: &mut PgConnection, username: &str) -> sqlx::Result<bool> {
+    sqlx::query!(
+        "SELECT 1 AS one FROM login_throttle WHERE username = $1 AND source = '*' FOR UPDATE",
         username
     )
-    .execute(executor)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let done = sqlx::query!(
+        "DELETE FROM login_throttle
+         WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL OR locks > 0)",
+        username
+    )
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// The right password, but no session (a scope the user may not have):
 /// as `login::start_session` does, the source's failures are forgotten,
-/// in the username-wide count too.
+/// in the username-wide count too (`login_forgive` in the migrations).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn succeeded(
     pool: &PgPool,
@@ -55,20 +63,13 @@ pub async fn succeeded(
     policy: Policy,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "WITH forgotten AS (
-             DELETE FROM login_throttle WHERE username = $1 AND source = $2 RETURNING failures
-         )
-         UPDATE login_throttle
-         SET failures = GREATEST(failures - (SELECT failures FROM forgotten), 0),
-             locked_until = CASE WHEN failures - (SELECT failures FROM forgotten) < $4
-                                 THEN NULL ELSE locked_until END
-         WHERE username = $1 AND source = '*' AND NOT $3 AND EXISTS (SELECT 1 FROM forgotten)",
+        "SELECT login_forgive($1, $2, $3, $4)",
         username,
         who.source,
         who.trusted,
         policy.username_threshold(),
     )
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
     Ok(())
 }
@@ -76,8 +77,8 @@ pub async fn succeeded(
 /// Takes back a reservation whose password was never checked, or whose
 /// login failed on the server's side (the hashing queue was full, the
 /// database stalled): one failure fewer in each row it was counted in, and
-/// no lock below a threshold. A user retrying through an incident does not
-/// lock themselves out.
+/// no lock below a threshold (`login_release` in the migrations). A user
+/// retrying through an incident does not lock themselves out.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn release(
     pool: &PgPool,
@@ -86,29 +87,14 @@ pub async fn release(
     policy: Policy,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE login_throttle
-         SET failures = failures - 1,
-             locked_until = CASE
-                 WHEN failures - 1 < (CASE WHEN source = '*' THEN $5::int ELSE $4::int END) THEN NULL
-                 ELSE locked_until END
-         WHERE username = $1 AND failures > 0 AND (source = $2 OR (source = '*' AND NOT $3))",
+        "SELECT login_release($1, $2, $3, $4, $5)",
         username,
         who.source,
         who.trusted,
         policy.threshold(),
         policy.username_threshold(),
     )
-    .execute(pool)
-    .await?;
-    // Back at zero, the rows go: attempts that were never checked (a flood
-    // of 503s) leave nothing behind.
-    sqlx::query!(
-        "DELETE FROM login_throttle
-         WHERE username = $1 AND failures = 0 AND (source = $2 OR source = '*')",
-        username,
-        who.source,
-    )
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
     Ok(())
 }

@@ -19,7 +19,11 @@ pub struct RevocationRow {
     pub expires_at: DateTime<Utc>,
 }
 
-async fn lock_and_notify(conn: &mut PgConnection) -> sqlx::Result<()> {
+/// Takes the revocation write lock for the caller's transaction (every
+/// writer of this table takes it: `seq` order is commit order) and
+/// announces the change at commit. Taken before a count that decides what
+/// to write, so that concurrent writers cannot all count the same number.
+pub async fn lock_and_notify(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query!("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
         .fetch_one(&mut *conn)
         .await?;

@@ -565,3 +565,80 @@ async fn names_no_account_can_have_allocate_nothing_and_lock_no_one() {
     login_from(&app, "10.0.0.1", "u1", "x", None).await;
     assert_eq!(app.state.addresses.len(), 1);
 }
+
+#[tokio::test]
+async fn concurrent_logins_refused_by_a_full_hashing_queue_are_all_taken_back() {
+    let app = spawn_app_with(|s| {
+        roomy(s);
+        s.login.lockout_threshold = 50;
+        s.password.max_concurrent = 1;
+        s.password.max_queue = 1;
+    })
+    .await;
+    app.seed().await;
+    let guesses = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            app.password_grant("mobile", "alice", &format!("guess {i}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 400).count() as i32;
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(checked as usize + busy, 40, "{statuses:?}");
+    assert!(busy > 0, "the queue never filled: {statuses:?}");
+    // Only the guesses that were checked count, in both rows (the take-backs
+    // queue behind the counting in one lock order: no deadlock loses one).
+    let counts: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT source, failures FROM login_throttle WHERE username = 'alice' ORDER BY source",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        [
+            ("*".to_owned(), checked),
+            ("ip:127.0.0.1".to_owned(), checked)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_username_wide_lock_is_not_renewed_by_one_guess_when_it_ends() {
+    let app = spawn_app_with(behind_proxy).await;
+    app.seed().await;
+    for n in 1..=15 {
+        login_from(&app, &format!("198.51.100.{n}"), "alice", "guess", None).await;
+    }
+    assert_throttled(login_from(&app, "192.0.2.1", "alice", PASSWORD, None).await).await;
+    // While it holds, refused attempts from new addresses store nothing.
+    let rows = app.count("login_throttle").await;
+    for n in 1..=20 {
+        let from = format!("203.0.113.{n}");
+        assert_throttled(login_from(&app, &from, "alice", "guess", None).await).await;
+    }
+    assert_eq!(app.count("login_throttle").await, rows);
+
+    // The lock ends: one guess does not renew it...
+    app.advance_clock(Duration::from_secs(31));
+    let r = login_from(&app, "198.51.100.99", "alice", "guess", None).await;
+    assert_eq!(r.status(), 400);
+    let r = login_from(&app, "192.0.2.1", "alice", PASSWORD, None).await;
+    assert_eq!(r.status(), 200, "locked again by one guess");
+    // ...a whole new burst from many sources does, for twice as long.
+    for n in 100..=114 {
+        login_from(&app, &format!("198.51.100.{n}"), "alice", "guess", None).await;
+    }
+    let locked = login_from(&app, "192.0.2.2", "alice", PASSWORD, None).await;
+    assert_throttled(locked).await;
+    app.advance_clock(Duration::from_secs(31));
+    let still = login_from(&app, "192.0.2.2", "alice", PASSWORD, None).await;
+    assert_throttled(still).await;
+    app.advance_clock(Duration::from_secs(30));
+    let r = login_from(&app, "192.0.2.2", "alice", PASSWORD, None).await;
+    assert_eq!(r.status(), 200);
+}

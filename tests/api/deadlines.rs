@@ -240,3 +240,39 @@ async fn a_complete_chunked_body_is_refused_and_its_connection_closed() {
         assert!(closed, "the connection stayed open: {case}");
     }
 }
+
+#[tokio::test]
+async fn nothing_pipelined_behind_a_refused_chunked_body_is_served() {
+    let app = spawn_app_with(|_| {}).await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let mut connection = TcpStream::connect(&host).await.unwrap();
+    connection
+        .write_all(
+            b"POST /auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\r\n5\r\nabcde\r\n0\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_millis(1500),
+        connection.read_to_end(&mut answer),
+    )
+    .await;
+    // And a request sent later is not served either.
+    let _ = connection
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(500),
+        connection.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        !answer.contains("200 OK"),
+        "served after the refusal: {answer}"
+    );
+}

@@ -640,3 +640,41 @@ async fn disable_rotate_enable_with_revoke_tokens_ends_everything_the_client_hel
         .unwrap();
     assert_oauth_error(enable, 400, "invalid_request").await;
 }
+
+#[tokio::test]
+async fn concurrent_revocations_by_one_client_stay_within_the_bound() {
+    let app = spawn_app().await;
+    let secret = app
+        .create_confidential_client("billing", &["client_credentials"], &["reports"])
+        .await;
+    let mut tokens = Vec::new();
+    for _ in 0..40 {
+        tokens.push(service_token_of(&app, "billing", &secret).await);
+    }
+    let revocations = tokens.iter().map(|access| {
+        let (app, secret) = (&app, &secret);
+        async move {
+            app.http
+                .post(format!("{}/auth/revoke", app.address))
+                .basic_auth("billing", Some(secret))
+                .form(&[("token", access.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for status in futures_util::future::join_all(revocations).await {
+        assert_eq!(status, 200);
+    }
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM revocations WHERE client_id = 'billing' AND kind = 'access_token'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(rows <= 8, "{rows} jti entries");
+    for access in &tokens {
+        assert_eq!(app.introspect(access).await["active"], false);
+    }
+}
