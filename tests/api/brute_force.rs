@@ -536,6 +536,8 @@ async fn a_login_that_fails_on_the_servers_side_is_not_counted() {
         assert_oauth_error(r, 503, "temporarily_unavailable").await;
     }
     held.release().await;
+    // Each was taken back, its rows with it: nothing is left behind.
+    assert_eq!(app.count("login_throttle").await, 0);
     // None of them counts: nine real failures and alice is still in.
     fail(&app, "alice", 9).await;
     let r = app.password_grant("mobile", "alice", PASSWORD).await;

@@ -374,3 +374,23 @@ async fn a_configuration_directory_goes_over_the_built_in_defaults() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("active"));
 }
+
+#[test]
+fn a_database_url_that_is_not_postgres_is_refused_by_name() {
+    let output = tessera(
+        None,
+        &["client", "disable", "svc"],
+        "",
+        &[(
+            "TESSERA__DATABASE__URL",
+            "mysql://root@127.0.0.1:3306/tessera",
+        )],
+    );
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("database.url must start with postgres://"),
+        "{error}"
+    );
+    assert!(error.contains("mysql://"), "{error}");
+}

@@ -12,7 +12,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 
-use crate::verifier::Lookup;
+use crate::inner::Lookup;
 use crate::{Claims, Error, Verifier};
 
 /// The claims of a verified, unrevoked bearer token.

@@ -120,7 +120,7 @@ fn parse_set(keys: &[serde_json::Value]) -> HashMap<String, Arc<Key>> {
 
 /// The algorithm comes from the key (its `alg`, else its curve), never from
 /// a token: a token's header may only repeat it.
-fn parse_key(jwk: &Jwk) -> Option<Key> {
+pub(crate) fn parse_key(jwk: &Jwk) -> Option<Key> {
     if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
         return None;
     }

@@ -31,6 +31,7 @@ mod claims;
 mod config;
 mod denylist;
 mod error;
+mod inner;
 mod issuer;
 mod keys;
 mod sse;

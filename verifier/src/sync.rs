@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::denylist::Entry;
+use crate::inner::Inner;
 use crate::issuer::{self, Endpoints, FeedError};
 use crate::sse;
-use crate::verifier::Inner;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

@@ -1,19 +1,18 @@
 //! `Verifier`: the checks on one token, and the background work behind them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::Header;
-use jsonwebtoken::errors::ErrorKind;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
-use crate::config::DEFAULT_MAX_TOKEN_LIFETIME;
-use crate::denylist::{Denylist, Entry};
-use crate::issuer::{Endpoints, Issuer};
-use crate::keys::{Key, KeyCache};
+use crate::denylist::Denylist;
+use crate::inner::{Counters, Inner, Lookup, unix_now};
+use crate::issuer::Issuer;
+use crate::keys::KeyCache;
 use crate::{Claims, Config, Error, Invalid, sync};
 
 /// Longest token looked at.
@@ -27,24 +26,6 @@ const MAX_TOKEN_LEN: usize = 8192;
 pub struct Verifier {
     inner: Arc<Inner>,
     _tasks: Arc<Tasks>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) issuer: Issuer,
-    pub(crate) endpoints: OnceCell<Endpoints>,
-    pub(crate) keys: KeyCache,
-    pub(crate) denylist: Denylist,
-    pub(crate) stats: Counters,
-    /// When the fail-open staleness warning was last logged.
-    pub(crate) stale_warned: Mutex<Option<Instant>>,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) feed_pages: AtomicU64,
-    pub(crate) stream_connects: AtomicU64,
-    pub(crate) entries_applied: AtomicU64,
 }
 
 struct Tasks(Vec<JoinHandle<()>>);
@@ -225,110 +206,6 @@ impl Verifier {
     }
 }
 
-pub(crate) enum Lookup {
-    /// The header names a kid that is not cached.
-    UnknownKid(Box<Header>),
-    Failed(Error),
-}
-
-impl Inner {
-    /// Everything but finding the key.
-    fn check(&self, token: &str, header: &Header, key: &Key, now: i64) -> Result<Claims, Error> {
-        // The key decides the algorithm; the header may only agree with it.
-        if header.alg != key.algorithm {
-            return Err(Invalid::WrongAlgorithm.into());
-        }
-        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => Invalid::BadSignature,
-                _ => Invalid::Malformed,
-            })?
-            .claims;
-        self.check_claims(&claims, now)?;
-        self.check_revocation(&claims)?;
-        Ok(claims)
-    }
-
-    fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), Invalid> {
-        let config = &self.config;
-        if claims.sub.is_empty() || claims.client_id.is_empty() || claims.jti.is_empty() {
-            return Err(Invalid::Malformed);
-        }
-        if claims.iss != config.issuer {
-            return Err(Invalid::WrongIssuer);
-        }
-        if !claims.aud.contains(&config.audience) {
-            return Err(Invalid::WrongAudience);
-        }
-        let leeway = secs(config.leeway);
-        if claims.exp.saturating_add(leeway) <= now {
-            return Err(Invalid::Expired);
-        }
-        if claims
-            .nbf
-            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
-        {
-            return Err(Invalid::NotYetValid);
-        }
-        if claims.iat > now.saturating_add(leeway) {
-            return Err(Invalid::IssuedInFuture);
-        }
-        if claims.exp.saturating_sub(claims.iat) > secs(self.max_token_lifetime()) {
-            return Err(Invalid::TooLongLived);
-        }
-        Ok(())
-    }
-
-    /// A listed token is refused whatever else holds; otherwise the list
-    /// must be loaded and fresh to vouch for it.
-    fn check_revocation(&self, claims: &Claims) -> Result<(), Error> {
-        if self.denylist.is_revoked(claims) {
-            return Err(Invalid::Revoked.into());
-        }
-        if !self.denylist.is_loaded() {
-            return Err(Error::RevocationsNotLoaded);
-        }
-        let age = self.denylist.age();
-        if age > self.config.max_staleness {
-            if !self.config.fail_open_when_stale {
-                return Err(Error::RevocationsStale { behind: age });
-            }
-            // Once a minute, not once per request, for the length of an outage.
-            let mut warned = self.stale_warned.lock().unwrap_or_else(|p| p.into_inner());
-            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                *warned = Some(Instant::now());
-                tracing::warn!(
-                    age_seconds = age.as_secs(),
-                    "revocation list is stale; accepting tokens anyway (fail_open_when_stale)"
-                );
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn apply(&self, entries: impl IntoIterator<Item = Entry>) {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        self.stats
-            .entries_applied
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        self.denylist.apply(entries);
-    }
-
-    pub(crate) fn prune(&self) {
-        self.denylist
-            .prune(unix_now(), self.config.leeway, self.max_token_lifetime());
-    }
-
-    /// The configured maximum, else the issuer's (known once discovery
-    /// has run, which loading the keys needs), else the default.
-    fn max_token_lifetime(&self) -> Duration {
-        self.config
-            .max_token_lifetime
-            .or_else(|| self.endpoints.get()?.max_access_token_lifetime)
-            .unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME)
-    }
-}
-
 /// The header of a JWT access token: `typ` is `at+jwt` (RFC 9068 §4) and
 /// a `kid` is present.
 fn access_token_header(token: &str) -> Result<Header, Error> {
@@ -344,15 +221,4 @@ fn access_token_header(token: &str) -> Result<Header, Error> {
         return Err(Invalid::Malformed.into());
     }
     Ok(header)
-}
-
-fn unix_now() -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
