@@ -3,6 +3,8 @@
 //! block buffer (no HTTP, no database, no queue).
 //!
 //! cargo run --release --example argon2_rate -- [threads] [seconds] [memory_kib] [iterations]
+// A measuring tool for the benchmark: any failure ends the run, loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 

@@ -15,6 +15,8 @@
 //! cargo run --release --example refresh_load -- <base_url> [workers] [seconds] [users] [delay]
 //! (password: $BENCH_PASSWORD, default "bench password 123"). Prints one line:
 //! rps=… p50_ms=… p99_ms=… ok=… errors=…
+// A load generator for the benchmark: any failure ends the run, loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -20,10 +20,6 @@
 //!   [`Error::RevocationsStale`].
 //! - **actix-web:** [`VerifiedToken`] extracts the claims and answers
 //!   RFC 6750 errors.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
 
 #[cfg(feature = "actix")]
 mod actix;
