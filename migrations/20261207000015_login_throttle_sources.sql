@@ -49,11 +49,12 @@ DECLARE
     counted integer;
     new_locks integer;
 BEGIN
+    -- Created or locked in one step, so that nothing (an operator's unlock)
+    -- can delete it between the two.
     INSERT INTO login_throttle AS t (username, source, failures, updated_at)
     VALUES (p_username, '*', 0, p_now)
-    ON CONFLICT (username, source) DO NOTHING;
-    SELECT * INTO wide FROM login_throttle t
-    WHERE t.username = p_username AND t.source = '*' FOR UPDATE;
+    ON CONFLICT (username, source) DO UPDATE SET failures = t.failures
+    RETURNING * INTO wide;
     SELECT * INTO own FROM login_throttle t
     WHERE t.username = p_username AND t.source = p_source FOR UPDATE;
     own_found := FOUND;

@@ -201,6 +201,9 @@ pub async fn run() -> anyhow::Result<()> {
         LogFormat::Pretty
     };
     crate::telemetry::init(format, &level, std::io::stderr)?;
+    for warning in crate::config::misspelt_variables() {
+        tracing::warn!("{warning}");
+    }
 
     match cli.command {
         Command::Healthcheck => healthcheck(&settings.http.public_addr),

@@ -310,6 +310,20 @@ impl Settings {
 
     /// Checks what serde cannot: presence of secrets, sane lifetimes, key sizes.
     pub fn validate(&self) -> anyhow::Result<()> {
+        // Every missing secret at once: an operator should not discover them
+        // one restart at a time.
+        let mut missing = Vec::new();
+        if self.database.url.is_none() {
+            missing.push("database.url is not set (TESSERA__DATABASE__URL)");
+        }
+        if self.keys.encryption_key.is_none() {
+            missing.push(
+                "keys.encryption_key is not set (TESSERA__KEYS__ENCRYPTION_KEY, 32 bytes base64)",
+            );
+        }
+        if !missing.is_empty() {
+            bail!("configuration: {}", missing.join("; "));
+        }
         let Some(url) = &self.database.url else {
             bail!("configuration: database.url is not set (TESSERA__DATABASE__URL)");
         };
@@ -483,6 +497,34 @@ mod cidrs {
     }
 }
 
+/// Variables of this process that look meant for Tessera but are not read:
+/// a single underscore after `TESSERA` (`TESSERA_DATABASE_URL`), or the
+/// `DATABASE_URL` other tools use. Each with the spelling that is read.
+pub fn misspelt_variables() -> Vec<String> {
+    const READ: [&str; 2] = ["TESSERA_ENV", "TESSERA_CONFIG_DIR"];
+    let mut found = Vec::new();
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if let Some(rest) = name.strip_prefix("TESSERA_")
+            && !rest.starts_with('_')
+            && !READ.contains(&name)
+        {
+            let meant = rest.replacen('_', "__", 1);
+            found.push(format!(
+                "{name} is not read: settings are TESSERA__SECTION__KEY (did you mean TESSERA__{meant}?)"
+            ));
+        }
+        if name == "DATABASE_URL" {
+            found
+                .push("DATABASE_URL is not read by Tessera: set TESSERA__DATABASE__URL".to_owned());
+        }
+    }
+    found.sort();
+    found
+}
+
 /// The files of a configuration directory that apply to `environment`, in
 /// order: `base.yaml`, then `<environment>.yaml`. At least one must exist.
 fn overlay_files(dir: &Path, environment: Environment) -> anyhow::Result<Vec<PathBuf>> {
@@ -607,8 +649,10 @@ mod tests {
             vars: vars(&[]),
         })
         .unwrap_err();
+        // Both missing secrets, in one report.
         assert!(
-            format!("{error:#}").contains("TESSERA__DATABASE__URL"),
+            format!("{error:#}").contains("TESSERA__DATABASE__URL")
+                && format!("{error:#}").contains("TESSERA__KEYS__ENCRYPTION_KEY"),
             "{error:#}"
         );
         let url = ("TESSERA__DATABASE__URL", "postgres://u@db/tessera");

@@ -171,8 +171,15 @@ impl Application {
 }
 
 fn bind(key: &str, addr: &str) -> anyhow::Result<(TcpListener, u16)> {
-    let listener =
-        TcpListener::bind(addr).with_context(|| format!("cannot listen on {key} {addr}"))?;
+    let variable = format!("TESSERA__{}", key.to_uppercase().replace('.', "__"));
+    let listener = TcpListener::bind(addr).with_context(|| {
+        let issuer = if key == "http.public_addr" {
+            " (the issuer URL does not follow it: set TESSERA__ISSUER to match)"
+        } else {
+            ""
+        };
+        format!("cannot listen on {key} {addr}; choose another address with {variable}{issuer}")
+    })?;
     let port = listener.local_addr()?.port();
     Ok((listener, port))
 }

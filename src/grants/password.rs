@@ -56,11 +56,14 @@ pub async fn grant(
             .devices
             .check(token.expose_secret(), &username, now, ttl)
     });
+    // Everything that can refuse the request without hashing comes before
+    // the attempt is counted: a request that is never hashed must not count
+    // (an over-long password would otherwise lock any account at no cost).
+    let password = PlainPassword::for_login(login.password, state.settings.password.max_length)?;
     let who = Contender::new(device, login.address);
     let policy = lockout::policy(&state.settings.login);
     let admitted =
         lockout::admit(&state.pool, &state.addresses, policy, &username, &who, now).await?;
-    let password = PlainPassword::for_login(login.password, state.settings.password.max_length)?;
     let checked = Checked {
         state,
         client,

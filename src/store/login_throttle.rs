@@ -33,23 +33,33 @@ impl Policy {
 
 /// Forgets every failure of `username`, from every source (an operator's
 /// unlock). Returns whether there were any. The username-wide row is
-/// locked first, as every writer of these rows does.
+/// locked first, as every writer of these rows does, and zeroed rather
+/// than deleted, so that an attempt counting at the same moment finds it.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn reset(conn: &mut PgConnection, username: &str) -> sqlx::Result<bool> {
-    sqlx::query!(
-        "SELECT 1 AS one FROM login_throttle WHERE username = $1 AND source = '*' FOR UPDATE",
+    let had_wide = sqlx::query_scalar!(
+        r#"SELECT (failures > 0 OR locked_until IS NOT NULL OR locks > 0) AS "had!"
+           FROM login_throttle WHERE username = $1 AND source = '*' FOR UPDATE"#,
         username
     )
     .fetch_optional(&mut *conn)
+    .await?
+    .unwrap_or(false);
+    sqlx::query!(
+        "UPDATE login_throttle SET failures = 0, locks = 0, locked_until = NULL
+         WHERE username = $1 AND source = '*'",
+        username
+    )
+    .execute(&mut *conn)
     .await?;
-    let done = sqlx::query!(
+    let sources = sqlx::query!(
         "DELETE FROM login_throttle
-         WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL OR locks > 0)",
+         WHERE username = $1 AND source <> '*' AND (failures > 0 OR locked_until IS NOT NULL)",
         username
     )
     .execute(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(had_wide || sources.rows_affected() > 0)
 }
 
 /// The right password, but no session (a scope the user may not have):

@@ -644,3 +644,63 @@ async fn a_username_wide_lock_is_not_renewed_by_one_guess_when_it_ends() {
     let r = login_from(&app, "192.0.2.2", "alice", PASSWORD, None).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn requests_refused_before_hashing_count_for_nothing() {
+    let app = spawn_app_with(behind_proxy).await;
+    app.seed().await;
+    // Over-long passwords from many addresses: refused as invalid, never
+    // hashed, so never counted against alice.
+    let long = "x".repeat(app.state.settings.password.max_length + 1);
+    for n in 1..=20 {
+        let r = login_from(&app, &format!("198.51.100.{n}"), "alice", &long, None).await;
+        assert_oauth_error(r, 400, "invalid_request").await;
+    }
+    assert_eq!(app.count("login_throttle").await, 0);
+    let r = login_from(&app, "192.0.2.1", "alice", PASSWORD, None).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn an_operators_unlock_during_a_flood_is_never_a_500() {
+    let app = spawn_app_with(|s| {
+        behind_proxy(s);
+        s.password.max_queue = 4096;
+    })
+    .await;
+    let alice = app.seed().await;
+    let token = app.admin_token().await;
+    let flood = (0..60).map(|i| {
+        let app = &app;
+        async move {
+            login_from(
+                app,
+                &format!("198.51.100.{}", i % 30),
+                "alice",
+                "guess",
+                None,
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    });
+    let unlocks = (0..20).map(|_| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.admin(Method::POST, &format!("/admin/users/{alice}/unlock"), token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let (logins, unlocks) = futures_util::future::join(
+        futures_util::future::join_all(flood),
+        futures_util::future::join_all(unlocks),
+    )
+    .await;
+    assert!(logins.iter().all(|s| [400, 429].contains(s)), "{logins:?}");
+    assert!(unlocks.iter().all(|s| *s == 200), "{unlocks:?}");
+}

@@ -394,3 +394,53 @@ fn a_database_url_that_is_not_postgres_is_refused_by_name() {
     );
     assert!(error.contains("mysql://"), "{error}");
 }
+
+#[test]
+fn misspelt_variables_are_named_with_the_spelling_that_is_read() {
+    let output = tessera(
+        None,
+        &["keys", "list"],
+        "",
+        &[
+            (
+                "TESSERA_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/nowhere",
+            ),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere"),
+        ],
+    );
+    let error = stderr(&output);
+    assert!(
+        error.contains("TESSERA_DATABASE_URL is not read")
+            && error.contains("did you mean TESSERA__DATABASE__URL?"),
+        "{error}"
+    );
+    assert!(
+        error.contains("DATABASE_URL is not read by Tessera: set TESSERA__DATABASE__URL"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_port_in_use_names_the_variable_that_moves_it() {
+    let app = spawn_app().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = tessera(
+        Some(&app),
+        &["serve"],
+        "",
+        &[
+            ("TESSERA__HTTP__PUBLIC_ADDR", &addr),
+            ("TESSERA__HTTP__ADMIN_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!("cannot listen on http.public_addr {addr}"))
+            && error.contains("TESSERA__HTTP__PUBLIC_ADDR")
+            && error.contains("TESSERA__ISSUER"),
+        "{error}"
+    );
+}
