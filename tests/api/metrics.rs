@@ -32,7 +32,7 @@ fn ticked(cell: &str) -> Vec<String> {
 }
 
 fn documented_metrics() -> BTreeMap<String, Documented> {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("docs/operations.md")).unwrap();
     let section = readme
         .split("\n## Monitoring")
         .nth(1)

@@ -1,7 +1,10 @@
-//! The README, run as a reader would paste it, so that it cannot rot: the
-//! block marked `sh readme-test-server` starts the service, then every block
-//! marked `sh readme-test` runs in order in one bash, against it.
+//! The README and the files in `docs/`, run as a reader would paste them, so
+//! that they cannot rot: the block marked `sh readme-test-server` starts the
+//! service, then every block marked `sh readme-test` runs in order in one
+//! bash, against it: the README's first, then those of `docs/` in the order
+//! of `DOCUMENTS`. Their links are checked too.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,6 +12,95 @@ use std::time::{Duration, Instant};
 use crate::helpers::TestDatabase;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The documents whose marked blocks run, in this order, in one shell: the
+/// README, then `docs/` in the order of the README's map. A block may use the
+/// variables (`USER_ID`, `SECRET`, `ACCESS`, `REFRESH`, `DEVICE`, `TOKEN`, ...)
+/// of any block before it, so a file that uses another's goes after it.
+const DOCUMENTS: &[&str] = &[
+    "README.md",
+    "docs/endpoints.md",
+    "docs/verifying-tokens.md",
+    "docs/cli.md",
+    "docs/configuration.md",
+    "docs/brute-force.md",
+    "docs/security.md",
+    "docs/operations.md",
+    "docs/sizing.md",
+    "docs/architecture.md",
+    "docs/development.md",
+    "docs/compose.md",
+];
+
+/// Every document, with its text, in the order of `DOCUMENTS`.
+fn documents() -> Vec<(&'static str, String)> {
+    DOCUMENTS
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(Path::new(ROOT).join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            (*name, text)
+        })
+        .collect()
+}
+
+/// The lines of `markdown` outside fenced blocks.
+fn prose(markdown: &str) -> Vec<&str> {
+    let mut fenced = false;
+    markdown
+        .lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .collect()
+}
+
+/// The anchors GitHub gives the headings of `markdown`: lower-cased, spaces
+/// to hyphens, punctuation dropped, repeats numbered.
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for line in prose(markdown) {
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if hashes == 0 || hashes > 6 || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let slug: String = line[hashes..]
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut anchor = slug.clone();
+        let mut n = 0;
+        while seen.contains(&anchor) {
+            n += 1;
+            anchor = format!("{slug}-{n}");
+        }
+        seen.insert(anchor);
+    }
+    seen
+}
+
+/// The targets of the inline links `[text](target)` of `markdown`'s prose.
+fn links(markdown: &str) -> Vec<String> {
+    let mut targets = Vec::new();
+    for line in prose(markdown) {
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            if let Some(end) = rest.find(')') {
+                targets.push(rest[..end].to_owned());
+                rest = &rest[end..];
+            }
+        }
+    }
+    targets
+}
 
 /// The bodies of the fenced blocks whose info string is exactly `info`, in order.
 pub fn fenced_blocks(markdown: &str, info: &str) -> Vec<String> {
@@ -79,31 +171,97 @@ fn tail(path: &Path, lines: usize) -> String {
 
 #[test]
 fn the_readme_uses_one_spelling_and_no_placeholders_in_commands() {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    // `tessera` is installed (one spelling); only the verifier kit's example
-    // is run with cargo, as `cargo run -p tessera-verifier --example ...`.
-    for stale in ["cargo run --", "cargo run -- ", "/app/tessera", "[-d "] {
-        assert!(!readme.contains(stale), "README still says `{stale}`");
-    }
-    // Sample output is shown in comment lines; commands hold no elisions.
-    for block in fenced_blocks(&readme, "sh readme-test") {
-        for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
-            assert!(
-                !line.contains("..."),
-                "a tested README command holds a placeholder: {line}"
-            );
+    for (name, text) in documents() {
+        // `tessera` is installed (one spelling); only the verifier kit's example
+        // is run with cargo, as `cargo run -p tessera-verifier --example ...`.
+        for stale in ["cargo run --", "cargo run -- ", "/app/tessera", "[-d "] {
+            assert!(!text.contains(stale), "{name} still says `{stale}`");
+        }
+        // Sample output is shown in comment lines; commands hold no elisions.
+        for block in fenced_blocks(&text, "sh readme-test") {
+            for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                assert!(
+                    !line.contains("..."),
+                    "a tested command in {name} holds a placeholder: {line}"
+                );
+            }
         }
     }
 }
 
+#[test]
+fn every_file_in_docs_is_run_and_on_the_readmes_map() {
+    let on_disk: BTreeSet<String> = std::fs::read_dir(Path::new(ROOT).join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    let listed: BTreeSet<String> = DOCUMENTS[1..].iter().map(|&d| d.to_owned()).collect();
+    assert_eq!(on_disk, listed, "docs/*.md vs DOCUMENTS");
+    // The map names them in the order their blocks run.
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let map = readme
+        .split("\n## Documentation")
+        .nth(1)
+        .expect("a Documentation section in the README");
+    let map = map.split("\n## ").next().unwrap();
+    let mapped: Vec<String> = links(map)
+        .into_iter()
+        .filter(|target| target.starts_with("docs/"))
+        .collect();
+    assert_eq!(
+        mapped,
+        DOCUMENTS[1..],
+        "the README's map, in the order of DOCUMENTS"
+    );
+}
+
+#[test]
+fn every_link_between_the_documents_resolves() {
+    let root = Path::new(ROOT);
+    let mut broken = Vec::new();
+    for (name, text) in documents() {
+        let dir = root.join(name).parent().unwrap().to_owned();
+        for target in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = match target.split_once('#') {
+                Some((file, anchor)) => (file, Some(anchor)),
+                None => (target.as_str(), None),
+            };
+            let path = if file.is_empty() {
+                root.join(name)
+            } else {
+                dir.join(file)
+            };
+            if !path.exists() {
+                broken.push(format!("{name}: {target} (no such file)"));
+                continue;
+            }
+            if let Some(anchor) = anchor {
+                let linked = std::fs::read_to_string(&path).unwrap_or_default();
+                if !anchors(&linked).contains(anchor) {
+                    broken.push(format!("{name}: {target} (no such heading)"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
 #[tokio::test]
 async fn the_readme_quickstart_and_examples_run_as_written() {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    let server_blocks = fenced_blocks(&readme, "sh readme-test-server");
+    let documents = documents();
+    let server_blocks: Vec<String> = documents
+        .iter()
+        .flat_map(|(_, text)| fenced_blocks(text, "sh readme-test-server"))
+        .collect();
     assert_eq!(
         server_blocks.len(),
         1,
-        "one block marked `sh readme-test-server`"
+        "one block marked `sh readme-test-server`, in all the documents"
     );
     let server_command: Vec<&str> = server_blocks[0]
         .lines()
@@ -114,8 +272,20 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
         1,
         "the server block is one command: {server_command:?}"
     );
-    let blocks = fenced_blocks(&readme, "sh readme-test");
-    assert!(blocks.len() >= 5, "the README's tested blocks went missing");
+    // (document, its block number, the block), in the order they run.
+    let blocks: Vec<(&str, usize, String)> = documents
+        .iter()
+        .flat_map(|(name, text)| {
+            fenced_blocks(text, "sh readme-test")
+                .into_iter()
+                .enumerate()
+                .map(move |(i, block)| (*name, i + 1, block))
+        })
+        .collect();
+    assert!(
+        blocks.len() >= 5,
+        "the documents' tested blocks went missing"
+    );
 
     // The binary under test is the `tessera` on the PATH; the working
     // directory is empty, so nothing is read from the repository.
@@ -194,11 +364,11 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
     // (curl --fail-with-body) stops the run at the line that caused it.
     let mut script = String::from(
         "set -euo pipefail\n\
-         trap 'echo \"README command failed (exit $?): $BASH_COMMAND\" >&2' ERR\n\
+         trap 'echo \"documented command failed (exit $?): $BASH_COMMAND\" >&2' ERR\n\
          curl() { command curl --fail-with-body --show-error \"$@\"; }\n",
     );
-    for (i, block) in blocks.iter().enumerate() {
-        script.push_str(&format!("echo '--- README block {}'\n", i + 1));
+    for (name, i, block) in &blocks {
+        script.push_str(&format!("echo '--- {name} block {i}'\n"));
         script.push_str(&localize(block));
     }
     let script_log = scratch.0.join("readme.log");
@@ -211,7 +381,7 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
         if started.elapsed() > Duration::from_secs(180) {
             let _ = run.kill();
             panic!(
-                "the README blocks ran over 180s:\n{}",
+                "the documented blocks ran over 180s:\n{}",
                 tail(&script_log, 40)
             );
         }
@@ -220,7 +390,7 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
     let output = std::fs::read_to_string(&script_log).unwrap();
     assert!(
         status.success(),
-        "the README's commands failed ({status}):\n{output}\n--- server log (tail) ---\n{}",
+        "the documented commands failed ({status}):\n{output}\n--- server log (tail) ---\n{}",
         tail(&server_log, 20)
     );
     for expected in [

@@ -2,8 +2,9 @@
 //! talks to the database through a proxy that reads the frontend messages.
 //! A statement is an Execute or a simple Query; a round trip is the client
 //! sending again after the server has answered (messages the client sends
-//! in one go, without waiting, count once). The README's "Sizing"
-//! section quotes these numbers (`cargo test statements -- --nocapture`).
+//! in one go, without waiting, count once). docs/sizing.md, section
+//! "Postgres statements per request", quotes these numbers
+//! (`cargo test statements -- --nocapture`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
