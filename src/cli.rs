@@ -38,7 +38,7 @@ Required (built in for `local` only):
                        openssl rand -base64 32>; production refuses the keys
                        published in the repository
 Set issuer (TESSERA__ISSUER) to the public URL clients use. Every key and its
-default: README.md, section Configuration.";
+default: docs/configuration.md.";
 
 #[derive(Debug, Parser)]
 #[command(

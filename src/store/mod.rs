@@ -4,8 +4,8 @@
 //! Every statement is a `query!`/`query_as!`/`query_scalar!` macro, checked
 //! at compile time against the migrated schema, or without a database
 //! against the query data committed in `.sqlx/` (regenerate it with
-//! `cargo sqlx prepare` after changing a statement or a migration; see the
-//! README). A checked statement that returns a column has no `execute`:
+//! `cargo sqlx prepare` after changing a statement or a migration; see
+//! docs/development.md). A checked statement that returns a column has no `execute`:
 //! those run only for their effect (advisory locks, row locks) use
 //! `fetch_one`/`fetch_optional` and drop the row.
 

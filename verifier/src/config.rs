@@ -100,7 +100,8 @@ impl Config {
     }
 
     /// Accept tokens (with a warning in the logs) even when the revocation
-    /// list is stale. Off by default: see the README on failing closed.
+    /// list is stale. Off by default: see docs/verifying-tokens.md on
+    /// failing closed.
     pub fn fail_open_when_stale(mut self, fail_open: bool) -> Config {
         self.fail_open_when_stale = fail_open;
         self
