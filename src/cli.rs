@@ -396,22 +396,25 @@ async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
         );
     }
     let keys = ops.list_keys(&cx.actor, cx.now).await?;
+    // Whole seconds in UTC: every date is 20 characters, so columns line up.
+    let date =
+        |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let maybe =
+        |d: Option<chrono::DateTime<chrono::Utc>>| d.map(date).unwrap_or_else(|| "-".into());
+    let kid_width = keys.iter().map(|k| k.kid.len()).max().unwrap_or(0).max(3);
     println!(
-        "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
-        "KID", "ALG", "STATE", "ACTIVATES", "RETIRED", "EXPIRES"
+        "{:<kid_width$}  {:<6}  {:<8}  {:<20}  {:<20}  EXPIRES",
+        "KID", "ALG", "STATE", "ACTIVATES", "RETIRED"
     );
-    let date = |d: Option<chrono::DateTime<chrono::Utc>>| {
-        d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
-    };
     for key in keys {
         println!(
-            "{:<44} {:<6} {:<8} {:<26} {:<26} {:<26}",
+            "{:<kid_width$}  {:<6}  {:<8}  {:<20}  {:<20}  {}",
             key.kid,
             key.algorithm.as_str(),
             format!("{:?}", key.state).to_lowercase(),
-            key.activates_at.to_rfc3339(),
-            date(key.retired_at),
-            date(key.expires_at)
+            date(key.activates_at),
+            maybe(key.retired_at),
+            maybe(key.expires_at)
         );
     }
     Ok(())

@@ -38,8 +38,14 @@ where
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(ConnectionErrors::default());
+    // Colour only for a person at a terminal: escape codes in a log file or
+    // a pipe are noise (and `NO_COLOR` asks for none).
+    let ansi = format == LogFormat::Pretty
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_span_events(FmtSpan::CLOSE);
     let not_connection_errors = filter_fn(|meta| !is_connection_error(meta));
     match format {

@@ -179,6 +179,23 @@ async fn keys_list_and_rotate() {
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     let out = stdout(&rotated);
     assert!(out.contains("retired") && out.contains("EdDSA"), "{out}");
+    // The table lines up: every column starts where its heading does.
+    let lines: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("KID")).collect();
+    let starts = |line: &str| -> Vec<usize> {
+        let mut starts = vec![0];
+        let bytes = line.as_bytes();
+        for i in 2..bytes.len() {
+            if bytes[i - 1] == b' ' && bytes[i - 2] == b' ' && bytes[i] != b' ' {
+                starts.push(i);
+            }
+        }
+        starts
+    };
+    assert!(lines.len() >= 3, "{out}");
+    for row in &lines[1..] {
+        assert_eq!(starts(row)[..5], starts(lines[0])[..5], "{out}");
+    }
+
     app.state
         .keys
         .reload(&app.pool, app.state.clock.now())
@@ -419,6 +436,8 @@ fn misspelt_variables_are_named_with_the_spelling_that_is_read() {
         error.contains("DATABASE_URL is not read by Tessera: set TESSERA__DATABASE__URL"),
         "{error}"
     );
+    // Written to a pipe, not a terminal: no colour codes.
+    assert!(!error.contains('\u{1b}'), "{error:?}");
 }
 
 #[tokio::test]
