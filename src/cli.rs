@@ -93,10 +93,23 @@ enum UserCommand {
     },
     /// Lift a login lockout: forget the username's failed password logins.
     Unlock { username: String },
+    /// List users (id, username, state), in username order.
+    List {
+        /// Start after this username (the last one of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many (up to 500).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one user by username: id, scopes, state, failed logins.
+    Show { username: String },
 }
 
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
+    /// List the registered clients: id, kind, state, grants and scopes.
+    List,
     /// Register a client. Without --public or --secret-stdin a secret is
     /// generated and printed once.
     Create {
@@ -277,6 +290,36 @@ async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                 .await?;
             println!("created user {} with id {}", user.username, user.id);
         }
+        UserCommand::List { after, limit } => {
+            let users = ops.find_users(None, after.as_deref(), limit).await?;
+            let width = users
+                .iter()
+                .map(|u| u.username.len())
+                .max()
+                .unwrap_or(0)
+                .max(8);
+            println!("{:<36}  {:<width$}  STATE", "ID", "USERNAME");
+            for user in users {
+                let state = if user.disabled { "disabled" } else { "enabled" };
+                println!("{:<36}  {:<width$}  {state}", user.id, user.username);
+            }
+        }
+        UserCommand::Show { username } => {
+            let Some(user) = ops.find_users(Some(&username), None, 1).await?.pop() else {
+                bail!("no such user: {username}");
+            };
+            println!("id: {}", user.id);
+            println!("username: {}", user.username);
+            println!("scopes: {}", user.scopes.join(" "));
+            println!("disabled: {}", user.disabled);
+            println!("failed_logins: {}", user.failed_logins);
+            if let Some(locked_until) = user.locked_until {
+                println!(
+                    "locked_until: {}",
+                    locked_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+        }
         UserCommand::Unlock { username } => {
             if ops
                 .unlock_username(&cx.actor, &username, &Reason::none(), cx.now)
@@ -296,6 +339,38 @@ async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<(
     let ops = cx.ops(settings);
     let (actor, none, now) = (&cx.actor, &Reason::none(), cx.now);
     match command {
+        ClientCommand::List => {
+            let clients = ops.list_clients().await?;
+            let width = clients
+                .iter()
+                .map(|c| c.id().len())
+                .max()
+                .unwrap_or(0)
+                .max(9);
+            println!(
+                "{:<width$}  {:<12}  {:<8}  {:<40}  SCOPES",
+                "CLIENT_ID", "KIND", "STATE", "GRANTS"
+            );
+            for client in clients {
+                let kind = if client.is_confidential() {
+                    "confidential"
+                } else {
+                    "public"
+                };
+                let state = if client.disabled {
+                    "disabled"
+                } else {
+                    "enabled"
+                };
+                let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
+                println!(
+                    "{:<width$}  {kind:<12}  {state:<8}  {:<40}  {}",
+                    client.id(),
+                    grants.join(","),
+                    client.scopes
+                );
+            }
+        }
         ClientCommand::Create {
             client_id,
             public,

@@ -67,7 +67,7 @@ pub enum Error {
     NotFound(&'static str),
     /// The path exists, the method does not; `allow` lists those that do.
     #[error("method not allowed on this path")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     /// This instance already serves `revocation.max_subscribers` streams.
     #[error(
         "too many revocation streams on this instance; retry later, or poll GET /auth/revocations meanwhile"
@@ -287,7 +287,9 @@ impl ResponseError for Error {
                 response.force_close();
             }
             Error::MethodNotAllowed { allow } => {
-                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+                if let Ok(allow) = HeaderValue::from_str(allow) {
+                    response.insert_header((header::ALLOW, allow));
+                }
             }
             _ => {}
         }
@@ -325,7 +327,7 @@ mod tests {
             (Error::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),
             (Error::NotFound("x"), StatusCode::NOT_FOUND, "not_found"),
-            (Error::MethodNotAllowed { allow: "GET, HEAD" }, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            (Error::MethodNotAllowed { allow: "GET, HEAD".into() }, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             (Error::TooManyStreams, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             (Error::Conflict("x"), StatusCode::CONFLICT, "conflict"),
             (Error::TemporarilyUnavailable, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),

@@ -30,7 +30,7 @@ macro_rules! route_table {
         pub const $table: &[(&str, &str)] = &[ $( (stringify!($method), $path), )* ];
 
         pub fn $register(cfg: &mut web::ServiceConfig) {
-            $( cfg.service(resource($path, stringify!($method), web::$method().to($handler), web::head().to($handler))); )*
+            register(cfg, vec![ $( ($path, stringify!($method), web::$method().to($handler), web::head().to($handler)), )* ]);
         }
     };
 }
@@ -52,6 +52,7 @@ route_table!(public_routes, PUBLIC_ROUTES {
 // Only on the admin listener (`http.admin_addr`), never on the public one.
 route_table!(admin_routes, ADMIN_ROUTES {
     post "/admin/users" => admin::users::create,
+    get "/admin/users" => admin::users::find,
     get "/admin/users/{id}" => admin::users::read,
     post "/admin/users/{id}/disable" => admin::users::disable,
     post "/admin/users/{id}/enable" => admin::users::enable,
@@ -72,25 +73,41 @@ route_table!(admin_routes, ADMIN_ROUTES {
     get "/readyz" => health::readyz,
 });
 
-/// A path with one method (GET also answers HEAD); any other method gets a
-/// JSON 405 with `Allow`.
-fn resource(path: &str, method: &'static str, route: Route, head: Route) -> actix_web::Resource {
-    let allow = match method {
-        "get" => "GET, HEAD",
-        "post" => "POST",
-        "put" => "PUT",
-        "delete" => "DELETE",
-        _ => "",
-    };
-    let resource = web::resource(path).route(route);
-    let resource = if method == "get" {
-        resource.route(head)
-    } else {
-        resource
-    };
-    resource.default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(Error::MethodNotAllowed { allow })
-    }))
+/// One resource per path with each of its methods (GET also answers
+/// HEAD); any other method gets a JSON 405 with `Allow`.
+fn register(cfg: &mut web::ServiceConfig, routes: Vec<(&'static str, &'static str, Route, Route)>) {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for (path, ..) in &routes {
+        if !paths.contains(path) {
+            paths.push(path);
+        }
+    }
+    let mut routes: Vec<Option<(&'static str, &'static str, Route, Route)>> =
+        routes.into_iter().map(Some).collect();
+    for path in paths {
+        let mut resource = web::resource(path);
+        let mut allow = Vec::new();
+        for slot in routes.iter_mut() {
+            if slot.as_ref().is_none_or(|(p, ..)| *p != path) {
+                continue;
+            }
+            let Some((_, method, route, head)) = slot.take() else {
+                continue;
+            };
+            resource = resource.route(route);
+            allow.push(method.to_uppercase());
+            if method == "get" {
+                resource = resource.route(head);
+                allow.push("HEAD".to_owned());
+            }
+        }
+        let allow = allow.join(", ");
+        resource = resource.default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(Error::MethodNotAllowed { allow }) }
+        }));
+        cfg.service(resource);
+    }
 }
 
 /// Everything that matches no route.

@@ -15,7 +15,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 pub use audit::{AuditRow, Outcome, Refusal};
 pub use clients::{NewClient, SecretChoice};
 pub use keys::RotateKey;
-pub use users::NewUser;
+pub use users::{MAX_USER_PAGE, NewUser};
 
 use crate::config::Settings;
 use crate::error::Error;

@@ -22,6 +22,9 @@ pub struct NewUser {
     pub scopes: Vec<String>,
 }
 
+/// Most users one page lists.
+pub const MAX_USER_PAGE: i64 = 500;
+
 impl Ops<'_> {
     pub async fn create_user(
         &self,
@@ -72,6 +75,20 @@ impl Ops<'_> {
         self.audit_read(actor, "user.read", Some(&id.to_string()), now)
             .await?;
         Ok(user)
+    }
+
+    /// Finds users: the one named `username` (normalised as at login), or a
+    /// page of all of them after `after`, in username order. Not audited:
+    /// it reads names and ids, which an operator needs to act at all.
+    pub async fn find_users(
+        &self,
+        username: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<UserView>, Error> {
+        let username = username.map(Username::parse).transpose()?;
+        let exactly = username.as_ref().map(Username::as_str);
+        Ok(users::page(self.pool, exactly, after, limit.clamp(1, MAX_USER_PAGE)).await?)
     }
 
     /// Disabling also logs the user out everywhere.

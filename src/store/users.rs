@@ -124,6 +124,31 @@ pub async fn find_by_id(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result
     .await
 }
 
+/// Users by username, after `after` (a page cursor) and, with `exactly`,
+/// only that one; at most `limit`, in username order.
+#[tracing::instrument(level = "debug", skip(pool))]
+pub async fn page(
+    pool: &PgPool,
+    exactly: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<UserView>> {
+    sqlx::query_as!(
+        UserView,
+        r#"SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
+                COALESCE(t.failures, 0) AS "failed_logins!",
+                (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until
+         FROM users u LEFT JOIN login_throttle t ON t.username = u.username AND t.source = '*'
+         WHERE ($1::text IS NULL OR u.username = $1) AND ($2::text IS NULL OR u.username > $2)
+         ORDER BY u.username LIMIT $3"#,
+        exactly,
+        after,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// Returns false when there is no such user.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn set_disabled(

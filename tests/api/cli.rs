@@ -463,3 +463,82 @@ async fn a_port_in_use_names_the_variable_that_moves_it() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn users_and_clients_can_be_found_again() {
+    let app = spawn_app().await;
+    let alice = app.seed().await;
+    app.create_user("bob", PASSWORD, &["read"]).await;
+    let list = tessera(Some(&app), &["user", "list"], "", &[]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let out = stdout(&list);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].starts_with(&alice.to_string()) && rows[0].contains("alice"),
+        "{out}"
+    );
+    assert!(rows[1].contains("bob"), "{out}");
+    // Paged by username.
+    let after = tessera(Some(&app), &["user", "list", "--after", "alice"], "", &[]);
+    assert_eq!(stdout(&after).lines().count(), 2, "{}", stdout(&after));
+    // Shown by the name as logins spell it.
+    let show = tessera(Some(&app), &["user", "show", "ALICE"], "", &[]);
+    assert!(
+        stdout(&show).contains(&format!("id: {alice}")),
+        "{}",
+        stdout(&show)
+    );
+    let missing = tessera(Some(&app), &["user", "show", "nobody"], "", &[]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no such user"));
+
+    let clients = tessera(Some(&app), &["client", "list"], "", &[]);
+    let out = stdout(&clients);
+    let mobile = out
+        .lines()
+        .find(|l| l.starts_with("mobile "))
+        .unwrap_or_default();
+    assert!(
+        mobile.contains("public") && mobile.contains("password"),
+        "{out}"
+    );
+    assert!(!out.contains("tss_"), "no secret is ever listed: {out}");
+
+    // The admin API finds them too.
+    let token = app.admin_token().await;
+    let found: serde_json::Value = app
+        .admin(reqwest::Method::GET, "/admin/users?username=Alice", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["users"][0]["id"], alice.to_string());
+    let page: serde_json::Value = app
+        .admin(reqwest::Method::GET, "/admin/users?limit=1", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["users"][0]["username"], "alice");
+    assert_eq!(page["next_cursor"], "alice");
+    // POST still creates on the same path.
+    let created = app
+        .admin(reqwest::Method::POST, "/admin/users", &token)
+        .json(&serde_json::json!({"username": "carol", "password": "a long password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let put = app
+        .admin(reqwest::Method::PUT, "/admin/users", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "POST, GET, HEAD");
+}

@@ -51,6 +51,42 @@ pub async fn create(
     Ok(HttpResponse::Created().json(user))
 }
 
+#[derive(Deserialize)]
+struct FindQuery {
+    username: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /admin/users?username=` (that user, as logins spell it) or
+/// `?after=&limit=` (a page, in username order).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn find(
+    _admin: Admin,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let query: FindQuery = serde_urlencoded::from_str(req.query_string())
+        .map_err(|_| Error::invalid_request("malformed query string"))?;
+    let limit = match query.limit {
+        None => 100,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Error::invalid_request("limit must be a positive integer"))?,
+    };
+    let users = state
+        .ops()
+        .find_users(query.username.as_deref(), query.after.as_deref(), limit)
+        .await?;
+    let full = users.len() as i64 == limit.min(crate::ops::MAX_USER_PAGE);
+    let next = full
+        .then(|| users.last().map(|u| u.username.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({ "users": users, "next_cursor": next })))
+}
+
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn read(
     admin: Admin,
