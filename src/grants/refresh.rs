@@ -25,11 +25,11 @@ use crate::store::refresh;
 
 const INVALID: &str = "refresh token is invalid, expired or revoked";
 
-enum Decision {
+/// How a presented token is spent (presenting it again otherwise is reuse).
+enum Spend {
     Rotate,
     /// Lost response: replace the unused child.
     ReplaceChild(uuid::Uuid),
-    Reuse,
 }
 
 /// How long past `database.request_timeout` a refresh waits for the answer
@@ -168,43 +168,15 @@ async fn rotate(
     }
     let grace = chrono::Duration::from_std(state.settings.tokens.refresh_grace)
         .map_err(anyhow::Error::from)?;
-    let decision = match (token.revoked_at, token.used_at) {
-        (Some(_), _) => Decision::Reuse,
-        (None, None) => Decision::Rotate,
-        // Another instance's clock may be ahead of ours, making `now`
-        // earlier than its `used_at`: count that as no time passed.
-        (None, Some(used_at)) if (now - used_at).max(chrono::Duration::zero()) < grace => {
-            match refresh::live_child(&mut tx, token.id).await? {
-                Some(child) if child.used_at.is_none() => Decision::ReplaceChild(child.id),
-                _ => Decision::Reuse,
-            }
-        }
-        (None, Some(_)) => Decision::Reuse,
+    let Some(spend) = spend_of(&mut tx, &token, now, grace).await? else {
+        return Err(reused(state, tx, family.id, now).await);
     };
-
-    if let Decision::Reuse = decision {
-        // A leaked token may have minted access tokens too: revoke the
-        // whole login, access tokens included.
-        revocation::end_session(
-            &mut tx,
-            family.id,
-            "reuse",
-            now,
-            state.settings.tokens.access_ttl,
-        )
-        .await?;
-        revocation::commit(tx, &state.pool, &state.denylist, now).await?;
-        metrics::counter!(crate::telemetry::metrics::REFRESH_REUSE).increment(1);
-        tracing::warn!(family_id = %family.id, "refresh token reuse detected; family revoked");
-        return Err(Error::InvalidGrant(INVALID));
-    }
     // Only now, so that a replayed token cannot dodge reuse detection by
     // asking for too much; failing here rolls back and spends nothing.
     let scope = refreshed_scope(&family.scope, client, requested)?;
-    match decision {
-        Decision::Reuse => {} // answered above
-        Decision::Rotate => refresh::mark_used(&mut tx, family.id, token.id, now).await?,
-        Decision::ReplaceChild(child) => {
+    match spend {
+        Spend::Rotate => refresh::mark_used(&mut tx, family.id, token.id, now).await?,
+        Spend::ReplaceChild(child) => {
             refresh::revoke_token(&mut tx, child, now).await?;
             refresh::touch_family(&mut tx, family.id, now).await?;
         }
@@ -224,6 +196,52 @@ async fn rotate(
     )?;
     tx.commit().await?;
     Ok(response)
+}
+
+/// How `token` may be spent now: unused, it rotates; used within the
+/// grace window while its child is still unused (a lost response), the
+/// child is replaced; anything else is reuse (`None`).
+async fn spend_of(
+    tx: &mut PgConnection,
+    token: &refresh::TokenRow,
+    now: chrono::DateTime<chrono::Utc>,
+    grace: chrono::Duration,
+) -> Result<Option<Spend>, Error> {
+    Ok(match (token.revoked_at, token.used_at) {
+        (Some(_), _) => None,
+        (None, None) => Some(Spend::Rotate),
+        // Another instance's clock may be ahead of ours, making `now`
+        // earlier than its `used_at`: count that as no time passed.
+        (None, Some(used_at)) if (now - used_at).max(chrono::Duration::zero()) < grace => {
+            match refresh::live_child(tx, token.id).await? {
+                Some(child) if child.used_at.is_none() => Some(Spend::ReplaceChild(child.id)),
+                _ => None,
+            }
+        }
+        (None, Some(_)) => None,
+    })
+}
+
+/// A spent token presented again: a leaked token may have minted access
+/// tokens too, so the whole login ends, access tokens included. Returns
+/// what to answer.
+async fn reused(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    family_id: uuid::Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Error {
+    let ended = async {
+        let ttl = state.settings.tokens.access_ttl;
+        revocation::end_session(&mut tx, family_id, "reuse", now, ttl).await?;
+        revocation::commit(tx, &state.pool, &state.denylist, now).await
+    };
+    if let Err(e) = ended.await {
+        return Error::from(e);
+    }
+    metrics::counter!(crate::telemetry::metrics::REFRESH_REUSE).increment(1);
+    tracing::warn!(family_id = %family_id, "refresh token reuse detected; family revoked");
+    Error::InvalidGrant(INVALID)
 }
 
 /// What a refresh grants: what was asked for, within what the login was
