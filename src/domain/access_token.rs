@@ -44,7 +44,7 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
-    /// The login (refresh-token family) this token came from, if any:
+    /// The session this token came from, if any:
     /// revoking the login revokes the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,

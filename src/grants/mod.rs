@@ -44,7 +44,7 @@ pub struct Issuance<'a> {
     /// Who the access token is for: a user id, or the client acting as
     /// itself.
     pub subject: String,
-    /// The login it belongs to (its `sid`), if any.
+    /// The session it belongs to (its `sid`), if any.
     pub session: Option<uuid::Uuid>,
     pub client_id: &'a str,
     pub scope: &'a Scope,

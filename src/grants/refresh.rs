@@ -2,10 +2,10 @@
 //! (RFC 9700 §4.14.2).
 //!
 //! Every use spends the presented token and issues a child. A spent token
-//! presented again means it leaked: the whole family is revoked. The one
+//! presented again means it leaked: the whole session is revoked. The one
 //! exception is a client that lost the response: within `tokens.refresh_grace`
 //! of the first use, and only while the child is unused, the child is revoked
-//! and a fresh one issued instead. All of it happens under the family's row
+//! and a fresh one issued instead. All of it happens under the session's row
 //! lock, in one statement or one transaction, so concurrent refreshes cannot
 //! both win.
 
@@ -49,7 +49,7 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 /// response; a retry within `tokens.refresh_grace` is then answered with a
 /// replacement, not treated as reuse. Everything else runs in a
 /// transaction that is rolled back when abandoned at the deadline.
-#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), family_id = tracing::field::Empty))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), session_id = tracing::field::Empty))]
 pub async fn grant(
     state: &AppState,
     client: &Client,
@@ -126,13 +126,13 @@ async fn rotate_fresh(
     else {
         return Ok(None);
     };
-    tracing::Span::current().record("family_id", tracing::field::display(rotated.family_id));
+    tracing::Span::current().record("session_id", tracing::field::display(rotated.session_id));
     let scope = refreshed_scope(&rotated.scope, client, requested.clone())?;
     issue(
         state,
         Issuance {
             subject: rotated.user_id.to_string(),
-            session: Some(rotated.family_id),
+            session: Some(rotated.session_id),
             client_id: client.id(),
             scope: &scope,
             refresh_token: Some(child),
@@ -151,43 +151,44 @@ async fn rotate(
     child: &RefreshToken,
 ) -> Result<TokenResponse, Error> {
     let mut tx = conn.begin().await?;
-    let Some((family, token)) = refresh::lock_by_token(&mut tx, hash).await? else {
+    let Some((session, token)) = refresh::lock_by_token(&mut tx, hash).await? else {
         return Err(Error::InvalidGrant(INVALID));
     };
-    // "Now" is read once the family is locked, not at the edge: the wait
+    // "Now" is read once the session is locked, not at the edge: the wait
     // for the lock (or a slow database) must not eat into the grace window
     // or stamp the token as spent earlier than it was.
     let now = state.clock.now();
-    tracing::Span::current().record("family_id", tracing::field::display(family.id));
+    tracing::Span::current().record("session_id", tracing::field::display(session.id));
     // Bound to the client it was issued to; another client learns nothing.
-    if family.client_id != client.id() || family.revoked_at.is_some() || family.expires_at <= now {
+    if session.client_id != client.id() || session.revoked_at.is_some() || session.expires_at <= now
+    {
         return Err(Error::InvalidGrant(INVALID));
     }
-    if family.user_disabled {
+    if session.user_disabled {
         return Err(Error::InvalidGrant(INVALID));
     }
     let grace = chrono::Duration::from_std(state.settings.tokens.refresh_grace)
         .map_err(anyhow::Error::from)?;
     let Some(spend) = spend_of(&mut tx, &token, now, grace).await? else {
-        return Err(reused(state, tx, family.id, now).await);
+        return Err(reused(state, tx, session.id, now).await);
     };
     // Only now, so that a replayed token cannot dodge reuse detection by
     // asking for too much; failing here rolls back and spends nothing.
-    let scope = refreshed_scope(&family.scope, client, requested)?;
+    let scope = refreshed_scope(&session.scope, client, requested)?;
     match spend {
-        Spend::Rotate => refresh::mark_used(&mut tx, family.id, token.id, now).await?,
+        Spend::Rotate => refresh::mark_used(&mut tx, session.id, token.id, now).await?,
         Spend::ReplaceChild(child) => {
             refresh::revoke_token(&mut tx, child, now).await?;
-            refresh::touch_family(&mut tx, family.id, now).await?;
+            refresh::touch_session(&mut tx, session.id, now).await?;
         }
     }
-    refresh::insert_token(&mut tx, family.id, Some(token.id), &child.hash(), now).await?;
+    refresh::insert_token(&mut tx, session.id, Some(token.id), &child.hash(), now).await?;
     // Sign before committing: if signing fails, the presented token stays usable.
     let response = issue(
         state,
         Issuance {
-            subject: family.user_id.to_string(),
-            session: Some(family.id),
+            subject: session.user_id.to_string(),
+            session: Some(session.id),
             client_id: client.id(),
             scope: &scope,
             refresh_token: Some(child),
@@ -223,30 +224,30 @@ async fn spend_of(
 }
 
 /// A spent token presented again: a leaked token may have minted access
-/// tokens too, so the whole login ends, access tokens included. Returns
+/// tokens too, so the whole session ends, access tokens included. Returns
 /// what to answer.
 async fn reused(
     state: &AppState,
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    family_id: uuid::Uuid,
+    session_id: uuid::Uuid,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Error {
     let ended = async {
         let ttl = state.settings.tokens.access_ttl;
-        revocation::end_session(&mut tx, family_id, "reuse", now, ttl).await?;
+        revocation::end_session(&mut tx, session_id, "reuse", now, ttl).await?;
         revocation::commit(tx, &state.pool, &state.denylist, now).await
     };
     if let Err(e) = ended.await {
         return Error::from(e);
     }
     metrics::counter!(crate::telemetry::metrics::REFRESH_REUSE).increment(1);
-    tracing::warn!(family_id = %family_id, "refresh token reuse detected; family revoked");
+    tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
     Error::InvalidGrant(INVALID)
 }
 
-/// What a refresh grants: what was asked for, within what the login was
+/// What a refresh grants: what was asked for, within what the session was
 /// granted and what the client may have now (its scopes may have been
-/// narrowed since the login).
+/// narrowed since it started).
 fn refreshed_scope(
     login: &Scope,
     client: &Client,

@@ -8,7 +8,7 @@ use crate::revocation::{self, Lookup, Presented, Purpose};
 
 impl Ops<'_> {
     /// Revokes any token of ours: a user's access or refresh token ends its
-    /// login, a service's access token is denylisted. Returns the kind of
+    /// session, a service's access token is denylisted. Returns the kind of
     /// token revoked, if it was one of ours.
     pub async fn revoke_token(
         &self,
@@ -19,10 +19,10 @@ impl Ops<'_> {
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, Error> {
         let presented = revocation::identify(lookup, token, Purpose::Revoke, now).await?;
-        // The audit names the token by jti or family, never by its value.
+        // The audit names the token by jti or session, never by its value.
         let target = match &presented {
             Presented::Access(claims) => Some(format!("jti:{}", claims.jti)),
-            Presented::Refresh(status) => Some(format!("family:{}", status.family_id)),
+            Presented::Refresh(status) => Some(format!("session:{}", status.session_id)),
             Presented::Unknown => None,
         };
         let mut tx = self.begin().await?;

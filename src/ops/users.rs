@@ -196,7 +196,7 @@ impl Ops<'_> {
         Ok(sessions)
     }
 
-    /// Ends one login: every refresh token of that family, and its access
+    /// Ends one session: every refresh token of it, and its access
     /// tokens.
     pub async fn revoke_session(
         &self,
@@ -207,7 +207,7 @@ impl Ops<'_> {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let mut tx = self.begin().await?;
-        if !refresh::revoke_user_family(&mut tx, user, session, "admin revoked session", now)
+        if !refresh::revoke_user_session(&mut tx, user, session, "admin revoked session", now)
             .await?
         {
             return Err(Error::NotFound(NO_SESSION));

@@ -52,7 +52,7 @@ impl Default for Denylist {
 struct State {
     /// jti → when the token expires (and the entry can go).
     tokens: HashMap<String, DateTime<Utc>>,
-    /// login (refresh-token family) → when the entry can go.
+    /// session → when the entry can go.
     sessions: HashMap<Uuid, DateTime<Utc>>,
     /// user → (latest not-before, when the entry can go).
     users: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)>,
@@ -116,12 +116,12 @@ impl Denylist {
         Ok(self.is_revoked(claims))
     }
 
-    /// True when the token's jti or login (`sid`) is denylisted, or it was
+    /// True when the token's jti or session (`sid`) is denylisted, or it was
     /// issued in a second wholly before its user's not-before instant.
     ///
     /// A token issued earlier in the same second as a log-out-everywhere is
     /// caught by its `sid` (every user token carries one, and the log-out
-    /// denylists every login it ends); comparing whole seconds here would
+    /// denylists every session it ends); comparing whole seconds here would
     /// also kill a login made just after the log-out.
     pub fn is_revoked(&self, claims: &AccessClaims) -> bool {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());

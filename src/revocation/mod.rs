@@ -1,6 +1,6 @@
 //! Revocation that holds everywhere.
 //!
-//! Refresh tokens are revoked in Postgres (their family), which every
+//! Refresh tokens are revoked in Postgres (their whole session), which every
 //! instance reads on every refresh. Access tokens are JWTs that verify
 //! offline, so revoking one means denylisting its `jti` (until its `exp`) or
 //! setting a not-before instant for its user. Postgres is the source of
@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::store::{refresh, revocations};
 use crate::telemetry::metrics::REVOCATIONS;
 
-/// Logs a user out everywhere: every refresh family is revoked and every
+/// Logs a user out everywhere: every session is revoked and every
 /// access token issued up to `now` is treated as revoked.
 pub async fn log_out_everywhere(
     conn: &mut PgConnection,
@@ -40,36 +40,36 @@ pub async fn log_out_everywhere(
     now: DateTime<Utc>,
     access_ttl: std::time::Duration,
 ) -> anyhow::Result<u64> {
-    let families = refresh::revoke_user_families(conn, user_id, reason, now).await?;
-    // Access tokens are denied by login (`sid`), which does not depend on
+    let sessions = refresh::revoke_user_sessions(conn, user_id, reason, now).await?;
+    // Access tokens are denied by session (`sid`), which does not depend on
     // clocks: a refresh that committed just before this, on an instance
     // whose clock is ahead, still loses its token. A login that expired
     // more than an access-token lifetime ago has no live token to deny.
     let horizon = now - chrono::Duration::from_std(access_ttl)?;
-    for (family, _) in families.iter().filter(|(_, expires)| *expires > horizon) {
-        deny_session_tokens(conn, *family, now, access_ttl).await?;
+    for (session, _) in sessions.iter().filter(|(_, expires)| *expires > horizon) {
+        deny_session_tokens(conn, *session, now, access_ttl).await?;
     }
     // And by time, for tokens not tied to a login. After one access-token
     // lifetime nothing issued before `now` is valid, so it can be pruned then.
     let expires_at = now + chrono::Duration::from_std(access_ttl)?;
     revocations::set_not_before(conn, user_id, now, expires_at).await?;
     metrics::counter!(REVOCATIONS, "kind" => "user").increment(1);
-    Ok(families.len() as u64)
+    Ok(sessions.len() as u64)
 }
 
-/// Ends one login: its refresh-token family is revoked, and so is every
+/// Ends one session: its refresh tokens are revoked, and so is every
 /// access token issued from it.
 pub async fn end_session(
     conn: &mut PgConnection,
-    family_id: Uuid,
+    session_id: Uuid,
     reason: &str,
     now: DateTime<Utc>,
     access_ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
     // Already ended (logout repeated, reuse after revocation): nothing to
     // write, so repeated calls cannot flood the revocation log.
-    if refresh::revoke_family(conn, family_id, reason, now).await? {
-        deny_session_tokens(conn, family_id, now, access_ttl).await?;
+    if refresh::revoke_session(conn, session_id, reason, now).await? {
+        deny_session_tokens(conn, session_id, now, access_ttl).await?;
     }
     Ok(())
 }
@@ -78,12 +78,12 @@ pub async fn end_session(
 /// access-token lifetime (after that none issued before `now` is valid).
 pub async fn deny_session_tokens(
     conn: &mut PgConnection,
-    family_id: Uuid,
+    session_id: Uuid,
     now: DateTime<Utc>,
     access_ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
     let expires_at = now + chrono::Duration::from_std(access_ttl)?;
-    revocations::deny_session(conn, family_id, expires_at, now).await?;
+    revocations::deny_session(conn, session_id, expires_at, now).await?;
     metrics::counter!(REVOCATIONS, "kind" => "session").increment(1);
     Ok(())
 }
@@ -134,7 +134,7 @@ pub async fn deny_client_tokens(
     Ok(())
 }
 
-/// Ends everything a client holds: its refresh tokens (every login made
+/// Ends everything a client holds: its refresh tokens (every session started
 /// through it) and every access token issued to it so far, at Tessera and,
 /// through the feed and stream, at every verifier. For a leaked secret or
 /// a compromised app: "disable, rotate, enable" alone revokes nothing.
@@ -145,9 +145,9 @@ pub async fn end_client_tokens(
     now: DateTime<Utc>,
     access_ttl: std::time::Duration,
 ) -> anyhow::Result<u64> {
-    let families = refresh::revoke_client_families(conn, client_id, reason, now).await?;
+    let sessions = refresh::revoke_client_sessions(conn, client_id, reason, now).await?;
     deny_client_tokens(conn, client_id, now, access_ttl).await?;
-    Ok(families)
+    Ok(sessions)
 }
 
 /// What a presented token turned out to be.
@@ -163,7 +163,7 @@ pub enum Presented {
 }
 
 /// Why a token is identified: introspection wants it valid now; revocation
-/// also takes an access token that has expired but whose login (refresh
+/// also takes an access token that has expired but whose session (refresh
 /// token) may live on, for as long as a refresh token can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -178,7 +178,7 @@ pub struct Lookup<'a> {
     pub denylist: &'a Denylist,
     pub clients: &'a ClientCache,
     /// How long after its expiry an access token may still be revoked (to
-    /// end its login): as long as a refresh token can live.
+    /// end its session): as long as a refresh token can live.
     pub revocable_for: std::time::Duration,
     /// How long an access token lives (`tokens.access_ttl`).
     pub access_ttl: std::time::Duration,
@@ -228,7 +228,7 @@ pub async fn identify(
 
 /// Revokes what `identify` found, inside the caller's transaction (finish
 /// with `commit`): a refresh token, or an access token from a login, ends
-/// that whole login, access tokens included (RFC 7009 §2.1); an access
+/// that whole session, access tokens included (RFC 7009 §2.1); an access
 /// token of a client acting as itself is denylisted by jti. Returns the
 /// token type revoked, if any.
 pub async fn revoke(
@@ -239,13 +239,13 @@ pub async fn revoke(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<&'static str>> {
     let kind = match presented {
-        // A user's token ends its login (RFC 7009 §2.1 allows revoking
-        // the related refresh token): one entry per login however many of
+        // A user's token ends its session (RFC 7009 §2.1 allows revoking
+        // the related refresh token): one entry per session however many of
         // its tokens are revoked, so a loop of refresh-then-revoke cannot
         // flood the denylist that every instance and verifier holds.
         Presented::Access(AccessClaims { sid: Some(sid), .. }) => {
-            let family = Uuid::parse_str(sid)?;
-            end_session(conn, family, reason, now, access_ttl).await?;
+            let session = Uuid::parse_str(sid)?;
+            end_session(conn, session, reason, now, access_ttl).await?;
             Some("access_token")
         }
         Presented::Access(claims) => {
@@ -254,7 +254,7 @@ pub async fn revoke(
             Some("access_token")
         }
         Presented::Refresh(status) => {
-            end_session(conn, status.family_id, reason, now, access_ttl).await?;
+            end_session(conn, status.session_id, reason, now, access_ttl).await?;
             Some("refresh_token")
         }
         Presented::Unknown => None,

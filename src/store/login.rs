@@ -96,7 +96,7 @@ pub struct NewSession<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Starts a session (a refresh-token family) with its first refresh token,
+/// Starts a session with its first refresh token,
 /// if the client gets one, and forgets the failures of the login's source:
 /// the right password was given there, so they were the user's own typos,
 /// and they leave the username-wide count too (this attempt included). `None`, and nothing written, when the user changed
@@ -122,17 +122,17 @@ pub async fn start_session(
                WHERE u.id = $1 AND u.password_hash = $2 AND NOT u.disabled
                  AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < $3)
                FOR SHARE OF u
-           ), family AS (
-               INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
+           ), session AS (
+               INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at)
                SELECT $4, id, $5, $6, $3, $7 FROM still_valid
                RETURNING id
            ), first AS (
-               INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at)
-               SELECT $8, family.id, NULL, $9, $3 FROM family WHERE $9::bytea IS NOT NULL
+               INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, created_at)
+               SELECT $8, session.id, NULL, $9, $3 FROM session WHERE $9::bytea IS NOT NULL
            ), forgiven AS (
-               SELECT login_forgive($10, $11, $12, $13) FROM family
+               SELECT login_forgive($10, $11, $12, $13) FROM session
            )
-           SELECT family.id AS "id!" FROM family LEFT JOIN forgiven ON true"#,
+           SELECT session.id AS "id!" FROM session LEFT JOIN forgiven ON true"#,
         session.user_id,
         session.verified_hash,
         now,

@@ -1,5 +1,5 @@
-//! Refresh-token families. Every decision about a presented token is made
-//! while holding its family's row lock, so concurrent refreshes serialise.
+//! Sessions and their refresh tokens. Every decision about a presented token is made
+//! while holding its session's row lock, so concurrent refreshes serialise.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{Scope, TokenHash};
 
 #[derive(Debug, Clone)]
-pub struct FamilyRow {
+pub struct SessionRow {
     pub id: Uuid,
     pub user_id: Uuid,
     pub client_id: String,
@@ -18,8 +18,8 @@ pub struct FamilyRow {
     pub user_disabled: bool,
 }
 
-/// A family row as stored; its scope is parsed once, in `lock_by_token`.
-struct StoredFamily {
+/// A session row as stored; its scope is parsed once, in `lock_by_token`.
+struct StoredSession {
     id: Uuid,
     user_id: Uuid,
     client_id: String,
@@ -39,24 +39,24 @@ pub struct TokenRow {
 /// A fresh token spent and its child stored, in one statement.
 #[derive(Debug, Clone)]
 pub struct Rotated {
-    pub family_id: Uuid,
+    pub session_id: Uuid,
     pub user_id: Uuid,
     pub scope: Scope,
 }
 
 /// The common case of a refresh in one statement (one round trip): if the
-/// presented token is unused and unrevoked, its family live and
+/// presented token is unused and unrevoked, its session live and
 /// `client_id`'s, its user enabled and `requested` (space-separated; NULL
-/// for all) within the family's scope, lock the family by recording its
+/// for all) within the session's scope, lock the session by recording its
 /// use, spend the token and store the child. `None` when any of that does
 /// not hold: the caller decides why, with the statements below (reuse,
 /// grace, errors).
 ///
-/// The family is locked (updated) before the token is (`spent` reads
-/// `fam`), and the token update re-checks `used_at IS NULL` against a
+/// The session is locked (updated) before the token is (`spent` reads
+/// `sess`), and the token update re-checks `used_at IS NULL` against a
 /// concurrent winner, so two refreshes with one token cannot both succeed.
 /// Nothing is written unless the token is spent, except that the loser of
-/// such a race records a use of the family, as the winner did. Times are
+/// such a race records a use of the session, as the winner did. Times are
 /// `now` plus however long the statement waited (for the lock, say), so a
 /// stall cannot stamp the token as spent earlier than it was.
 #[tracing::instrument(level = "debug", skip_all)]
@@ -69,11 +69,11 @@ pub async fn rotate_fresh(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<Rotated>> {
     let row = sqlx::query!(
-        r#"WITH fam AS (
-               UPDATE refresh_families f
+        r#"WITH sess AS (
+               UPDATE sessions f
                SET last_used_at = $3::timestamptz + (clock_timestamp() - statement_timestamp())
                FROM users u
-               WHERE f.id = (SELECT family_id FROM refresh_tokens
+               WHERE f.id = (SELECT session_id FROM refresh_tokens
                              WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL)
                  AND u.id = f.user_id AND NOT u.disabled
                  AND f.client_id = $2 AND f.revoked_at IS NULL AND f.expires_at > $3
@@ -82,15 +82,15 @@ pub async fn rotate_fresh(
            ), spent AS (
                UPDATE refresh_tokens t
                SET used_at = $3::timestamptz + (clock_timestamp() - statement_timestamp())
-               FROM fam
-               WHERE t.token_hash = $1 AND t.family_id = fam.id AND t.used_at IS NULL AND t.revoked_at IS NULL
-               RETURNING t.id, t.family_id
+               FROM sess
+               WHERE t.token_hash = $1 AND t.session_id = sess.id AND t.used_at IS NULL AND t.revoked_at IS NULL
+               RETURNING t.id, t.session_id
            ), child AS (
-               INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at)
-               SELECT $5, spent.family_id, spent.id, $6, $3 FROM spent
+               INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, created_at)
+               SELECT $5, spent.session_id, spent.id, $6, $3 FROM spent
            )
-           SELECT fam.id AS "family_id!", fam.user_id AS "user_id!", fam.scope AS "scope!"
-           FROM fam JOIN spent ON spent.family_id = fam.id"#,
+           SELECT sess.id AS "session_id!", sess.user_id AS "user_id!", sess.scope AS "scope!"
+           FROM sess JOIN spent ON spent.session_id = sess.id"#,
         presented.as_bytes(),
         client_id,
         now,
@@ -105,37 +105,37 @@ pub async fn rotate_fresh(
     };
     Ok(Some(Rotated {
         scope: Scope::parse(&row.scope).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        family_id: row.family_id,
+        session_id: row.session_id,
         user_id: row.user_id,
     }))
 }
 
-/// Locks the family of the token with this hash and returns it with the
+/// Locks the session of the token with this hash and returns it with the
 /// token as it is now (read after the lock, so never stale).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn lock_by_token(
     conn: &mut PgConnection,
     hash: &TokenHash,
-) -> sqlx::Result<Option<(FamilyRow, TokenRow)>> {
-    let family_id: Option<Uuid> = sqlx::query_scalar!(
-        "SELECT family_id FROM refresh_tokens WHERE token_hash = $1",
+) -> sqlx::Result<Option<(SessionRow, TokenRow)>> {
+    let session_id: Option<Uuid> = sqlx::query_scalar!(
+        "SELECT session_id FROM refresh_tokens WHERE token_hash = $1",
         hash.as_bytes(),
     )
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(family_id) = family_id else {
+    let Some(session_id) = session_id else {
         return Ok(None);
     };
     let stored = sqlx::query_as!(
-        StoredFamily,
+        StoredSession,
         "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled
-         FROM refresh_families f JOIN users u ON u.id = f.user_id
+         FROM sessions f JOIN users u ON u.id = f.user_id
          WHERE f.id = $1 FOR UPDATE OF f",
-        family_id,
+        session_id,
     )
     .fetch_one(&mut *conn)
     .await?;
-    let family = FamilyRow {
+    let session = SessionRow {
         scope: Scope::parse(&stored.scope).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         id: stored.id,
         user_id: stored.user_id,
@@ -151,7 +151,7 @@ pub async fn lock_by_token(
     )
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Some((family, token)))
+    Ok(Some((session, token)))
 }
 
 /// The child issued when `parent` was used, if it is still live.
@@ -168,15 +168,15 @@ pub async fn live_child(conn: &mut PgConnection, parent: Uuid) -> sqlx::Result<O
 
 pub async fn insert_token(
     conn: &mut PgConnection,
-    family_id: Uuid,
+    session_id: Uuid,
     parent_id: Option<Uuid>,
     hash: &TokenHash,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO refresh_tokens (id, family_id, parent_id, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         Uuid::new_v4(),
-        family_id,
+        session_id,
         parent_id,
         hash.as_bytes(),
         now,
@@ -186,10 +186,10 @@ pub async fn insert_token(
     Ok(())
 }
 
-/// Spends a token and records the family's last use.
+/// Spends a token and records the session's last use.
 pub async fn mark_used(
     conn: &mut PgConnection,
-    family_id: Uuid,
+    session_id: Uuid,
     token_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
@@ -200,17 +200,17 @@ pub async fn mark_used(
     )
     .execute(&mut *conn)
     .await?;
-    touch_family(conn, family_id, now).await
+    touch_session(conn, session_id, now).await
 }
 
-pub async fn touch_family(
+pub async fn touch_session(
     conn: &mut PgConnection,
-    family_id: Uuid,
+    session_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE refresh_families SET last_used_at = $2 WHERE id = $1",
-        family_id,
+        "UPDATE sessions SET last_used_at = $2 WHERE id = $1",
+        session_id,
         now,
     )
     .execute(conn)
@@ -233,16 +233,16 @@ pub async fn revoke_token(
     Ok(())
 }
 
-/// Returns false when the family was already revoked.
-pub async fn revoke_family(
+/// Returns false when the session was already revoked.
+pub async fn revoke_session(
     conn: &mut PgConnection,
-    family_id: Uuid,
+    session_id: Uuid,
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
-        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
-        family_id,
+        "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
+        session_id,
         now,
         reason,
     )
@@ -270,7 +270,7 @@ pub async fn live_sessions(
 ) -> sqlx::Result<Vec<SessionView>> {
     sqlx::query_as!(
         SessionView,
-        "SELECT id, client_id, scope, created_at, last_used_at, expires_at FROM refresh_families
+        "SELECT id, client_id, scope, created_at, last_used_at, expires_at FROM sessions
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
         user_id,
         now,
@@ -279,12 +279,12 @@ pub async fn live_sessions(
     .await
 }
 
-/// Revokes every live family of a user, first recording the revocation on
+/// Revokes every live session of a user, first recording the revocation on
 /// the user row (which locks it), so that a login in flight either commits
 /// before (and is revoked here) or, waiting on the row, re-checks it and
-/// sees the revocation. Returns the revoked families with their expiry.
+/// sees the revocation. Returns the revoked sessions with their expiry.
 #[tracing::instrument(level = "debug", skip(conn))]
-pub async fn revoke_user_families(
+pub async fn revoke_user_sessions(
     conn: &mut PgConnection,
     user_id: Uuid,
     reason: &str,
@@ -298,7 +298,7 @@ pub async fn revoke_user_families(
     .execute(&mut *conn)
     .await?;
     let revoked = sqlx::query!(
-        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
+        "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
          WHERE user_id = $1 AND revoked_at IS NULL RETURNING id, expires_at",
         user_id,
         now,
@@ -309,17 +309,17 @@ pub async fn revoke_user_families(
     Ok(revoked.into_iter().map(|r| (r.id, r.expires_at)).collect())
 }
 
-/// Revokes every live family of `client_id` (its refresh tokens end).
+/// Revokes every live session of `client_id` (its refresh tokens end).
 /// Returns how many.
 #[tracing::instrument(level = "debug", skip(conn))]
-pub async fn revoke_client_families(
+pub async fn revoke_client_sessions(
     conn: &mut PgConnection,
     client_id: &str,
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
+        "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
          WHERE client_id = $1 AND revoked_at IS NULL",
         client_id,
         now,
@@ -330,19 +330,19 @@ pub async fn revoke_client_families(
     Ok(done.rows_affected())
 }
 
-/// Revokes one family if it belongs to `user_id` and is live.
+/// Revokes one session if it belongs to `user_id` and is live.
 #[tracing::instrument(level = "debug", skip(conn))]
-pub async fn revoke_user_family(
+pub async fn revoke_user_session(
     conn: &mut PgConnection,
     user_id: Uuid,
-    family_id: Uuid,
+    session_id: Uuid,
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
-        "UPDATE refresh_families SET revoked_at = $3, revoked_reason = $4
+        "UPDATE sessions SET revoked_at = $3, revoked_reason = $4
          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-        family_id,
+        session_id,
         user_id,
         now,
         reason,
@@ -352,7 +352,7 @@ pub async fn revoke_user_family(
     Ok(done.rows_affected() == 1)
 }
 
-/// Deletes (at most `limit`) families that expired before `before`: no
+/// Deletes (at most `limit`) sessions that expired before `before`: no
 /// token of theirs can be used or can still be live. Returns how many.
 #[tracing::instrument(level = "debug", skip(executor))]
 pub async fn prune<'e, E: sqlx::PgExecutor<'e>>(
@@ -361,8 +361,8 @@ pub async fn prune<'e, E: sqlx::PgExecutor<'e>>(
     limit: i64,
 ) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "DELETE FROM refresh_families WHERE id IN (
-             SELECT id FROM refresh_families WHERE expires_at < $1 LIMIT $2)",
+        "DELETE FROM sessions WHERE id IN (
+             SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2)",
         before,
         limit,
     )
@@ -375,7 +375,7 @@ pub async fn prune<'e, E: sqlx::PgExecutor<'e>>(
 #[derive(Debug, Clone)]
 pub struct TokenStatus {
     pub token_id: Uuid,
-    pub family_id: Uuid,
+    pub session_id: Uuid,
     pub user_id: Uuid,
     pub client_id: String,
     pub scope: String,
@@ -383,7 +383,7 @@ pub struct TokenStatus {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
-    pub family_revoked_at: Option<DateTime<Utc>>,
+    pub session_revoked_at: Option<DateTime<Utc>>,
     pub user_disabled: bool,
 }
 
@@ -392,7 +392,7 @@ impl TokenStatus {
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.used_at.is_none()
             && self.revoked_at.is_none()
-            && self.family_revoked_at.is_none()
+            && self.session_revoked_at.is_none()
             && !self.user_disabled
             && self.expires_at > now
     }
@@ -402,9 +402,9 @@ impl TokenStatus {
 pub async fn status(pool: &PgPool, hash: &TokenHash) -> sqlx::Result<Option<TokenStatus>> {
     sqlx::query_as!(
         TokenStatus,
-        "SELECT t.id AS token_id, f.id AS family_id, f.user_id, f.client_id, f.scope, t.created_at, f.expires_at,
-                t.used_at, t.revoked_at, f.revoked_at AS family_revoked_at, u.disabled AS user_disabled
-         FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id
+        "SELECT t.id AS token_id, f.id AS session_id, f.user_id, f.client_id, f.scope, t.created_at, f.expires_at,
+                t.used_at, t.revoked_at, f.revoked_at AS session_revoked_at, u.disabled AS user_disabled
+         FROM refresh_tokens t JOIN sessions f ON f.id = t.session_id JOIN users u ON u.id = f.user_id
          WHERE t.token_hash = $1",
         hash.as_bytes(),
     )

@@ -139,7 +139,7 @@ pub async fn set_client_not_before(
     Ok(())
 }
 
-/// Every access token of a login (refresh-token family) is revoked.
+/// Every access token of a session is revoked.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn deny_session(
     conn: &mut PgConnection,

@@ -33,7 +33,7 @@ pub const ADMIN_UNAUTHENTICATED: &str = "tessera_admin_unauthenticated_total";
 pub const CLIENT_CACHE_MISSES: &str = "tessera_client_cache_misses_total";
 
 /// The `kind` label values of `REVOCATIONS`: one access token denylisted, one
-/// login (refresh-token family) ended, one user logged out everywhere.
+/// session ended, one user logged out everywhere.
 pub const REVOCATION_KINDS: [&str; 4] = ["access_token", "session", "user", "client"];
 
 const LATENCY_BUCKETS: &[f64] = &[

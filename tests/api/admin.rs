@@ -299,8 +299,8 @@ async fn sessions_are_listed_and_revoked_one_by_one() {
     assert!(sessions[0]["created_at"].is_string() && sessions[0].get("last_used_at").is_some());
 
     // Revoke the session of the first login only.
-    let family: uuid::Uuid =
-        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+    let session: uuid::Uuid =
+        sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
             .bind(
                 tessera::domain::TokenHash::of(first["refresh_token"].as_str().unwrap())
                     .0
@@ -312,7 +312,7 @@ async fn sessions_are_listed_and_revoked_one_by_one() {
     let revoked = app
         .admin(
             Method::DELETE,
-            &format!("/admin/users/{user}/sessions/{family}"),
+            &format!("/admin/users/{user}/sessions/{session}"),
             &token,
         )
         .send()
@@ -342,7 +342,7 @@ async fn sessions_are_listed_and_revoked_one_by_one() {
     let missing = app
         .admin(
             Method::DELETE,
-            &format!("/admin/users/{user}/sessions/{family}"),
+            &format!("/admin/users/{user}/sessions/{session}"),
             &token,
         )
         .send()
@@ -625,7 +625,7 @@ async fn an_admin_tokens_refused_calls_are_audited_with_outcome_and_target() {
     let token = app.admin_token().await;
     let login = app.password_grant("mobile", "bob", PASSWORD).await;
     assert_eq!(login.status(), 200);
-    let bobs: Uuid = sqlx::query_scalar("SELECT id FROM refresh_families WHERE user_id = $1")
+    let bobs: Uuid = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
         .bind(bob)
         .fetch_one(&app.pool)
         .await
@@ -713,7 +713,7 @@ async fn an_admin_tokens_refused_calls_are_audited_with_outcome_and_target() {
     assert_eq!(refusals(&app).await.len(), cases.len() + 3);
     // The session was not ended.
     let revoked: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT revoked_at FROM refresh_families WHERE id = $1")
+        sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = $1")
             .bind(bobs)
             .fetch_one(&app.pool)
             .await

@@ -7,7 +7,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 async fn writes(app: &TestApp) -> (i64, i64, i64) {
     (
-        app.count("refresh_families").await,
+        app.count("sessions").await,
         app.count("refresh_tokens").await,
         app.count("users").await,
     )

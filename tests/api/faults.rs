@@ -88,9 +88,9 @@ async fn a_database_fault_mid_refresh_is_a_503_and_spends_nothing() {
         .unwrap()
         .to_owned();
 
-    // Park the refresh on the family's row lock, then kill its backend as a
+    // Park the refresh on the session's row lock, then kill its backend as a
     // database restart would (SQLSTATE 57P01).
-    let held = Held::lock(&app.db.url, "SELECT id FROM refresh_families FOR UPDATE").await;
+    let held = Held::lock(&app.db.url, "SELECT id FROM sessions FOR UPDATE").await;
     let pending = tokio::spawn({
         let http = app.http.clone();
         let url = format!("{}/auth/token", app.address);
@@ -181,7 +181,7 @@ async fn a_stalled_refresh_is_rolled_back_before_the_client_gives_up() {
         .as_str()
         .unwrap()
         .to_owned();
-    let held = Held::lock(&app.db.url, "SELECT id FROM refresh_families FOR UPDATE").await;
+    let held = Held::lock(&app.db.url, "SELECT id FROM sessions FOR UPDATE").await;
     let asked = Instant::now();
     let response = app.refresh("mobile", &refresh).await;
     assert_eq!(response.status(), 503);
@@ -196,7 +196,7 @@ async fn a_stalled_refresh_is_rolled_back_before_the_client_gives_up() {
     held.release().await;
     assert_eq!(app.refresh("mobile", &refresh).await.status(), 200);
     let reused: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM refresh_families WHERE revoked_at IS NOT NULL")
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL")
             .fetch_one(&app.pool)
             .await
             .unwrap();

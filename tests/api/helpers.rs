@@ -348,10 +348,10 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Live (unused, unrevoked, in a live family) refresh tokens of alice's logins.
+    /// Live (unused, unrevoked, in a live session) refresh tokens of alice's logins.
     pub async fn live_refresh_tokens(&self) -> Vec<Vec<u8>> {
         sqlx::query_scalar(
-            "SELECT t.token_hash FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+            "SELECT t.token_hash FROM refresh_tokens t JOIN sessions f ON f.id = t.session_id
              WHERE t.used_at IS NULL AND t.revoked_at IS NULL AND f.revoked_at IS NULL",
         )
         .fetch_all(&self.pool)

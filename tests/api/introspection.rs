@@ -88,12 +88,12 @@ async fn anything_not_currently_valid_is_inactive() {
 }
 
 #[tokio::test]
-async fn revoked_family_and_not_before_make_tokens_inactive() {
+async fn revoked_session_and_not_before_make_tokens_inactive() {
     let app = spawn_app().await;
     let user = app.seed().await;
     let admin = app.admin_token().await;
     let session = app.login().await;
-    // Reuse revokes the family: its refresh tokens become inactive.
+    // Reuse revokes the session: its refresh tokens become inactive.
     let t0 = session["refresh_token"].as_str().unwrap();
     let t1: Value = app.refresh("mobile", t0).await.json().await.unwrap();
     app.refresh("mobile", t1["refresh_token"].as_str().unwrap())

@@ -9,13 +9,11 @@ use serde_json::Value;
 use crate::helpers::{Held, PASSWORD, TestApp, spawn_app, spawn_app_with};
 
 async fn live_sessions(app: &TestApp, user: uuid::Uuid) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM refresh_families WHERE user_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(user)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 /// A login whose session statement starts while an admin call (`revoke`:
@@ -42,7 +40,7 @@ async fn login_racing_admin(admin_path: &str) -> (u16, Option<u16>, i64) {
     )
     .await;
     // Stops the admin call after it took the user row, before it commits.
-    let admin_stalled = Held::lock(&app.db.url, "SELECT 1 FROM refresh_families FOR UPDATE").await;
+    let admin_stalled = Held::lock(&app.db.url, "SELECT 1 FROM sessions FOR UPDATE").await;
     let login = async {
         let response = app.password_grant("mobile", "alice", PASSWORD).await;
         let status = response.status().as_u16();

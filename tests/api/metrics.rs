@@ -75,7 +75,7 @@ fn documented_metrics() -> BTreeMap<String, Documented> {
 #[derive(Debug, Default)]
 struct Exposition {
     types: BTreeMap<String, String>,
-    /// (metric family, labels without `le`, value)
+    /// (metric session, labels without `le`, value)
     series: Vec<(String, BTreeMap<String, String>, f64)>,
 }
 
@@ -102,7 +102,7 @@ fn parse(text: &str) -> Exposition {
                 parsed.insert(k.to_owned(), v.trim_matches('"').to_owned());
             }
         }
-        let family = ["_bucket", "_sum", "_count"]
+        let session = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|suffix| {
                 name.strip_suffix(suffix)
@@ -110,7 +110,7 @@ fn parse(text: &str) -> Exposition {
             })
             .unwrap_or(name);
         out.series
-            .push((family.to_owned(), parsed, value.parse().unwrap()));
+            .push((session.to_owned(), parsed, value.parse().unwrap()));
     }
     out
 }
@@ -126,11 +126,11 @@ fn check_names_types_and_labels(exposition: &Exposition) {
     assert_eq!(served, listed, "README table vs /metrics");
     for (name, doc) in &documented {
         assert_eq!(&exposition.types[name], &doc.kind, "type of {name}");
-        for (family, labels, _) in exposition.series.iter().filter(|s| &s.0 == name) {
+        for (session, labels, _) in exposition.series.iter().filter(|s| &s.0 == name) {
             let keys: Vec<&String> = labels.keys().collect();
             let mut expected: Vec<&String> = doc.labels.iter().collect();
             expected.sort();
-            assert_eq!(keys, expected, "labels of {family}");
+            assert_eq!(keys, expected, "labels of {session}");
             if let Some((label, values)) = &doc.values {
                 assert!(
                     values.contains(&labels[label]),

@@ -360,7 +360,7 @@ async fn clients_without_the_refresh_grant_get_no_refresh_token() {
     // The login still ends with "log out everywhere", and its session row
     // lives no longer than its access token.
     let expires: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT expires_at FROM refresh_families")
+        sqlx::query_scalar("SELECT expires_at FROM sessions")
             .fetch_one(&app.pool)
             .await
             .unwrap();

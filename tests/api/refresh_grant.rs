@@ -12,8 +12,8 @@ fn refresh_token(body: &Value) -> String {
         .to_owned()
 }
 
-async fn family_revoked(app: &crate::helpers::TestApp) -> bool {
-    sqlx::query_scalar("SELECT bool_and(revoked_at IS NOT NULL) FROM refresh_families")
+async fn session_revoked(app: &crate::helpers::TestApp) -> bool {
+    sqlx::query_scalar("SELECT bool_and(revoked_at IS NOT NULL) FROM sessions")
         .fetch_one(&app.pool)
         .await
         .unwrap()
@@ -40,7 +40,7 @@ async fn every_refresh_rotates_the_token() {
 }
 
 #[tokio::test]
-async fn reusing_a_spent_token_revokes_the_whole_family() {
+async fn reusing_a_spent_token_revokes_the_whole_session() {
     let app = spawn_app().await;
     app.seed().await;
     let t0 = refresh_token(&app.login().await);
@@ -53,7 +53,7 @@ async fn reusing_a_spent_token_revokes_the_whole_family() {
     // t0's child t1 has been used, so the grace rule cannot apply: reuse.
     assert_oauth_error(app.refresh("mobile", &t0).await, 400, "invalid_grant").await;
 
-    assert!(family_revoked(&app).await);
+    assert!(session_revoked(&app).await);
     assert_oauth_error(app.refresh("mobile", &t2).await, 400, "invalid_grant").await;
     assert!(app.live_refresh_tokens().await.is_empty());
     // Whoever holds the leaked token's access tokens loses them too.
@@ -72,17 +72,17 @@ async fn a_lost_response_can_be_retried_within_the_grace_period() {
     assert_eq!(retry.status(), 200);
     let replacement = refresh_token(&retry.json().await.unwrap());
 
-    // Only the replacement is live; the unused child was revoked, not the family.
+    // Only the replacement is live; the unused child was revoked, not the session.
     assert_eq!(
         app.live_refresh_tokens().await,
         vec![TokenHash::of(&replacement).0.to_vec()]
     );
     assert_eq!(app.refresh("mobile", &replacement).await.status(), 200);
-    assert!(!family_revoked(&app).await);
+    assert!(!session_revoked(&app).await);
 
     // The revoked child showing up later is reuse.
     assert_oauth_error(app.refresh("mobile", &lost).await, 400, "invalid_grant").await;
-    assert!(family_revoked(&app).await);
+    assert!(session_revoked(&app).await);
 }
 
 #[tokio::test]
@@ -145,8 +145,8 @@ async fn without_a_grace_period_exactly_one_concurrent_refresh_wins() {
         9,
         "{statuses:?}"
     );
-    // The losers presented a spent token: that is reuse, so the family is gone.
-    assert!(family_revoked(&app).await);
+    // The losers presented a spent token: that is reuse, so the session is gone.
+    assert!(session_revoked(&app).await);
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn a_replayed_token_asking_for_more_scope_is_still_reuse() {
         ])
         .await;
     assert_oauth_error(greedy, 400, "invalid_grant").await;
-    assert!(family_revoked(&app).await);
+    assert!(session_revoked(&app).await);
 }
 
 #[tokio::test]
@@ -289,7 +289,7 @@ async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_sess
     .await
     .unwrap();
     assert!(created.is_none());
-    assert_eq!(app.count("refresh_families").await, 0);
+    assert_eq!(app.count("sessions").await, 0);
 }
 
 #[tokio::test]

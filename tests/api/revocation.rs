@@ -316,7 +316,7 @@ async fn a_revocation_on_one_instance_reaches_the_others_within_a_second() {
     let listed: Value = feed(&b, &reader, None).await.json().await.unwrap();
     assert_eq!(listed["revoked_sessions"].as_array().unwrap().len(), 1);
 
-    // A refresh-family revocation on A is seen by B's refresh at once (Postgres).
+    // A refresh-session revocation on A is seen by B's refresh at once (Postgres).
     assert_eq!(revoke(&a, "mobile", &refresh).await.status(), 200);
     assert_oauth_error(b.refresh("mobile", &refresh).await, 400, "invalid_grant").await;
 }
@@ -493,7 +493,7 @@ async fn long_expired_logins_are_neither_denylisted_nor_kept() {
     .await
     .unwrap();
     assert_eq!(pruned, 3);
-    assert_eq!(app.count("refresh_families").await, 0);
+    assert_eq!(app.count("sessions").await, 0);
 }
 
 async fn service_token_of(app: &TestApp, client_id: &str, secret: &str) -> String {

@@ -6,7 +6,7 @@ use super::{Admin, parse_id, reason};
 use crate::error::Error;
 use crate::state::AppState;
 
-/// A user's live logins (refresh-token families).
+/// A user's live sessions.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(
     admin: Admin,
@@ -21,7 +21,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
 }
 
-/// Revokes one login: every refresh token of that family, and its access tokens.
+/// Ends one session: every refresh token of it, and its access tokens.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn revoke(
     admin: Admin,

@@ -16,7 +16,7 @@ pub struct RevokeToken {
     reason: Option<String>,
 }
 
-/// Revokes any token: a user's token ends its login, a service's access
+/// Revokes any token: a user's token ends its session, a service's access
 /// token is denylisted until its `exp`.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn revoke(
