@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use super::login_throttle::Attempter;
 use super::login_throttle::Policy;
 use super::users::UserRow;
 use crate::domain::{TokenHash, Username};
@@ -18,16 +19,6 @@ pub enum Admission {
     Admitted(Option<UserRow>),
     /// Too many failures: nothing was counted.
     Locked(DateTime<Utc>),
-}
-
-/// Who is attempting, as the lockout counts it.
-#[derive(Debug, Clone, Copy)]
-pub struct Attempter<'a> {
-    /// The source's key: an address (a /64 for IPv6) or a device credential.
-    pub source: &'a str,
-    /// A device that logged in as this user before (a valid device
-    /// credential): the username-wide lock does not apply to it.
-    pub trusted: bool,
 }
 
 /// Counts an attempt for `username` from `who` before its password is

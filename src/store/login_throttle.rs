@@ -7,7 +7,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::login::Attempter;
+/// Who is attempting, as the lockout counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempter<'a> {
+    /// The source's key: an address (a /64 for IPv6) or a device credential.
+    pub source: &'a str,
+    /// A device that logged in as this user before (a valid device
+    /// credential): the username-wide lock does not apply to it.
+    pub trusted: bool,
+}
 
 /// The lockout policy, as the SQL needs it.
 #[derive(Debug, Clone, Copy)]

@@ -100,6 +100,21 @@ async fn refused_within(limit: Duration, service: &str, token: &str) -> Duration
     }
 }
 
+/// Registers the `billing` service and returns its secret and an access token.
+async fn billing_token(app: &TestApp) -> (String, String) {
+    let secret = app
+        .create_confidential_client("billing", &["client_credentials"], &["reports"])
+        .await;
+    let token = access(
+        &app.client_token("billing", &secret, None)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    (secret, token)
+}
+
 fn access(token: &Value) -> String {
     token["access_token"].as_str().unwrap().to_owned()
 }
@@ -156,16 +171,7 @@ async fn the_example_service_refuses_a_token_within_a_second_of_any_revocation_o
     eprintln!("RFC 7009 revocation on B refused by the kit after {took:?}");
 
     // A service's own token, revoked with RFC 7009: denied by jti.
-    let billing = a
-        .create_confidential_client("billing", &["client_credentials"], &["reports"])
-        .await;
-    let service_token = access(
-        &a.client_token("billing", &billing, None)
-            .await
-            .json()
-            .await
-            .unwrap(),
-    );
+    let (billing, service_token) = billing_token(&a).await;
     assert_eq!(whoami(&service, &service_token).await.status(), 200);
     b.http
         .post(format!("{}/auth/revoke", b.address))
@@ -815,16 +821,7 @@ async fn a_clients_revoked_tokens_are_refused_by_the_kit_within_a_second() {
     let verifier =
         start_kit(Config::new(&issuer, "tessera").feed_client(FEED_CLIENT, &secret)).await;
     let service = resource_server(verifier.clone()).await;
-    let billing = a
-        .create_confidential_client("billing", &["client_credentials"], &["reports"])
-        .await;
-    let token = access(
-        &a.client_token("billing", &billing, None)
-            .await
-            .json()
-            .await
-            .unwrap(),
-    );
+    let (_, token) = billing_token(&a).await;
     assert_eq!(whoami(&service, &token).await.status(), 200);
     // The secret leaked: rotate it on B and end every token minted with it.
     let admin = b.admin_token().await;

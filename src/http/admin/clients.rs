@@ -39,7 +39,6 @@ async fn change(
     Ok((Reason::parse(body.reason)?, body.revoke_tokens))
 }
 
-#[tracing::instrument(level = "debug", skip_all)]
 pub async fn disable(
     admin: Admin,
     req: HttpRequest,
@@ -47,20 +46,9 @@ pub async fn disable(
     payload: Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    let (reason, revoke_tokens) = change(&req, payload, &state).await?;
-    state
-        .ops()
-        .set_client_disabled(&admin.actor, &path, true, revoke_tokens, &reason, admin.now)
-        .await?;
-    Ok(HttpResponse::Ok().json(Changed {
-        client_id: &path,
-        disabled: Some(true),
-        tokens_revoked: revoke_tokens,
-        client_secret: None,
-    }))
+    set_disabled(admin, req, path, payload, state, true).await
 }
 
-#[tracing::instrument(level = "debug", skip_all)]
 pub async fn enable(
     admin: Admin,
     req: HttpRequest,
@@ -68,13 +56,25 @@ pub async fn enable(
     payload: Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
+    set_disabled(admin, req, path, payload, state, false).await
+}
+
+#[tracing::instrument(level = "debug", skip(admin, req, path, payload, state))]
+async fn set_disabled(
+    admin: Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Payload,
+    state: web::Data<AppState>,
+    disabled: bool,
+) -> Result<HttpResponse, Error> {
     let (reason, revoke_tokens) = change(&req, payload, &state).await?;
     state
         .ops()
         .set_client_disabled(
             &admin.actor,
             &path,
-            false,
+            disabled,
             revoke_tokens,
             &reason,
             admin.now,
@@ -82,8 +82,8 @@ pub async fn enable(
         .await?;
     Ok(HttpResponse::Ok().json(Changed {
         client_id: &path,
-        disabled: Some(false),
-        tokens_revoked: false,
+        disabled: Some(disabled),
+        tokens_revoked: revoke_tokens,
         client_secret: None,
     }))
 }
