@@ -76,6 +76,17 @@ pub async fn find(
             .filter(|n| *n > 0)
             .ok_or_else(|| Error::invalid_request("limit must be a positive integer"))?,
     };
+    // A cursor is a username we sent: bounded, and never a byte Postgres
+    // cannot hold.
+    if query
+        .after
+        .as_deref()
+        .is_some_and(|after| after.len() > 512 || after.chars().any(char::is_control))
+    {
+        return Err(Error::invalid_request(
+            "after must be the next_cursor of a previous page",
+        ));
+    }
     let users = state
         .ops()
         .find_users(query.username.as_deref(), query.after.as_deref(), limit)
