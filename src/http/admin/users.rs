@@ -81,7 +81,7 @@ pub async fn find(
     if query
         .after
         .as_deref()
-        .is_some_and(|after| after.len() > 512 || after.chars().any(char::is_control))
+        .is_some_and(|after| after.chars().count() > 128 || after.chars().any(char::is_control))
     {
         return Err(Error::invalid_request(
             "after must be the next_cursor of a previous page",
