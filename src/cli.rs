@@ -291,7 +291,7 @@ async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             println!("created user {} with id {}", user.username, user.id);
         }
         UserCommand::List { after, limit } => {
-            let users = ops.find_users(None, after.as_deref(), limit).await?;
+            let users = ops.find_users(None, after.as_deref(), limit).await?.users;
             let width = users
                 .iter()
                 .map(|u| u.username.len())
@@ -305,7 +305,7 @@ async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Show { username } => {
-            let Some(user) = ops.find_users(Some(&username), None, 1).await?.pop() else {
+            let Some(user) = ops.find_users(Some(&username), None, 1).await?.users.pop() else {
                 bail!("no such user: {username}");
             };
             println!("id: {}", user.id);

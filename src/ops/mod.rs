@@ -15,7 +15,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 pub use audit::{AuditRow, Outcome, Refusal};
 pub use clients::{NewClient, SecretChoice};
 pub use keys::RotateKey;
-pub use users::{MAX_USER_PAGE, NewUser};
+pub use users::{NewUser, UserPage};
 
 use crate::config::Settings;
 use crate::error::Error;

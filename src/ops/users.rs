@@ -23,7 +23,15 @@ pub struct NewUser {
 }
 
 /// Most users one page lists.
-pub const MAX_USER_PAGE: i64 = 500;
+const MAX_USER_PAGE: i64 = 500;
+
+/// Users in username order, and where the next page starts.
+#[derive(Debug, serde::Serialize)]
+pub struct UserPage {
+    pub users: Vec<UserView>,
+    /// Pass as `after` for the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
 
 impl Ops<'_> {
     pub async fn create_user(
@@ -85,10 +93,16 @@ impl Ops<'_> {
         username: Option<&str>,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<UserView>, Error> {
+    ) -> Result<UserPage, Error> {
         let username = username.map(Username::parse).transpose()?;
         let exactly = username.as_ref().map(Username::as_str);
-        Ok(users::page(self.pool, exactly, after, limit.clamp(1, MAX_USER_PAGE)).await?)
+        let limit = limit.clamp(1, MAX_USER_PAGE);
+        let users = users::page(self.pool, exactly, after, limit).await?;
+        // A full page may have more after it.
+        let next_cursor = (users.len() as i64 == limit)
+            .then(|| users.last().map(|u| u.username.clone()))
+            .flatten();
+        Ok(UserPage { users, next_cursor })
     }
 
     /// Disabling also logs the user out everywhere.

@@ -104,7 +104,8 @@ pub async fn deny(
     access_ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
     let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
-    if expires_at <= now {
+    // Revoking it again changes nothing: no lock, no notification.
+    if expires_at <= now || revocations::is_denied(conn, &claims.jti).await? {
         return Ok(());
     }
     // Under the write lock: concurrent revocations by one client must not
@@ -115,13 +116,24 @@ pub async fn deny(
             .await?;
         return Ok(());
     }
-    deny_client_tokens(conn, &claims.client_id, now, access_ttl).await
+    write_client_not_before(conn, &claims.client_id, now, access_ttl).await
 }
 
 /// Revokes every access token of `client_id` issued up to `now`'s second
 /// (tokens carry whole seconds, so a token issued later in that second is
 /// revoked too: its holder gets another), for one access-token lifetime.
 pub async fn deny_client_tokens(
+    conn: &mut PgConnection,
+    client_id: &str,
+    now: DateTime<Utc>,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    revocations::lock_and_notify(conn).await?;
+    write_client_not_before(conn, client_id, now, access_ttl).await
+}
+
+/// `deny_client_tokens`, the write lock held.
+async fn write_client_not_before(
     conn: &mut PgConnection,
     client_id: &str,
     now: DateTime<Utc>,

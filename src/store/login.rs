@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use super::login_throttle::Attempter;
-use super::login_throttle::Policy;
+use super::login_throttle::{Attempter, Policy};
 use super::users::UserRow;
 use crate::domain::{TokenHash, Username};
 

@@ -34,7 +34,20 @@ pub async fn lock_and_notify(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Whether the access token with this jti is denylisted already.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn is_denied(conn: &mut PgConnection, jti: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'access_token' AND jti = $1) AS "known!""#,
+        jti,
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// Denylists an access token of `client_id` until its own expiry. Idempotent.
+/// The caller holds the write lock (`lock_and_notify`): it counted the
+/// client's entries under it.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn deny_access_token(
     conn: &mut PgConnection,
@@ -43,17 +56,6 @@ pub async fn deny_access_token(
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    // Revoking it again changes nothing: skip the lock and the notification.
-    let known: bool = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'access_token' AND jti = $1) AS "known!""#,
-        jti,
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if known {
-        return Ok(());
-    }
-    lock_and_notify(conn).await?;
     sqlx::query!(
         "INSERT INTO revocations (kind, jti, client_id, expires_at, created_at)
          VALUES ('access_token', $1, $2, $3, $4)
@@ -107,7 +109,8 @@ pub async fn live_denied_tokens_of(
 
 /// Every access token of `client_id` issued before `not_before` is revoked.
 /// Replaces the client's earlier entry (one per client), unless that one
-/// reaches further already.
+/// reaches further already. The caller holds the write lock
+/// (`lock_and_notify`).
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn set_client_not_before(
     conn: &mut PgConnection,
@@ -116,7 +119,6 @@ pub async fn set_client_not_before(
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    lock_and_notify(conn).await?;
     let replaced = sqlx::query!(
         "DELETE FROM revocations WHERE kind = 'client' AND client_id = $1 AND not_before < $2",
         client_id,

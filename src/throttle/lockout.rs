@@ -15,8 +15,8 @@ use crate::config::LoginSettings;
 use crate::domain::Username;
 use crate::domain::device::Device;
 use crate::error::Error;
-use crate::store::login::{self, Admission, Attempter};
-use crate::store::login_throttle::{self, Policy};
+use crate::store::login::{self, Admission};
+use crate::store::login_throttle::{self, Attempter, Policy};
 use crate::store::users::UserRow;
 use crate::telemetry;
 

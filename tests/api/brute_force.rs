@@ -189,20 +189,22 @@ async fn every_instance_enforces_the_lock_without_hashing() {
     assert_throttled(app.password_grant("mobile", "bob", PASSWORD).await).await;
 }
 
+/// `n` wrong guesses at alice's password at once; their statuses.
+async fn concurrent_guesses(app: &TestApp, n: usize) -> Vec<u16> {
+    let guesses = (0..n).map(|i| async move {
+        app.password_grant("mobile", "alice", &format!("guess {i}"))
+            .await
+            .status()
+            .as_u16()
+    });
+    futures_util::future::join_all(guesses).await
+}
+
 #[tokio::test]
 async fn concurrent_guesses_cannot_exceed_the_threshold() {
     let app = spawn_app_with(roomy).await;
     app.seed().await;
-    let guesses = (0..100).map(|i| {
-        let app = &app;
-        async move {
-            app.password_grant("mobile", "alice", &format!("guess {i}"))
-                .await
-                .status()
-                .as_u16()
-        }
-    });
-    let statuses = futures_util::future::join_all(guesses).await;
+    let statuses = concurrent_guesses(&app, 100).await;
     let hashed = statuses.iter().filter(|s| **s == 400).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(hashed + refused, 100, "{statuses:?}");
@@ -578,16 +580,7 @@ async fn concurrent_logins_refused_by_a_full_hashing_queue_are_all_taken_back() 
     })
     .await;
     app.seed().await;
-    let guesses = (0..40).map(|i| {
-        let app = &app;
-        async move {
-            app.password_grant("mobile", "alice", &format!("guess {i}"))
-                .await
-                .status()
-                .as_u16()
-        }
-    });
-    let statuses = futures_util::future::join_all(guesses).await;
+    let statuses = concurrent_guesses(&app, 40).await;
     let checked = statuses.iter().filter(|s| **s == 400).count() as i32;
     let busy = statuses.iter().filter(|s| **s == 503).count();
     assert_eq!(checked as usize + busy, 40, "{statuses:?}");

@@ -269,7 +269,7 @@ async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_sess
     let session = tessera::store::login::NewSession {
         user_id: user,
         username: &username,
-        who: tessera::store::login::Attempter {
+        who: tessera::store::login_throttle::Attempter {
             source: "ip:127.0.0.1",
             trusted: false,
         },

@@ -87,15 +87,11 @@ pub async fn find(
             "after must be the next_cursor of a previous page",
         ));
     }
-    let users = state
+    let page = state
         .ops()
         .find_users(query.username.as_deref(), query.after.as_deref(), limit)
         .await?;
-    let full = users.len() as i64 == limit.min(crate::ops::MAX_USER_PAGE);
-    let next = full
-        .then(|| users.last().map(|u| u.username.clone()))
-        .flatten();
-    Ok(HttpResponse::Ok().json(json!({ "users": users, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(page))
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
