@@ -20,11 +20,22 @@ fn options(settings: &DatabaseSettings) -> anyhow::Result<(PgConnectOptions, &st
         .as_ref()
         .context("configuration: database.url is not set")?
         .expose_secret();
-    let scheme = url.split("://").next().unwrap_or_default();
-    if !matches!(scheme, "postgres" | "postgresql") {
-        anyhow::bail!(
-            "configuration: database.url must start with postgres:// or postgresql:// (Tessera needs Postgres), not {scheme}://"
-        );
+    // Named only when it is plainly a scheme: the rest of the URL may hold
+    // a password.
+    match url.split_once("://") {
+        Some(("postgres" | "postgresql", _)) => {}
+        Some((scheme, _))
+            if scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
+        {
+            anyhow::bail!(
+                "configuration: database.url must start with postgres:// or postgresql:// (Tessera needs Postgres), not {scheme}://"
+            )
+        }
+        _ => anyhow::bail!(
+            "configuration: database.url must start with postgres:// or postgresql:// (Tessera needs Postgres)"
+        ),
     }
     let options = url
         .parse()

@@ -410,6 +410,19 @@ fn a_database_url_that_is_not_postgres_is_refused_by_name() {
         "{error}"
     );
     assert!(error.contains("mysql://"), "{error}");
+    // Without a scheme, nothing of the URL is repeated: it may hold a password.
+    let output = tessera(
+        None,
+        &["client", "disable", "svc"],
+        "",
+        &[("TESSERA__DATABASE__URL", "root:hunter2-secret@db/tessera")],
+    );
+    let error = stderr(&output);
+    assert!(
+        error.contains("database.url must start with postgres://"),
+        "{error}"
+    );
+    assert!(!error.contains("hunter2-secret"), "{error}");
 }
 
 #[test]
