@@ -108,7 +108,8 @@ enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
-    /// List the registered clients: id, kind, state, grants and scopes.
+    /// List the registered clients: id, kind, state, whether DPoP is
+    /// required, grants and scopes.
     List,
     /// Register a client. Without --public or --secret-stdin a secret is
     /// generated and printed once.
@@ -125,6 +126,19 @@ enum ClientCommand {
         grants: Vec<String>,
         #[command(flatten)]
         scope: ScopeArg,
+        /// Every token request must carry a DPoP proof (RFC 9449
+        /// `dpop_bound_access_tokens`): the client only ever gets
+        /// sender-constrained tokens.
+        #[arg(long)]
+        require_dpop: bool,
+    },
+    /// Whether every token request of the client must carry a DPoP proof
+    /// (`dpop_bound_access_tokens`); from its next token request.
+    SetDpop {
+        client_id: String,
+        /// `required`, or `optional` (bearer tokens without a proof).
+        #[arg(value_parser = ["required", "optional"])]
+        mode: String,
     },
     /// Disable a client: it gets no more tokens, and the tokens it holds are
     /// refused here while it is disabled (offline verifiers accept its
@@ -348,8 +362,8 @@ async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<(
                 .unwrap_or(0)
                 .max(9);
             println!(
-                "{:<width$}  {:<12}  {:<8}  {:<40}  SCOPES",
-                "CLIENT_ID", "KIND", "STATE", "GRANTS"
+                "{:<width$}  {:<12}  {:<8}  {:<8}  {:<40}  SCOPES",
+                "CLIENT_ID", "KIND", "STATE", "DPOP", "GRANTS"
             );
             for client in clients {
                 let kind = if client.is_confidential() {
@@ -362,9 +376,14 @@ async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<(
                 } else {
                     "enabled"
                 };
+                let dpop = if client.dpop_bound_access_tokens {
+                    "required"
+                } else {
+                    "optional"
+                };
                 let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
                 println!(
-                    "{:<width$}  {kind:<12}  {state:<8}  {:<40}  {}",
+                    "{:<width$}  {kind:<12}  {state:<8}  {dpop:<8}  {:<40}  {}",
                     client.id(),
                     grants.join(","),
                     client.scopes
@@ -377,6 +396,7 @@ async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<(
             secret_stdin,
             grants,
             scope,
+            require_dpop,
         } => {
             let secret = match (public, secret_stdin) {
                 (true, _) => SecretChoice::None,
@@ -388,10 +408,17 @@ async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<(
                 secret,
                 grants,
                 scopes: scope.scopes,
+                require_dpop,
             };
             let generated = ops.create_client(actor, new, none, now).await?;
             println!("created client {client_id}");
             print_generated(generated);
+        }
+        ClientCommand::SetDpop { client_id, mode } => {
+            let required = mode == "required";
+            ops.set_client_dpop_bound(actor, &client_id, required, none, now)
+                .await?;
+            println!("DPoP is {mode} for client {client_id}");
         }
         ClientCommand::Disable {
             client_id,

@@ -45,6 +45,7 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub password: PasswordSettings,
     pub login: LoginSettings,
+    pub dpop: DpopSettings,
     pub revocation: RevocationSettings,
     pub log: LogSettings,
     /// Filled from `TESSERA_ENV`, not from the files.
@@ -167,6 +168,25 @@ pub struct LoginSettings {
     /// One more failed login is allowed per address every this long.
     #[serde(with = "duration")]
     pub address_refill: Duration,
+}
+
+/// DPoP (RFC 9449) proofs: see `crate::dpop`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopSettings {
+    /// How far a proof's `iat` may be from our clock, either way.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// Every proof at the token endpoint must carry a nonce of ours.
+    pub require_nonce: bool,
+    #[serde(with = "duration")]
+    pub nonce_lifetime: Duration,
+    /// Proofs remembered per instance to refuse replays.
+    pub replay_capacity: usize,
+    /// The admin listener's URL as its callers address it (the `htu` of
+    /// proofs sent to the admin API); `http://<http.admin_addr>` if unset.
+    #[serde(default)]
+    pub admin_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +358,19 @@ impl Settings {
                 "configuration: issuer must be the public base URL, e.g. https://auth.example.com"
             );
         }
+        if !url::Url::parse(&self.issuer).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            bail!(
+                "configuration: issuer must be an absolute http(s) URL, e.g. https://auth.example.com"
+            );
+        }
+        if let Some(admin) = &self.dpop.admin_url
+            && !url::Url::parse(admin).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            bail!("configuration: dpop.admin_url must be an absolute http(s) URL");
+        }
+        if self.dpop.replay_capacity == 0 {
+            bail!("configuration: dpop.replay_capacity must be at least 1");
+        }
         if self.audience.trim().is_empty() {
             bail!("configuration: audience must not be empty");
         }
@@ -356,6 +389,8 @@ impl Settings {
             ("login.lockout_base", self.login.lockout_base),
             ("login.device_ttl", self.login.device_ttl),
             ("login.address_refill", self.login.address_refill),
+            ("dpop.window", self.dpop.window),
+            ("dpop.nonce_lifetime", self.dpop.nonce_lifetime),
         ] {
             if ttl.is_zero() {
                 bail!("configuration: {name} must be greater than zero");

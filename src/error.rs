@@ -54,6 +54,18 @@ pub enum Error {
     UnsupportedGrantType,
     #[error("{0}")]
     InvalidScope(&'static str),
+    /// A token request's DPoP proof is missing (for a client that must
+    /// send one), malformed, replayed or not for this request (RFC 9449 §5).
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// The token request's proof lacks a current nonce of ours: here is one
+    /// (RFC 9449 §8).
+    #[error("the server requires a DPoP nonce: make a new proof with the nonce in the DPoP-Nonce header")]
+    UseDpopNonce(String),
+    /// An endpoint that takes an access token refused the DPoP proof sent
+    /// with a bound token (RFC 9449 §7.1).
+    #[error("{0}")]
+    ProofRefused(String),
     /// No bearer token at all (RFC 6750 §3.1: no error code in the challenge).
     #[error("a bearer token is required")]
     MissingToken,
@@ -188,6 +200,8 @@ impl Error {
             Error::UnauthorizedClient(_) => "unauthorized_client",
             Error::UnsupportedGrantType => "unsupported_grant_type",
             Error::InvalidScope(_) => "invalid_scope",
+            Error::InvalidDpopProof(_) | Error::ProofRefused(_) => "invalid_dpop_proof",
+            Error::UseDpopNonce(_) => "use_dpop_nonce",
             Error::InvalidToken | Error::MissingToken => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::NotFound(_) => "not_found",
@@ -211,6 +225,19 @@ fn retry_after_secs(wait: std::time::Duration) -> u64 {
     secs.max(1)
 }
 
+/// The header that carries a server nonce (RFC 9449 §8).
+pub const DPOP_NONCE: &str = "dpop-nonce";
+
+/// `WWW-Authenticate: DPoP algs="..."`, with an error code when there is one.
+fn dpop_challenge(error: Option<&str>) -> HeaderValue {
+    let algs = tessera_dpop::ALGORITHMS.join(" ");
+    let challenge = match error {
+        Some(error) => format!("DPoP realm=\"tessera\", error=\"{error}\", algs=\"{algs}\""),
+        None => format!("DPoP realm=\"tessera\", algs=\"{algs}\""),
+    };
+    HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("DPoP"))
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
@@ -220,9 +247,10 @@ struct Body<'a> {
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
-            Error::InvalidClient | Error::InvalidToken | Error::MissingToken => {
-                StatusCode::UNAUTHORIZED
-            }
+            Error::InvalidClient
+            | Error::InvalidToken
+            | Error::MissingToken
+            | Error::ProofRefused(_) => StatusCode::UNAUTHORIZED,
             Error::InsufficientScope => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -253,17 +281,36 @@ impl ResponseError for Error {
                     HeaderValue::from_static("Basic realm=\"tessera\""),
                 ));
             }
+            // Both schemes are accepted, so both are challenged (RFC 9449 §7.1).
             Error::MissingToken => {
-                response.insert_header((
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"tessera\""),
-                ));
+                response
+                    .append_header((
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"tessera\""),
+                    ))
+                    .append_header((header::WWW_AUTHENTICATE, dpop_challenge(None)));
             }
             Error::InvalidToken => {
+                response
+                    .append_header((
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"tessera\", error=\"invalid_token\""),
+                    ))
+                    .append_header((
+                        header::WWW_AUTHENTICATE,
+                        dpop_challenge(Some("invalid_token")),
+                    ));
+            }
+            Error::ProofRefused(_) => {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"tessera\", error=\"invalid_token\""),
+                    dpop_challenge(Some("invalid_dpop_proof")),
                 ));
+            }
+            Error::UseDpopNonce(nonce) => {
+                if let Ok(nonce) = HeaderValue::from_str(nonce) {
+                    response.insert_header((DPOP_NONCE, nonce));
+                }
             }
             Error::InsufficientScope => {
                 response.insert_header((
@@ -323,6 +370,9 @@ mod tests {
             (Error::UnauthorizedClient("x"), StatusCode::BAD_REQUEST, "unauthorized_client"),
             (Error::UnsupportedGrantType, StatusCode::BAD_REQUEST, "unsupported_grant_type"),
             (Error::InvalidScope("x"), StatusCode::BAD_REQUEST, "invalid_scope"),
+            (Error::InvalidDpopProof("x".into()), StatusCode::BAD_REQUEST, "invalid_dpop_proof"),
+            (Error::UseDpopNonce("n".into()), StatusCode::BAD_REQUEST, "use_dpop_nonce"),
+            (Error::ProofRefused("x".into()), StatusCode::UNAUTHORIZED, "invalid_dpop_proof"),
             (Error::MissingToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),

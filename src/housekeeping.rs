@@ -1,6 +1,7 @@
 //! What each instance forgets once it no longer matters, so that memory and
 //! tables are bounded by recent activity, not by history: refilled address
-//! buckets, quiet and unlocked login-failure rows, and logins that expired
+//! buckets, quiet and unlocked login-failure rows, DPoP proofs out of their
+//! window, and logins that expired
 //! more than an access-token lifetime ago. (Expired revocations are pruned
 //! by the revocation sync, which also re-reads them.)
 
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
 use crate::state::AppState;
-use crate::store::{self, refresh};
+use crate::store::{self, proofs, refresh};
 use crate::throttle::lockout;
 
 const EVERY: Duration = Duration::from_secs(60);
@@ -36,6 +37,17 @@ pub async fn run_forever(state: AppState) {
 /// One pass, as of `now`. Failures are logged; the next pass retries.
 pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
     state.addresses.prune();
+    metrics::gauge!(crate::telemetry::metrics::DPOP_REPLAY_ENTRIES)
+        .set(state.dpop.remembered() as f64);
+    match in_batches(state, FAILURE_BATCH, |tx| {
+        Box::pin(proofs::prune(&mut **tx, now, FAILURE_BATCH))
+    })
+    .await
+    {
+        Ok(0) => {}
+        Ok(rows) => tracing::debug!(rows, "pruned used DPoP proofs"),
+        Err(e) => tracing::warn!(error = %e, "pruning used DPoP proofs failed"),
+    }
     let policy = lockout::policy(&state.settings.login);
     match in_batches(state, FAILURE_BATCH, |tx| {
         Box::pin(lockout::prune(&mut **tx, policy, now, FAILURE_BATCH))

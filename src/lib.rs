@@ -4,6 +4,7 @@
 //! - `grants`: the token endpoint's grant types and client authentication
 //! - `clients`: the registered clients, mirrored in memory on every instance
 //! - `domain`: validated types (scopes, usernames, passwords, opaque tokens, JWT claims)
+//! - `dpop`: which DPoP proof each request needs, nonces and replay (checks in `tessera_dpop`)
 //! - `hashing`: the argon2id pool (bounded slots with reused buffers, a bounded queue)
 //! - `keys`: signing keys, their schedule and the JWKS
 //! - `ops`: every administrative operation, once, with its audit row (admin API and CLI)
@@ -18,6 +19,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod dpop;
 pub mod error;
 pub mod grants;
 pub mod hashing;

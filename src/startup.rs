@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::device::DeviceKey;
+use crate::dpop::Dpop;
 use crate::hashing::PasswordHasher;
 use crate::keys::{KeyEncryptionKey, KeyRing};
 use crate::revocation::Denylist;
@@ -65,6 +66,7 @@ impl Application {
         let secret = settings.encryption_key()?;
         let kek = KeyEncryptionKey::new(&secret)?;
         let devices = Arc::new(DeviceKey::derive(&secret));
+        let dpop = Arc::new(Dpop::new(&settings, &secret));
         let keys = Arc::new(KeyRing::new(kek, settings.tokens.access_ttl)?);
         let hasher = PasswordHasher::new(&settings.password, settings.hashing_slots())?;
         let pool = store::pool(&settings.database)?;
@@ -94,6 +96,7 @@ impl Application {
             clients,
             addresses,
             devices,
+            dpop,
             clock,
             stream_slots,
             shutdown: shutting_down,

@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::device::DeviceKey;
+use crate::dpop::Dpop;
 use crate::hashing::PasswordHasher;
 use crate::keys::KeyRing;
 use crate::revocation::Denylist;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub addresses: Arc<AddressLimiter>,
     /// Signs and checks device credentials (`domain::device`).
     pub devices: Arc<DeviceKey>,
+    /// Checks DPoP proofs, issues nonces, remembers used proofs (`dpop`).
+    pub dpop: Arc<Dpop>,
     pub clock: Clock,
     /// One per open revocation stream (`revocation.max_subscribers`, and
     /// `max_subscribers_per_client` for one client).

@@ -52,6 +52,16 @@ pub struct AccessClaims {
     /// our key is honoured before its time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// The DPoP key the token is bound to (RFC 9449 §6): it is usable only
+    /// with a proof signed by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 confirmation: the SHA-256 JWK thumbprint (RFC 7638) of the key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 impl AccessClaims {
@@ -76,7 +86,13 @@ impl AccessClaims {
             jti: Uuid::new_v4().to_string(),
             sid: None,
             nbf: None,
+            cnf: None,
         }
+    }
+
+    /// The thumbprint of the key this token is bound to, if it is.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
     }
 
     /// Signs with the active key; the header carries `typ: at+jwt` and the kid.

@@ -10,6 +10,8 @@ pub struct Client {
     pub grants: Vec<GrantType>,
     pub scopes: Scope,
     pub disabled: bool,
+    /// RFC 9449 §10.2: every token request must carry a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Client {

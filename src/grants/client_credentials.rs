@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::client::Client;
 use super::{Issuance, TokenResponse, issue};
+use tessera_dpop::Proof;
+
 use crate::domain::Scope;
 use crate::error::Error;
 use crate::state::AppState;
@@ -13,6 +15,7 @@ pub fn grant(
     state: &AppState,
     client: &Client,
     requested: Option<Scope>,
+    proof: Option<&Proof>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
     // Only a client that proved a secret may act as itself.
@@ -33,6 +36,7 @@ pub fn grant(
             client_id: client.id(),
             scope: &scope,
             refresh_token: None,
+            jkt: proof.map(|p| p.jkt.as_str()),
             now,
         },
     )

@@ -9,6 +9,7 @@ pub mod refresh;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::access_token::Confirmation;
 use crate::domain::{AccessClaims, RefreshToken, Scope};
 use crate::error::Error;
 use crate::state::AppState;
@@ -50,6 +51,8 @@ pub struct Issuance<'a> {
     pub scope: &'a Scope,
     /// The refresh token to hand out with it, if any.
     pub refresh_token: Option<&'a RefreshToken>,
+    /// The DPoP key to bind the access token to (`cnf.jkt`), if any.
+    pub jkt: Option<&'a str>,
     pub now: DateTime<Utc>,
 }
 
@@ -62,6 +65,7 @@ pub fn issue(state: &AppState, issuance: Issuance<'_>) -> Result<TokenResponse, 
         client_id,
         scope,
         refresh_token,
+        jkt,
         now,
     } = issuance;
     let settings = &state.settings;
@@ -76,6 +80,9 @@ pub fn issue(state: &AppState, issuance: Issuance<'_>) -> Result<TokenResponse, 
         ttl,
     );
     claims.sid = session.map(|s| s.to_string());
+    claims.cnf = jkt.map(|jkt| Confirmation {
+        jkt: jkt.to_owned(),
+    });
     // No active key only happens before the first load; readiness covers it.
     let signer = state
         .keys
@@ -83,7 +90,8 @@ pub fn issue(state: &AppState, issuance: Issuance<'_>) -> Result<TokenResponse, 
         .ok_or(Error::TemporarilyUnavailable)?;
     Ok(TokenResponse {
         access_token: claims.sign(&signer)?,
-        token_type: "Bearer",
+        // RFC 9449 §5: a bound token is of type DPoP.
+        token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
         expires_in: ttl.as_secs(),
         refresh_token: refresh_token.map(|t| t.expose().to_owned()),
         scope: scope.to_string(),

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use tessera_dpop::Proof;
 
 use super::client::Client;
 use super::{Issuance, TokenResponse, issue};
@@ -12,7 +13,9 @@ use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
-use crate::store::login;
+use crate::dpop;
+use crate::store::login::{self, Started};
+use crate::store::proofs::Used;
 use crate::store::login_throttle::Policy;
 use crate::store::users::{self, UserRow};
 use crate::telemetry;
@@ -30,6 +33,8 @@ pub struct Login {
     pub scope: Option<Scope>,
     /// The client's IP, when known.
     pub address: Option<IpAddr>,
+    /// The request's DPoP proof, checked: the tokens are bound to its key.
+    pub proof: Option<Proof>,
 }
 
 /// A password login.
@@ -71,6 +76,7 @@ pub async fn grant(
         who: &who,
         policy,
         scope: login.scope,
+        proof: login.proof.as_ref(),
         now,
     };
     match checked.finish(password, admitted).await {
@@ -90,6 +96,7 @@ struct Checked<'a> {
     who: &'a Contender,
     policy: Policy,
     scope: Option<Scope>,
+    proof: Option<&'a Proof>,
     now: DateTime<Utc>,
 }
 
@@ -197,12 +204,27 @@ impl Checked<'_> {
             client_id: client.id(),
             scope: &scope_text,
             expires_at: now + ttl,
+            // RFC 9449 §5: a public client's refresh token is bound to the
+            // key; a confidential client's stays bound to its secret.
+            dpop_jkt: self
+                .proof
+                .filter(|_| !client.is_confidential())
+                .map(|p| p.jkt.as_str()),
         };
         let first = refresh_token.as_ref().map(RefreshToken::hash);
+        let proof = self.proof.map(|p| Used {
+            key: dpop::proof_key(p),
+            until: state.dpop.remember_until(p),
+        });
         // It also forgets the source's failures: the right password was given.
-        let Some(session) = login::start_session(&state.pool, session, first.as_ref(), now).await?
-        else {
-            return Ok(None);
+        let session = match login::start_session(&state.pool, session, first.as_ref(), proof.as_ref(), now).await? {
+            Started::Session(session) => session,
+            Started::UserChanged => return Ok(None),
+            Started::ProofReplayed => {
+                // Replayed through another instance: the password was right.
+                lockout::forgive(&state.pool, self.policy, self.username, self.who).await?;
+                return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
+            }
         };
         let mut response = issue(
             state,
@@ -212,6 +234,7 @@ impl Checked<'_> {
                 client_id: client.id(),
                 scope,
                 refresh_token: refresh_token.as_ref(),
+                jkt: self.proof.map(|p| p.jkt.as_str()),
                 now,
             },
         )?;

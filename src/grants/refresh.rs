@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
+use tessera_dpop::Proof;
 
 use super::client::Client;
 use super::{Issuance, TokenResponse, issue};
@@ -21,7 +22,9 @@ use crate::domain::{RefreshToken, Scope, TokenHash};
 use crate::error::Error;
 use crate::revocation;
 use crate::state::AppState;
-use crate::store::refresh;
+use crate::dpop;
+use crate::store::proofs::{self, Used};
+use crate::store::refresh::{self, Fresh};
 
 const INVALID: &str = "refresh token is invalid, expired or revoked";
 
@@ -55,6 +58,7 @@ pub async fn grant(
     client: &Client,
     presented: SecretString,
     requested: Option<Scope>,
+    proof: Option<&Proof>,
 ) -> Result<TokenResponse, Error> {
     if presented.expose_secret().is_empty() || presented.expose_secret().len() > MAX_OPAQUE_LEN {
         return Err(Error::InvalidGrant(INVALID));
@@ -65,9 +69,17 @@ pub async fn grant(
         .await
         .map_err(|_| abandoned())??;
     let child = RefreshToken::generate();
+    let proof = proof.map(|p| Presented {
+        jkt: &p.jkt,
+        used: Used {
+            key: dpop::proof_key(p),
+            until: state.dpop.remember_until(p),
+        },
+    });
+    let proof = proof.as_ref();
     if let Some(response) = tokio::time::timeout(
         limit + ANSWER_MARGIN,
-        rotate_fresh(state, &mut conn, client, &hash, &requested, &child),
+        rotate_fresh(state, &mut conn, client, &hash, &requested, &child, proof),
     )
     .await
     .map_err(|_| {
@@ -82,10 +94,16 @@ pub async fn grant(
     // Dropping the unfinished transaction rolls it back: nothing is spent.
     tokio::time::timeout(
         limit,
-        rotate(state, &mut conn, client, &hash, requested, &child),
+        rotate(state, &mut conn, client, &hash, requested, &child, proof),
     )
     .await
     .map_err(|_| abandoned())?
+}
+
+/// The request's DPoP proof, as a refresh needs it.
+struct Presented<'a> {
+    jkt: &'a str,
+    used: Used,
 }
 
 fn abandoned() -> Error {
@@ -104,6 +122,7 @@ async fn rotate_fresh(
     hash: &TokenHash,
     requested: &Option<Scope>,
     child: &RefreshToken,
+    proof: Option<&Presented<'_>>,
 ) -> Result<Option<TokenResponse>, Error> {
     let wanted = requested.as_ref().filter(|r| !r.is_empty());
     if wanted.is_some_and(|r| !r.is_subset(&client.scopes)) {
@@ -114,17 +133,21 @@ async fn rotate_fresh(
         return Err(Error::TemporarilyUnavailable);
     }
     let wanted = wanted.map(Scope::to_string);
-    let Some(rotated) = refresh::rotate_fresh(
+    let rotated = match refresh::rotate_fresh(
         conn,
         hash,
         client.id(),
         wanted.as_deref(),
         &child.hash(),
+        proof.map(|p| p.jkt),
+        proof.map(|p| &p.used),
         before,
     )
     .await?
-    else {
-        return Ok(None);
+    {
+        Fresh::Rotated(rotated) => rotated,
+        Fresh::NotFresh => return Ok(None),
+        Fresh::ProofReplayed => return Err(Error::InvalidDpopProof(dpop::REPLAYED.into())),
     };
     tracing::Span::current().record("session_id", tracing::field::display(rotated.session_id));
     let scope = refreshed_scope(&rotated.scope, client, requested.clone())?;
@@ -136,6 +159,7 @@ async fn rotate_fresh(
             client_id: client.id(),
             scope: &scope,
             refresh_token: Some(child),
+            jkt: proof.map(|p| p.jkt),
             now: state.clock.now(),
         },
     )
@@ -149,6 +173,7 @@ async fn rotate(
     hash: &TokenHash,
     requested: Option<Scope>,
     child: &RefreshToken,
+    proof: Option<&Presented<'_>>,
 ) -> Result<TokenResponse, Error> {
     let mut tx = conn.begin().await?;
     let Some((session, token)) = refresh::lock_by_token(&mut tx, hash).await? else {
@@ -166,6 +191,20 @@ async fn rotate(
     }
     if session.user_disabled {
         return Err(Error::InvalidGrant(INVALID));
+    }
+    // Before reuse detection: whoever cannot prove the key cannot use the
+    // token, and must not be able to end the session by replaying it.
+    if let Some(bound) = &session.dpop_jkt
+        && proof.map(|p| p.jkt) != Some(bound.as_str())
+    {
+        return Err(Error::InvalidDpopProof(
+            "the refresh token is bound to a DPoP key: send a proof signed by that key".into(),
+        ));
+    }
+    if let Some(proof) = proof
+        && !proofs::record(&mut tx, &proof.used).await?
+    {
+        return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
     }
     let grace = chrono::Duration::from_std(state.settings.tokens.refresh_grace)
         .map_err(anyhow::Error::from)?;
@@ -192,6 +231,7 @@ async fn rotate(
             client_id: client.id(),
             scope: &scope,
             refresh_token: Some(child),
+            jkt: proof.map(|p| p.jkt),
             now,
         },
     )?;

@@ -1,11 +1,15 @@
-//! Bearer-token authentication (RFC 6750) for the admin API, the
-//! revocation feed and admin introspection. Failures say nothing about why.
+//! Access-token authentication for the admin API, the revocation feed and
+//! admin introspection: `Authorization: Bearer` (RFC 6750), or `DPoP` with
+//! a proof for a DPoP-bound token (RFC 9449 §7). Failures of the token say
+//! nothing about why; a refused proof says which rule it broke.
 
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest};
 
 use crate::domain::Scope;
+use super::proof;
 use crate::domain::access_token::AccessClaims;
+use crate::dpop::Target;
 use crate::error::Error;
 use crate::state::AppState;
 use crate::telemetry::record_on_request;
@@ -14,15 +18,28 @@ use crate::telemetry::record_on_request;
 #[derive(Clone)]
 pub struct Refused(pub AccessClaims);
 
-/// True when the request carries `Authorization: Bearer ...`.
+/// How the token was presented.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+/// True when the request carries `Authorization: Bearer ...` or `DPoP ...`.
 pub fn is_present(req: &HttpRequest) -> bool {
     token(req).is_some()
 }
 
-fn token(req: &HttpRequest) -> Option<&str> {
+fn token(req: &HttpRequest) -> Option<(Scheme, &str)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some((Scheme::Bearer, token.trim()))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Some((Scheme::Dpop, token.trim()))
+    } else {
+        None
+    }
 }
 
 /// A valid, unrevoked access token of this issuer whose scope includes `scope`.
@@ -31,11 +48,26 @@ pub async fn require(
     state: &AppState,
     scope: &str,
 ) -> Result<AccessClaims, Error> {
-    let token = token(req).ok_or(Error::MissingToken)?;
+    let (scheme, token) = token(req).ok_or(Error::MissingToken)?;
+    let now = state.clock.now();
     let claims = state
         .verifier
-        .verify(token, state.clock.now())
+        .verify(token, now)
         .map_err(|_| Error::InvalidToken)?;
+    match (scheme, claims.jkt()) {
+        (Scheme::Bearer, None) => {}
+        // A bound token used as a bearer token is a copied one (§7.2); an
+        // unbound one under the DPoP scheme proves nothing.
+        (Scheme::Bearer, Some(_)) | (Scheme::Dpop, None) => return Err(Error::InvalidToken),
+        (Scheme::Dpop, Some(jkt)) => {
+            let target = Target::Resource {
+                method: req.method().as_str(),
+                path: req.path(),
+                access_token: token,
+            };
+            state.dpop.with_token(proof::sent(req), target, jkt, now)?;
+        }
+    }
     // Until the denylist is loaded, a revoked token would look valid.
     if !state.denylist.is_loaded() {
         return Err(Error::TemporarilyUnavailable);
@@ -46,7 +78,7 @@ pub async fn require(
         .await?;
     let revoked = state
         .denylist
-        .is_revoked_current(&state.pool, &claims, state.clock.now())
+        .is_revoked_current(&state.pool, &claims, now)
         .await?;
     if revoked || disabled {
         return Err(Error::InvalidToken);

@@ -11,6 +11,7 @@ mod health;
 mod introspect;
 mod metrics;
 pub mod peer;
+mod proof;
 mod revocations;
 mod revoke;
 mod token;
@@ -62,9 +63,11 @@ route_table!(admin_routes, ADMIN_ROUTES {
     get "/admin/users/{id}/sessions" => admin::sessions::list,
     delete "/admin/users/{id}/sessions/{session_id}" => admin::sessions::revoke,
     post "/admin/tokens/revoke" => admin::tokens::revoke,
+    get "/admin/clients" => admin::clients::list,
     post "/admin/clients/{client_id}/disable" => admin::clients::disable,
     post "/admin/clients/{client_id}/enable" => admin::clients::enable,
     post "/admin/clients/{client_id}/secret" => admin::clients::rotate_secret,
+    put "/admin/clients/{client_id}/dpop" => admin::clients::set_dpop,
     get "/admin/keys" => admin::keys::list,
     post "/admin/keys/rotate" => admin::keys::rotate,
     get "/admin/audit" => admin::audit::page,

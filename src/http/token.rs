@@ -9,8 +9,9 @@ use serde::Deserialize;
 use super::body;
 use super::client_auth::credentials_from;
 use super::client_ip::client_ip;
+use super::proof;
 use crate::domain::{GrantType, Scope};
-use crate::error::Error;
+use crate::error::{DPOP_NONCE, Error};
 use crate::grants::client;
 use crate::grants::{client_credentials, password, refresh};
 use crate::state::AppState;
@@ -58,6 +59,9 @@ pub async fn token(
             "the client is not allowed to use this grant type",
         ));
     }
+    let proof = state
+        .dpop
+        .at_token_endpoint(proof::sent(&req), &client, now)?;
     let scope = request
         .scope
         .map(|s| Scope::parse(&s))
@@ -78,22 +82,29 @@ pub async fn token(
                 device_token: request.device_token,
                 scope,
                 address: client_ip(&req, &state.settings.http),
+                proof,
             };
             password::grant(&state, &client, login, now).await?
         }
-        GrantType::ClientCredentials => client_credentials::grant(&state, &client, scope, now)?,
+        GrantType::ClientCredentials => {
+            client_credentials::grant(&state, &client, scope, proof.as_ref(), now)?
+        }
         GrantType::RefreshToken => {
             let token = request
                 .refresh_token
                 .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
-            refresh::grant(&state, &client, token, scope).await?
+            refresh::grant(&state, &client, token, scope, proof.as_ref()).await?
         }
     };
     record_on_request(&req, "user_id", &response.subject);
     metrics::counter!(telemetry::metrics::TOKENS_ISSUED, "grant_type" => grant_type.as_str())
         .increment(1);
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .json(response))
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+    // The newest nonce, so the client need not be refused to learn it (§8.2).
+    if let Some(nonce) = state.dpop.next_nonce(now) {
+        ok.insert_header((DPOP_NONCE, nonce));
+    }
+    Ok(ok.json(response))
 }

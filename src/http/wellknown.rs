@@ -76,6 +76,7 @@ fn render_metadata(issuer: &str, algorithms: &[&str], max_access_lifetime: u64) 
         "id_token_signing_alg_values_supported": [],
         "access_token_signing_alg_values_supported": algorithms,
         "tessera_max_access_token_lifetime": max_access_lifetime,
+        "dpop_signing_alg_values_supported": tessera_dpop::ALGORITHMS,
     });
     serde_json::to_vec(&metadata).unwrap_or_default()
 }

@@ -26,6 +26,8 @@ pub struct NewClient {
     pub secret: SecretChoice,
     pub grants: Vec<String>,
     pub scopes: Vec<String>,
+    /// Every token request must carry a DPoP proof.
+    pub require_dpop: bool,
 }
 
 impl Ops<'_> {
@@ -63,6 +65,7 @@ impl Ops<'_> {
             hash.as_ref().map(|h| h.as_bytes()),
             &grants,
             &scope,
+            new.require_dpop,
             now,
         )
         .await
@@ -229,6 +232,33 @@ impl Ops<'_> {
             now,
         )
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the client must send a DPoP proof with every token request
+    /// (`dpop_bound_access_tokens`). Applies from its next token request;
+    /// tokens already issued keep their binding, or lack of one.
+    pub async fn set_client_dpop_bound(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        bound: bool,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let id = ClientId::parse(client_id)?;
+        let mut tx = self.begin().await?;
+        if !clients::set_dpop_bound(&mut tx, &id, bound).await? {
+            return Err(Error::NotFound("no such client"));
+        }
+        let action = if bound {
+            "client.require_dpop"
+        } else {
+            "client.allow_bearer"
+        };
+        self.audit(&mut tx, actor, action, Some(id.as_str()), reason, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -256,6 +256,7 @@ mod tests {
             jti: jti.into(),
             sid: None,
             nbf: None,
+            cnf: None,
         }
     }
 

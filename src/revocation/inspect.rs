@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Lookup, Presented, Purpose, commit, identify, revoke};
+use crate::domain::access_token::Confirmation;
 use crate::error::Error;
 
 /// An active token as introspection describes it (RFC 7662 §2.2).
@@ -24,6 +25,9 @@ pub struct Active {
     pub jti: String,
     pub iss: String,
     pub aud: String,
+    /// The DPoP key a bound access token is bound to (RFC 9449 §6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 impl Presented {
@@ -61,7 +65,7 @@ pub async fn introspect(
                 .is_revoked_current(lookup.pool, &claims, now)
                 .await?;
             (!revoked).then_some(Active {
-                token_type: Some("Bearer"),
+                token_type: Some(if claims.cnf.is_some() { "DPoP" } else { "Bearer" }),
                 token_use: "access_token",
                 sub: claims.sub,
                 client_id: claims.client_id,
@@ -71,6 +75,7 @@ pub async fn introspect(
                 jti: claims.jti,
                 iss: claims.iss,
                 aud: claims.aud,
+                cnf: claims.cnf,
             })
         }
         Presented::Refresh(status) if status.is_active(now) => Some(Active {
@@ -84,6 +89,7 @@ pub async fn introspect(
             jti: status.token_id.to_string(),
             iss: lookup.issuer.to_owned(),
             aud: lookup.audience.to_owned(),
+            cnf: None,
         }),
         _ => None,
     })

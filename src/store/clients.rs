@@ -9,6 +9,7 @@ struct ClientRow {
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
     pub disabled: bool,
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,17 +27,19 @@ pub async fn insert(
     secret_hash: Option<&[u8]>,
     grant_types: &[GrantType],
     scopes: &Scope,
+    dpop_bound: bool,
     now: DateTime<Utc>,
 ) -> Result<(), CreateClientError> {
     sqlx::query!(
-        "INSERT INTO clients (client_id, secret_hash, grant_types, scopes, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO clients (client_id, secret_hash, grant_types, scopes, dpop_bound_access_tokens, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
         client_id.as_str(),
         secret_hash,
         // A type override: the macro would check a text[] parameter against
         // `&[String]` only.
         &grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>() as &[&str],
         &scopes.tokens(),
+        dpop_bound,
         now,
     )
     .execute(conn)
@@ -60,7 +63,7 @@ pub const CHANNEL: &str = "tessera_clients";
 pub async fn all(pool: &PgPool) -> anyhow::Result<Vec<Client>> {
     sqlx::query_as!(
         ClientRow,
-        "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients",
+        "SELECT client_id, secret_hash, grant_types, scopes, disabled, dpop_bound_access_tokens FROM clients",
     )
     .fetch_all(pool)
     .await?
@@ -74,7 +77,7 @@ pub async fn all(pool: &PgPool) -> anyhow::Result<Vec<Client>> {
 pub async fn find_many(pool: &PgPool, client_ids: &[String]) -> anyhow::Result<Vec<Client>> {
     sqlx::query_as!(
         ClientRow,
-        "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients WHERE client_id = ANY($1)",
+        "SELECT client_id, secret_hash, grant_types, scopes, disabled, dpop_bound_access_tokens FROM clients WHERE client_id = ANY($1)",
         client_ids,
     )
     .fetch_all(pool)
@@ -126,6 +129,24 @@ pub async fn set_secret(
     Ok(updated.rows_affected() == 1)
 }
 
+/// Whether every token request of the client must carry a DPoP proof.
+/// False when there is no such client.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_dpop_bound(
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
+    bound: bool,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query!(
+        "UPDATE clients SET dpop_bound_access_tokens = $2 WHERE client_id = $1",
+        client_id.as_str(),
+        bound,
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// Locks a client's row for a change; whether it is confidential, or
 /// `None` when there is no such client.
 pub async fn lock_is_confidential(
@@ -165,7 +186,7 @@ pub async fn set_grants(
 pub async fn find(pool: &PgPool, client_id: &str) -> anyhow::Result<Option<Client>> {
     let row = sqlx::query_as!(
         ClientRow,
-        "SELECT client_id, secret_hash, grant_types, scopes, disabled FROM clients WHERE client_id = $1",
+        "SELECT client_id, secret_hash, grant_types, scopes, disabled, dpop_bound_access_tokens FROM clients WHERE client_id = $1",
         client_id,
     )
     .fetch_optional(pool)
@@ -191,6 +212,7 @@ impl TryFrom<ClientRow> for Client {
             grants,
             scopes,
             disabled: row.disabled,
+            dpop_bound_access_tokens: row.dpop_bound_access_tokens,
         })
     }
 }

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::login_throttle::{Attempter, Policy};
+use super::proofs::Used;
 use super::users::UserRow;
 use crate::domain::{TokenHash, Username};
 
@@ -84,13 +85,27 @@ pub struct NewSession<'a> {
     pub client_id: &'a str,
     pub scope: &'a str,
     pub expires_at: DateTime<Utc>,
+    /// The DPoP key the session's refresh tokens are bound to, if any.
+    pub dpop_jkt: Option<&'a str>,
+}
+
+/// What `start_session` did.
+#[derive(Debug)]
+pub enum Started {
+    Session(Uuid),
+    /// The user changed while the password was being checked: nothing written.
+    UserChanged,
+    /// The request's DPoP proof was used before (through another instance):
+    /// nothing written.
+    ProofReplayed,
 }
 
 /// Starts a session with its first refresh token,
 /// if the client gets one, and forgets the failures of the login's source:
 /// the right password was given there, so they were the user's own typos,
-/// and they leave the username-wide count too (this attempt included). `None`, and nothing written, when the user changed
-/// while the password was being checked.
+/// and they leave the username-wide count too (this attempt included).
+/// Records the request's DPoP proof, if any, in the same statement: a proof
+/// used before (on any instance) starts nothing.
 ///
 /// The password was verified without a lock, and hashing takes a while:
 /// under a share lock on the user, the statement makes sure nothing changed
@@ -104,17 +119,24 @@ pub async fn start_session(
     pool: &PgPool,
     session: NewSession<'_>,
     first: Option<&TokenHash>,
+    proof: Option<&Used>,
     now: DateTime<Utc>,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar!(
-        r#"WITH still_valid AS (
+) -> sqlx::Result<Started> {
+    let row = sqlx::query!(
+        r#"WITH proof AS (
+               INSERT INTO dpop_proofs (proof_key, expires_at)
+               SELECT $14, $15 WHERE $14::bytea IS NOT NULL
+               ON CONFLICT DO NOTHING
+               RETURNING 1 AS fresh
+           ), still_valid AS (
                SELECT u.id FROM users u
                WHERE u.id = $1 AND u.password_hash = $2 AND NOT u.disabled
                  AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < $3)
+                 AND ($14::bytea IS NULL OR EXISTS (SELECT 1 FROM proof))
                FOR SHARE OF u
            ), session AS (
-               INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at)
-               SELECT $4, id, $5, $6, $3, $7 FROM still_valid
+               INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, dpop_jkt)
+               SELECT $4, id, $5, $6, $3, $7, $16 FROM still_valid
                RETURNING id
            ), first AS (
                INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, created_at)
@@ -122,7 +144,10 @@ pub async fn start_session(
            ), forgiven AS (
                SELECT login_forgive($10, $11, $12, $13) FROM session
            )
-           SELECT session.id AS "id!" FROM session LEFT JOIN forgiven ON true"#,
+           SELECT session.id AS "id?",
+                  ($14::bytea IS NULL OR EXISTS (SELECT 1 FROM proof)) AS "fresh_proof!"
+           FROM (VALUES (1)) AS one (x)
+           LEFT JOIN session ON true LEFT JOIN forgiven ON true"#,
         session.user_id,
         session.verified_hash,
         now,
@@ -136,7 +161,15 @@ pub async fn start_session(
         session.who.source,
         session.who.trusted,
         session.policy.username_threshold(),
+        proof.map(|p| p.key.as_slice()),
+        proof.map(|p| p.until),
+        session.dpop_jkt,
     )
-    .fetch_optional(pool)
-    .await
+    .fetch_one(pool)
+    .await?;
+    Ok(match (row.id, row.fresh_proof) {
+        (Some(id), _) => Started::Session(id),
+        (None, false) => Started::ProofReplayed,
+        (None, true) => Started::UserChanged,
+    })
 }

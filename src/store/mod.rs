@@ -15,6 +15,7 @@ mod connection;
 pub mod keys;
 pub mod login;
 pub mod login_throttle;
+pub mod proofs;
 pub mod refresh;
 pub mod revocations;
 pub mod users;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::proofs::Used;
 use crate::domain::{Scope, TokenHash};
 
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub struct SessionRow {
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub user_disabled: bool,
+    /// The DPoP key its refresh tokens are bound to, if any.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A session row as stored; its scope is parsed once, in `lock_by_token`.
@@ -27,6 +30,7 @@ struct StoredSession {
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
     user_disabled: bool,
+    dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +48,16 @@ pub struct Rotated {
     pub scope: Scope,
 }
 
+/// What the one-statement refresh did.
+#[derive(Debug)]
+pub enum Fresh {
+    Rotated(Rotated),
+    /// Not the common case: nothing spent (see `lock_by_token`).
+    NotFresh,
+    /// The request's DPoP proof was used before: nothing written.
+    ProofReplayed,
+}
+
 /// The common case of a refresh in one statement (one round trip): if the
 /// presented token is unused and unrevoked, its session live and
 /// `client_id`'s, its user enabled and `requested` (space-separated; NULL
@@ -56,7 +70,12 @@ pub struct Rotated {
 /// `sess`), and the token update re-checks `used_at IS NULL` against a
 /// concurrent winner, so two refreshes with one token cannot both succeed.
 /// Nothing is written unless the token is spent, except that the loser of
-/// such a race records a use of the session, as the winner did. Times are
+/// such a race records a use of the session, as the winner did.
+///
+/// A session bound to a DPoP key rotates only for a proof by that key
+/// (`jkt`). The proof (`proof`) is recorded only if the token is spent;
+/// if it was recorded before (a replay, maybe through another instance),
+/// its primary key fails the whole statement, so nothing is spent. Times are
 /// `now` plus however long the statement waited (for the lock, say), so a
 /// stall cannot stamp the token as spent earlier than it was.
 #[tracing::instrument(level = "debug", skip_all)]
@@ -66,8 +85,10 @@ pub async fn rotate_fresh(
     client_id: &str,
     requested: Option<&str>,
     child: &TokenHash,
+    jkt: Option<&str>,
+    proof: Option<&Used>,
     now: DateTime<Utc>,
-) -> sqlx::Result<Option<Rotated>> {
+) -> sqlx::Result<Fresh> {
     let row = sqlx::query!(
         r#"WITH sess AS (
                UPDATE sessions f
@@ -78,6 +99,7 @@ pub async fn rotate_fresh(
                  AND u.id = f.user_id AND NOT u.disabled
                  AND f.client_id = $2 AND f.revoked_at IS NULL AND f.expires_at > $3
                  AND ($4::text IS NULL OR string_to_array($4, ' ') <@ string_to_array(f.scope, ' '))
+                 AND (f.dpop_jkt IS NULL OR f.dpop_jkt = $7)
                RETURNING f.id, f.user_id, f.scope
            ), spent AS (
                UPDATE refresh_tokens t
@@ -88,6 +110,9 @@ pub async fn rotate_fresh(
            ), child AS (
                INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, created_at)
                SELECT $5, spent.session_id, spent.id, $6, $3 FROM spent
+           ), proof AS (
+               INSERT INTO dpop_proofs (proof_key, expires_at)
+               SELECT $8, $9 FROM spent WHERE $8::bytea IS NOT NULL
            )
            SELECT sess.id AS "session_id!", sess.user_id AS "user_id!", sess.scope AS "scope!"
            FROM sess JOIN spent ON spent.session_id = sess.id"#,
@@ -97,13 +122,20 @@ pub async fn rotate_fresh(
         requested,
         Uuid::new_v4(),
         child.as_bytes(),
+        jkt,
+        proof.map(|p| p.key.as_slice()),
+        proof.map(|p| p.until),
     )
     .fetch_optional(conn)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
+    .await;
+    let row = match row {
+        Err(e) if super::is_unique_violation(&e) => return Ok(Fresh::ProofReplayed),
+        other => other?,
     };
-    Ok(Some(Rotated {
+    let Some(row) = row else {
+        return Ok(Fresh::NotFresh);
+    };
+    Ok(Fresh::Rotated(Rotated {
         scope: Scope::parse(&row.scope).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         session_id: row.session_id,
         user_id: row.user_id,
@@ -128,7 +160,7 @@ pub async fn lock_by_token(
     };
     let stored = sqlx::query_as!(
         StoredSession,
-        "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled
+        "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled, f.dpop_jkt
          FROM sessions f JOIN users u ON u.id = f.user_id
          WHERE f.id = $1 FOR UPDATE OF f",
         session_id,
@@ -143,6 +175,7 @@ pub async fn lock_by_token(
         expires_at: stored.expires_at,
         revoked_at: stored.revoked_at,
         user_disabled: stored.user_disabled,
+        dpop_jkt: stored.dpop_jkt,
     };
     let token = sqlx::query_as!(
         TokenRow,

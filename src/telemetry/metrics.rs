@@ -31,6 +31,11 @@ pub const ADMIN_UNAUTHENTICATED: &str = "tessera_admin_unauthenticated_total";
 /// Client lookups that read Postgres: the in-memory mirror was not
 /// confirmed current.
 pub const CLIENT_CACHE_MISSES: &str = "tessera_client_cache_misses_total";
+/// DPoP proofs refused with 503 because this instance's replay cache was
+/// full (`dpop.replay_capacity` proofs inside their window).
+pub const DPOP_REPLAY_FULL: &str = "tessera_dpop_replay_cache_full_total";
+/// Proofs this instance remembers to refuse replays.
+pub const DPOP_REPLAY_ENTRIES: &str = "tessera_dpop_replay_cache_entries";
 
 /// The `kind` label values of `REVOCATIONS`: one access token denylisted, one
 /// session ended, one user logged out everywhere.
@@ -110,6 +115,14 @@ fn register() {
         CLIENT_CACHE_MISSES,
         "Client lookups answered by the database: the in-memory copy was not confirmed current"
     );
+    describe_counter!(
+        DPOP_REPLAY_FULL,
+        "DPoP proofs refused (503) because the replay cache was full"
+    );
+    describe_gauge!(
+        DPOP_REPLAY_ENTRIES,
+        "DPoP proofs remembered by this instance to refuse replays"
+    );
     describe_gauge!(
         REVOCATION_STREAMS,
         "Open revocation-stream connections on this instance"
@@ -136,6 +149,7 @@ fn register() {
         counter!(LOGIN_THROTTLED, "reason" => reason).increment(0);
     }
     gauge!(REVOCATION_STREAMS).increment(0.0);
+    gauge!(DPOP_REPLAY_ENTRIES).set(0.0);
     for kind in REVOCATION_KINDS {
         counter!(REVOCATIONS, "kind" => kind).increment(0);
     }
@@ -145,6 +159,7 @@ fn register() {
         DB_POOL_TIMEOUTS,
         ADMIN_UNAUTHENTICATED,
         CLIENT_CACHE_MISSES,
+        DPOP_REPLAY_FULL,
     ] {
         counter!(name).increment(0);
     }

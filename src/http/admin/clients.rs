@@ -1,5 +1,6 @@
-//! `POST /admin/clients/{client_id}/disable`, `/enable` and `/secret`: the
-//! same operations as `tessera client disable|enable|rotate-secret`.
+//! `GET /admin/clients`, `POST /admin/clients/{client_id}/disable`,
+//! `/enable` and `/secret`, and `PUT /admin/clients/{client_id}/dpop`: the
+//! same operations as `tessera client list|disable|enable|rotate-secret|set-dpop`.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{self, Payload};
@@ -117,4 +118,68 @@ pub async fn rotate_secret(
             tokens_revoked: revoke_tokens,
             client_secret: secret.as_ref().map(|s| s.expose()),
         }))
+}
+
+/// A client as listed: never its secret.
+#[derive(Serialize)]
+struct Listed<'a> {
+    client_id: &'a str,
+    /// `confidential` or `public`.
+    kind: &'static str,
+    disabled: bool,
+    dpop_bound_access_tokens: bool,
+    grant_types: Vec<&'static str>,
+    scope: String,
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    let clients = state.ops().list_clients().await?;
+    let listed: Vec<Listed<'_>> = clients
+        .iter()
+        .map(|c| Listed {
+            client_id: c.id(),
+            kind: if c.is_confidential() {
+                "confidential"
+            } else {
+                "public"
+            },
+            disabled: c.disabled,
+            dpop_bound_access_tokens: c.dpop_bound_access_tokens,
+            grant_types: c.grants.iter().map(|g| g.as_str()).collect(),
+            scope: c.scopes.to_string(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "clients": listed })))
+}
+
+/// Whether the client must send a DPoP proof with every token request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopChange {
+    pub dpop_bound_access_tokens: Option<bool>,
+    pub reason: Option<String>,
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn set_dpop(
+    admin: Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let body: DpopChange = json(&req, payload, &state, false).await?;
+    let bound = body
+        .dpop_bound_access_tokens
+        .ok_or_else(|| Error::invalid_request("dpop_bound_access_tokens is required"))?;
+    let reason = Reason::parse(body.reason)?;
+    state
+        .ops()
+        .set_client_dpop_bound(&admin.actor, &path, bound, &reason, admin.now)
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "client_id": path.as_str(),
+        "dpop_bound_access_tokens": bound,
+    })))
 }

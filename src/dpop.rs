@@ -1,0 +1,216 @@
+//! DPoP (RFC 9449) at the issuer: which proof each request must carry, and
+//! what a proof that passed is worth. The checks themselves are
+//! `tessera_dpop`'s, shared with the verifier kit.
+//!
+//! Replay (§11.1): every proof is recorded in this instance's memory
+//! (bounded; when full, proofs are refused with a 503, never let through).
+//! The password and refresh grants also record it in Postgres, in the
+//! statement that starts or rotates the session, so a proof replayed to
+//! another instance is refused there too. client_credentials writes
+//! nothing to Postgres (that is what makes it fast): across instances a
+//! replayed proof can mint one more token, bound to the same key, and the
+//! request also carries the client's secret (see docs/dpop.md).
+
+use chrono::{DateTime, Utc};
+use tessera_dpop::{Expected, Nonces, Proof, ReplayCache, ReplayRefused};
+use url::Url;
+
+use crate::config::Settings;
+use crate::domain::Client;
+use crate::error::Error;
+
+/// What the nonce key is derived for, so the secret it comes from is never
+/// used for two purposes with one key.
+const NONCE_PURPOSE: &[u8] = b"tessera dpop nonce v1";
+
+/// The `DPoP` request headers, as sent.
+pub enum Sent<'a> {
+    None,
+    One(&'a str),
+    /// More than one: refused (§4.3 point 1).
+    Many,
+}
+
+pub struct Dpop {
+    window: i64,
+    require_nonce: bool,
+    nonces: Nonces,
+    replay: ReplayCache,
+    /// The public listener's base (the issuer) and the admin listener's.
+    public: String,
+    admin: String,
+}
+
+/// Where a proof is sent: the token endpoint, or an endpoint that takes an
+/// access token (§7).
+pub enum Target<'a> {
+    Token,
+    Resource {
+        method: &'a str,
+        path: &'a str,
+        access_token: &'a str,
+    },
+}
+
+impl Dpop {
+    /// `secret` is the key-encryption key: every instance derives the same
+    /// nonce key from it.
+    pub fn new(settings: &Settings, secret: &[u8]) -> Dpop {
+        let dpop = &settings.dpop;
+        Dpop {
+            window: i64::try_from(dpop.window.as_secs()).unwrap_or(i64::MAX),
+            require_nonce: dpop.require_nonce,
+            nonces: Nonces::derive(secret, NONCE_PURPOSE, dpop.nonce_lifetime.as_secs()),
+            replay: ReplayCache::new(dpop.replay_capacity),
+            public: settings.issuer.trim_end_matches('/').to_owned(),
+            admin: dpop
+                .admin_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", settings.http.admin_addr))
+                .trim_end_matches('/')
+                .to_owned(),
+        }
+    }
+
+    /// The proof of a token request, checked, or `None` when there is none
+    /// and the client may go without.
+    pub fn at_token_endpoint(
+        &self,
+        sent: Sent<'_>,
+        client: &Client,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Proof>, Error> {
+        let proof = match sent {
+            Sent::None if client.dpop_bound_access_tokens => {
+                return Err(Error::InvalidDpopProof(
+                    "this client must send a DPoP proof with every token request".into(),
+                ));
+            }
+            Sent::None => return Ok(None),
+            Sent::Many => return Err(Error::InvalidDpopProof(ONE_HEADER.into())),
+            Sent::One(proof) => proof,
+        };
+        let proof = self
+            .check(proof, Target::Token, now)
+            .map_err(|refused| Error::InvalidDpopProof(refused.to_string()))?;
+        if self.require_nonce
+            && !proof
+                .nonce
+                .as_deref()
+                .is_some_and(|n| self.nonces.accepts(n, now.timestamp()))
+        {
+            return Err(Error::UseDpopNonce(self.nonces.issue(now.timestamp())));
+        }
+        self.first_use(&proof, now)?;
+        Ok(Some(proof))
+    }
+
+    /// The proof sent with a DPoP-bound access token (`jkt`) to an endpoint
+    /// that takes one: it must be by the token's key and name the token.
+    pub fn with_token(
+        &self,
+        sent: Sent<'_>,
+        target: Target<'_>,
+        jkt: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let proof = match sent {
+            Sent::One(proof) => proof,
+            Sent::None => return Err(Error::ProofRefused("a DPoP proof is required".into())),
+            Sent::Many => return Err(Error::ProofRefused(ONE_HEADER.into())),
+        };
+        let proof = self
+            .check(proof, target, now)
+            .map_err(|refused| Error::ProofRefused(refused.to_string()))?;
+        if proof.jkt != jkt {
+            return Err(Error::ProofRefused(
+                "the DPoP proof is not signed by the key the token is bound to".into(),
+            ));
+        }
+        self.first_use(&proof, now).map_err(|e| match e {
+            Error::InvalidDpopProof(why) => Error::ProofRefused(why),
+            other => other,
+        })
+    }
+
+    /// A fresh nonce for a successful response, when nonces are required:
+    /// the client keeps the newest (§8.2).
+    pub fn next_nonce(&self, now: DateTime<Utc>) -> Option<String> {
+        self.require_nonce
+            .then(|| self.nonces.issue(now.timestamp()))
+    }
+
+    /// Until when a proof must be remembered: after that its `iat` is out
+    /// of the window anyway.
+    pub fn remember_until(&self, proof: &Proof) -> DateTime<Utc> {
+        let until = proof.iat.saturating_add(self.window);
+        DateTime::from_timestamp(until, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// Proofs remembered on this instance.
+    pub fn remembered(&self) -> usize {
+        self.replay.len()
+    }
+
+    fn check(
+        &self,
+        proof: &str,
+        target: Target<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Proof, tessera_dpop::Refused> {
+        let (method, url, access_token) = match target {
+            Target::Token => ("POST", format!("{}/auth/token", self.public), None),
+            Target::Resource {
+                method,
+                path,
+                access_token,
+            } => {
+                let base = if path.starts_with("/admin/") {
+                    &self.admin
+                } else {
+                    &self.public
+                };
+                (method, format!("{base}{path}"), Some(access_token))
+            }
+        };
+        let url = Url::parse(&url).map_err(|_| tessera_dpop::Refused::Url)?;
+        tessera_dpop::check(
+            proof,
+            &Expected {
+                method,
+                url: &url,
+                now: now.timestamp(),
+                window: self.window,
+                access_token,
+            },
+        )
+    }
+
+    fn first_use(&self, proof: &Proof, now: DateTime<Utc>) -> Result<(), Error> {
+        let until = proof.iat.saturating_add(self.window);
+        match self
+            .replay
+            .first_use(&proof.jkt, &proof.jti, until, now.timestamp())
+        {
+            Ok(()) => Ok(()),
+            Err(ReplayRefused::Replayed) => Err(Error::InvalidDpopProof(REPLAYED.into())),
+            Err(ReplayRefused::Full) => {
+                metrics::counter!(crate::telemetry::metrics::DPOP_REPLAY_FULL).increment(1);
+                Err(Error::TemporarilyUnavailable)
+            }
+        }
+    }
+}
+
+const ONE_HEADER: &str = "send exactly one DPoP header";
+pub const REPLAYED: &str = "the DPoP proof was already used; make a new one for every request";
+
+/// The key a proof is recorded under in Postgres: SHA-256 of its key
+/// thumbprint and `jti`, as the in-memory cache keys it.
+pub fn proof_key(proof: &Proof) -> Vec<u8> {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(proof.jkt.as_bytes());
+    context.update(&[0]);
+    context.update(proof.jti.as_bytes());
+    context.finish().as_ref().to_vec()
+}
