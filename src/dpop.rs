@@ -53,9 +53,10 @@ pub enum Target<'a> {
 }
 
 impl Dpop {
-    /// `secret` is the key-encryption key: every instance derives the same
-    /// nonce key from it.
-    pub fn new(settings: &Settings, secret: &[u8]) -> Dpop {
+    /// `admin_url` is the admin listener's base URL as its callers address
+    /// it (`dpop.admin_url`, or the bound address). `secret` is the
+    /// key-encryption key: every instance derives the same nonce key from it.
+    pub fn new(settings: &Settings, admin_url: &str, secret: &[u8]) -> Dpop {
         let dpop = &settings.dpop;
         Dpop {
             window: i64::try_from(dpop.window.as_secs()).unwrap_or(i64::MAX),
@@ -63,12 +64,7 @@ impl Dpop {
             nonces: Nonces::derive(secret, NONCE_PURPOSE, dpop.nonce_lifetime.as_secs()),
             replay: ReplayCache::new(dpop.replay_capacity),
             public: settings.issuer.trim_end_matches('/').to_owned(),
-            admin: dpop
-                .admin_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", settings.http.admin_addr))
-                .trim_end_matches('/')
-                .to_owned(),
+            admin: admin_url.trim_end_matches('/').to_owned(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! signing key and the key load happen in the background, and `/readyz`
 //! answers 503 until they are done.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +66,17 @@ impl Application {
         let secret = settings.encryption_key()?;
         let kek = KeyEncryptionKey::new(&secret)?;
         let devices = Arc::new(DeviceKey::derive(&secret));
-        let dpop = Arc::new(Dpop::new(&settings, &secret));
+        let (public_listener, port) = bind("http.public_addr", &settings.http.public_addr)?;
+        let (admin_listener, admin_port) = bind("http.admin_addr", &settings.http.admin_addr)?;
+        let admin_url = settings.dpop.admin_url.clone().unwrap_or_else(|| {
+            // Where an operator on this host reaches the admin listener.
+            let ip = admin_listener.local_addr().map(|a| a.ip());
+            match ip {
+                Ok(ip) if !ip.is_unspecified() => format!("http://{}", SocketAddr::new(ip, admin_port)),
+                _ => format!("http://localhost:{admin_port}"),
+            }
+        });
+        let dpop = Arc::new(Dpop::new(&settings, &admin_url, &secret));
         let keys = Arc::new(KeyRing::new(kek, settings.tokens.access_ttl)?);
         let hasher = PasswordHasher::new(&settings.password, settings.hashing_slots())?;
         let pool = store::pool(&settings.database)?;
@@ -103,8 +113,6 @@ impl Application {
         };
 
         let http = &state.settings.http;
-        let (public_listener, port) = bind("http.public_addr", &http.public_addr)?;
-        let (admin_listener, admin_port) = bind("http.admin_addr", &http.admin_addr)?;
         // Admin routes exist only on the admin listener, never on the public one.
         let public = serve(public_listener, state.clone(), http::public_routes, false)?;
         let admin = serve(admin_listener, state.clone(), http::admin_routes, true)?;

@@ -258,6 +258,7 @@ impl TestApp {
             secret.map(|s| s.hash()).as_ref().map(|h| h.as_bytes()),
             &grants,
             &scopes,
+            false,
             self.state.clock.now(),
         )
         .await

@@ -278,17 +278,22 @@ async fn a_login_verified_against_a_password_that_changed_meanwhile_gets_no_sess
         client_id: "mobile",
         scope: "read",
         expires_at: app.state.clock.now() + chrono::Duration::days(1),
+        dpop_jkt: None,
     };
     let token = tessera::domain::RefreshToken::generate();
     let created = tessera::store::login::start_session(
         &app.pool,
         session,
         Some(&token.hash()),
+        None,
         app.state.clock.now(),
     )
     .await
     .unwrap();
-    assert!(created.is_none());
+    assert!(matches!(
+        created,
+        tessera::store::login::Started::UserChanged
+    ));
     assert_eq!(app.count("sessions").await, 0);
 }
 
