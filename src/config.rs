@@ -184,7 +184,7 @@ pub struct DpopSettings {
     /// Proofs remembered per instance to refuse replays.
     pub replay_capacity: usize,
     /// The admin listener's URL as its callers address it (the `htu` of
-    /// proofs sent to the admin API); `http://<http.admin_addr>` if unset.
+    /// proofs sent to the admin API); the bound admin address if unset.
     #[serde(default)]
     pub admin_url: Option<String>,
 }

@@ -20,6 +20,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const DOCUMENTS: &[&str] = &[
     "README.md",
     "docs/endpoints.md",
+    "docs/dpop.md",
     "docs/verifying-tokens.md",
     "docs/cli.md",
     "docs/configuration.md",
