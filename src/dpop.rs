@@ -2,14 +2,19 @@
 //! what a proof that passed is worth. The checks themselves are
 //! `tessera_dpop`'s, shared with the verifier kit.
 //!
-//! Replay (§11.1): every proof is recorded in this instance's memory
-//! (bounded; when full, proofs are refused with a 503, never let through).
-//! The password and refresh grants also record it in Postgres, in the
-//! statement that starts or rotates the session, so a proof replayed to
-//! another instance is refused there too. client_credentials writes
-//! nothing to Postgres (that is what makes it fast): across instances a
-//! replayed proof can mint one more token, bound to the same key, and the
-//! request also carries the client's secret (see docs/dpop.md).
+//! Replay (§11.1), by who could fill the record of used proofs:
+//! - password and refresh: in Postgres, in the statement that starts or
+//!   rotates the session (no extra round trip), so a proof is refused on
+//!   every instance. Not in memory: anyone may send those requests (a
+//!   public client's id is public), and a flood of made-up proofs must not
+//!   fill a cache that every client shares.
+//! - client_credentials, and proofs sent with a bound access token: in this
+//!   instance's memory (bounded; when full, proofs are refused with a 503,
+//!   never let through). Only a client holding a secret, or a bound token,
+//!   gets that far. client_credentials writes nothing to Postgres (that is
+//!   what makes it fast): across instances a replayed proof can mint one
+//!   more token, bound to the same key, for a request that also carried
+//!   the client's secret (see docs/dpop.md).
 
 use chrono::{DateTime, Utc};
 use tessera_dpop::{Expected, Nonces, Proof, ReplayCache, ReplayRefused};
@@ -69,7 +74,8 @@ impl Dpop {
     }
 
     /// The proof of a token request, checked, or `None` when there is none
-    /// and the client may go without.
+    /// and the client may go without. Whether it was used before is the
+    /// grant's to check (`remember`, or the grant's statement).
     pub fn at_token_endpoint(
         &self,
         sent: Sent<'_>,
@@ -97,7 +103,6 @@ impl Dpop {
         {
             return Err(Error::UseDpopNonce(self.nonces.issue(now.timestamp())));
         }
-        self.first_use(&proof, now)?;
         Ok(Some(proof))
     }
 
@@ -123,7 +128,7 @@ impl Dpop {
                 "the DPoP proof is not signed by the key the token is bound to".into(),
             ));
         }
-        self.first_use(&proof, now).map_err(|e| match e {
+        self.remember(&proof, now).map_err(|e| match e {
             Error::InvalidDpopProof(why) => Error::ProofRefused(why),
             other => other,
         })
@@ -182,7 +187,8 @@ impl Dpop {
         )
     }
 
-    fn first_use(&self, proof: &Proof, now: DateTime<Utc>) -> Result<(), Error> {
+    /// Records a proof in this instance's memory; refused if it was there.
+    pub fn remember(&self, proof: &Proof, now: DateTime<Utc>) -> Result<(), Error> {
         let until = proof.iat.saturating_add(self.window);
         match self
             .replay

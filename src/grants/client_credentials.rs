@@ -28,6 +28,11 @@ pub fn grant(
         client.scopes.clone().grant(requested).map_err(|_| {
             Error::InvalidScope("requested scope exceeds what this client may have")
         })?;
+    // Only now: only an authenticated, allowed request may use up room in
+    // the replay cache.
+    if let Some(proof) = proof {
+        state.dpop.remember(proof, now)?;
+    }
     issue(
         state,
         Issuance {
