@@ -1,5 +1,6 @@
-//! Verifications per second through the actix extractor on one core, and
-//! the cost of the in-memory revocation check.
+//! Verifications per second through the actix extractor on one core, for
+//! bearer tokens and for DPoP-bound tokens with their proofs, and the cost
+//! of the in-memory revocation check.
 //!
 //! ```sh
 //! taskset -c 0 cargo bench -p tessera-verifier --bench verify
@@ -8,7 +9,9 @@
 //! A stand-in issuer on 127.0.0.1 serves discovery, an ES256 JWK Set and a
 //! revocation feed of 10,000 tokens, 10,000 logins and 1,000 users (no
 //! stream: the kit polls), so the kit starts exactly as it does in a
-//! service; then one thread verifies pre-signed tokens in a loop.
+//! service; then one thread verifies pre-signed tokens in a loop. DPoP
+//! proofs are single-use (the replay cache refuses a second use), so each
+//! measured request has its own, made beforehand.
 // A benchmark: a failure ends the run, and tokens are signed with the wall clock.
 #![allow(clippy::panic, clippy::disallowed_methods)]
 
@@ -24,11 +27,18 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tessera_verifier::{Claims, Config, VerifiedToken, Verifier};
+use tessera_dpop::ProofKey;
+use tessera_verifier::{Claims, Config, Presented, VerifiedToken, Verifier};
 use uuid::Uuid;
 
 const TOKENS: usize = 1000;
 const RUN: Duration = Duration::from_secs(3);
+/// Proofs made for each DPoP measurement (warm-up included): more than
+/// one core verifies in `RUN`.
+const PROOFS: usize = 40_000;
+const WARM_UP: usize = 2000;
+/// The resource server's external URL, the base of the proofs' `htu`.
+const EXTERNAL_URL: &str = "https://api.example.com";
 
 struct Issuer {
     jwks: Value,
@@ -75,9 +85,9 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn per_second(label: &str, mut op: impl FnMut(usize)) {
+fn per_second(label: &str, mut op: impl FnMut(usize)) -> f64 {
     // Warm up, then count what fits in RUN.
-    for i in 0..2000 {
+    for i in 0..WARM_UP {
         op(i);
     }
     let started = Instant::now();
@@ -88,12 +98,37 @@ fn per_second(label: &str, mut op: impl FnMut(usize)) {
             done += 1;
         }
     }
+    report(label, done, started)
+}
+
+/// As `per_second`, for operations that each index may run only once
+/// (a DPoP proof is accepted once): stops at `RUN` or after `available`.
+fn per_second_once(label: &str, available: usize, mut op: impl FnMut(usize)) -> f64 {
+    for i in 0..WARM_UP {
+        op(i);
+    }
+    let started = Instant::now();
+    let mut next = WARM_UP;
+    while started.elapsed() < RUN && next + 1000 <= available {
+        for _ in 0..1000 {
+            op(next);
+            next += 1;
+        }
+    }
+    if started.elapsed() < RUN {
+        println!("(ran out of proofs before {RUN:?}: raise PROOFS)");
+    }
+    report(label, next - WARM_UP, started)
+}
+
+fn report(label: &str, done: usize, started: Instant) -> f64 {
     let elapsed = started.elapsed().as_secs_f64();
+    let rate = done as f64 / elapsed;
     println!(
-        "{label:<58} {:>12.0} /s {:>10.0} ns each",
-        done as f64 / elapsed,
+        "{label:<58} {rate:>12.0} /s {:>10.0} ns each",
         elapsed * 1e9 / done as f64
     );
+    rate
 }
 
 fn main() -> std::io::Result<()> {
@@ -145,8 +180,10 @@ async fn run() -> std::io::Result<()> {
     let base = format!("http://{}", server.addrs()[0]);
     tokio::spawn(server.run());
 
-    let verifier = Verifier::start(Config::new(&base, "tessera").feed_client("bench", "secret"))
-        .map_err(std::io::Error::other)?;
+    let config = Config::new(&base, "tessera")
+        .feed_client("bench", "secret")
+        .external_url(EXTERNAL_URL);
+    let verifier = Verifier::start(config).map_err(std::io::Error::other)?;
     verifier
         .ready(Duration::from_secs(10))
         .await
@@ -183,15 +220,95 @@ async fn run() -> std::io::Result<()> {
 
     let ok =
         |r: Result<VerifiedToken, tessera_verifier::Error>| assert!(r.is_ok(), "{:?}", r.err());
-    per_second("ES256 through the VerifiedToken extractor", |i| {
+    let bearer = per_second("ES256 through the VerifiedToken extractor", |i| {
         let req = &requests[i % TOKENS];
         let result = futures_ready(VerifiedToken::from_request(req, &mut Payload::None));
         ok(black_box(result));
     });
-    per_second("ES256 through Verifier::verify", |i| {
+    let bearer_verify = per_second("ES256 through Verifier::verify", |i| {
         let result = futures_ready(verifier.verify(&tokens[i % TOKENS]));
         assert!(black_box(result).is_ok());
     });
+
+    // The same tokens bound to a client's ES256 key, each request with its
+    // own proof of that key.
+    let client = ProofKey::es256().map_err(|_| std::io::Error::other("proof key"))?;
+    let bound: Vec<String> = (0..TOKENS)
+        .map(|_| {
+            let claims = json!({
+                "iss": base, "sub": Uuid::new_v4().to_string(), "aud": "tessera", "client_id": "mobile",
+                "scope": "read write", "iat": now(), "exp": now() + 600,
+                "jti": Uuid::new_v4().to_string(), "sid": Uuid::new_v4().to_string(),
+                "cnf": {"jkt": client.jkt()},
+            });
+            jsonwebtoken::encode(&header, &claims, &key)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(std::io::Error::other)?;
+    let htu = format!("{EXTERNAL_URL}/whoami");
+    let proofs = || -> std::io::Result<Vec<String>> {
+        (0..PROOFS)
+            .map(|i| client.proof("GET", &htu, now(), Some(&bound[i % TOKENS]), None))
+            .collect::<Result<_, _>>()
+            .map_err(|_| std::io::Error::other("signing a proof"))
+    };
+    let dpop_requests: Vec<_> = proofs()?
+        .iter()
+        .enumerate()
+        .map(|(i, proof)| {
+            TestRequest::get()
+                .uri("/whoami")
+                .insert_header(("authorization", format!("DPoP {}", bound[i % TOKENS])))
+                .insert_header(("dpop", proof.as_str()))
+                .app_data(web::Data::new(verifier.clone()))
+                .to_http_request()
+        })
+        .collect();
+    let dpop = per_second_once(
+        "ES256 + ES256 DPoP proof through the extractor",
+        PROOFS,
+        |i| {
+            let result = futures_ready(VerifiedToken::from_request(
+                &dpop_requests[i],
+                &mut Payload::None,
+            ));
+            ok(black_box(result));
+        },
+    );
+    drop(dpop_requests);
+    let verify_proofs = proofs()?;
+    let dpop_verify = per_second_once(
+        "ES256 + ES256 DPoP proof through Verifier::verify_request",
+        PROOFS,
+        |i| {
+            let authorization = format!("DPoP {}", bound[i % TOKENS]);
+            let presented = Presented {
+                authorization: Some(&authorization),
+                dpop: &[verify_proofs[i].as_str()],
+                method: "GET",
+                path: "/whoami",
+            };
+            let result = futures_ready(verifier.verify_request(&presented));
+            assert!(black_box(result).is_ok());
+        },
+    );
+    // What the proof adds: its checks alone are pure, so any proof repeats.
+    let url = url::Url::parse(&htu).map_err(std::io::Error::other)?;
+    per_second("ES256 DPoP proof check alone (tessera_dpop::check)", |i| {
+        let expected = tessera_dpop::Expected {
+            method: "GET",
+            url: &url,
+            now: now(),
+            window: 60,
+            access_token: Some(&bound[i % TOKENS]),
+        };
+        assert!(black_box(tessera_dpop::check(&verify_proofs[i % TOKENS], &expected)).is_ok());
+    });
+    println!(
+        "DPoP / bearer: {:.2} through the extractor, {:.2} through the Verifier",
+        dpop / bearer,
+        dpop_verify / bearer_verify
+    );
     let claims: Vec<Claims> = tokens
         .iter()
         .map(|t| futures_ready(verifier.verify(t)))

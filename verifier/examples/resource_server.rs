@@ -3,14 +3,18 @@
 //! ```sh
 //! export TESSERA_VERIFIER_CLIENT_SECRET=...   # the feed client's secret, never an argument
 //! cargo run -p tessera-verifier --example resource_server -- \
-//!     --issuer http://localhost:8080 --listen 127.0.0.1:9090 --client-id gateway [--audience tessera]
+//!     --issuer http://localhost:8080 --listen 127.0.0.1:9090 --client-id gateway \
+//!     [--audience tessera] [--external-url https://api.example.com]
 //! curl -H "Authorization: Bearer $TOKEN" localhost:9090/whoami
+//! curl -H "Authorization: DPoP $BOUND_TOKEN" -H "DPoP: $PROOF" localhost:9090/whoami
 //! ```
 //!
 //! `GET /whoami` answers the verified claims; `GET /healthz` whether keys
 //! and revocations are loaded (503 until they are, or while stale). Tokens
 //! living longer than the issuer's access-token lifetime (from its
-//! metadata) are refused.
+//! metadata) are refused. Both schemes are accepted: bearer tokens, and
+//! DPoP-bound tokens (RFC 9449) with a proof whose `htu` is the external
+//! URL (default `http://<listen address>`) followed by the path.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tessera_verifier::{Config, VerifiedToken, Verifier};
@@ -39,6 +43,8 @@ struct Args {
     listen: String,
     client_id: String,
     audience: String,
+    /// What clients call this service as: the base of the proofs' `htu`.
+    external_url: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
     let mut listen = None;
     let mut client_id = None;
     let mut audience = "tessera".to_owned();
+    let mut external_url = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -54,12 +61,15 @@ fn parse_args() -> Result<Args, String> {
             "--listen" => listen = Some(value),
             "--client-id" => client_id = Some(value),
             "--audience" => audience = value,
+            "--external-url" => external_url = Some(value),
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    let listen: String = listen.ok_or("--listen is required")?;
     Ok(Args {
         issuer: issuer.ok_or("--issuer is required")?,
-        listen: listen.ok_or("--listen is required")?,
+        external_url: external_url.unwrap_or_else(|| format!("http://{listen}")),
+        listen,
         client_id: client_id.ok_or("--client-id is required")?,
         audience,
     })
@@ -67,7 +77,8 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let usage = "usage: resource_server --issuer <url> --listen <addr> --client-id <id> [--audience <aud>]\n\
+    let usage = "usage: resource_server --issuer <url> --listen <addr> --client-id <id> [--audience <aud>] \
+                 [--external-url <url, default http://<listen addr>>]\n\
                  with the client's secret in TESSERA_VERIFIER_CLIENT_SECRET";
     let args = parse_args().map_err(|e| std::io::Error::other(format!("{e}\n{usage}")))?;
     let secret = std::env::var("TESSERA_VERIFIER_CLIENT_SECRET").map_err(|_| {
@@ -75,7 +86,9 @@ async fn main() -> std::io::Result<()> {
             "TESSERA_VERIFIER_CLIENT_SECRET is not set\n{usage}"
         ))
     })?;
-    let config = Config::new(args.issuer, args.audience).feed_client(args.client_id, secret);
+    let config = Config::new(args.issuer, args.audience)
+        .feed_client(args.client_id, secret)
+        .external_url(args.external_url);
     let verifier = Verifier::start(config).map_err(std::io::Error::other)?;
     println!("listening on {}", args.listen);
     HttpServer::new(move || {

@@ -26,6 +26,21 @@ pub struct Claims {
     pub sid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// The key the token is bound to (RFC 7800, RFC 9449 §6): present, the
+    /// token is accepted only with a proof of that key, never as a bearer
+    /// token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// `cnf`: what the presenter of the token must prove it holds. Tessera
+/// binds with `jkt` (DPoP); any other confirmation method is one the kit
+/// cannot check, so a token carrying only that is never accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint of the client's DPoP key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 impl Claims {
@@ -41,6 +56,12 @@ impl Claims {
         } else {
             Err(Error::InsufficientScope(scope.to_owned()))
         }
+    }
+
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`),
+    /// if it is bound.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.cnf.as_ref()?.jkt.as_deref()
     }
 
     /// A client acting as itself (client_credentials): `sub` is its client id.

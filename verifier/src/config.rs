@@ -37,7 +37,33 @@ pub struct Config {
     pub(crate) poll_interval: Duration,
     pub(crate) stream_idle_timeout: Duration,
     pub(crate) http_timeout: Duration,
+    /// DPoP (RFC 9449 §7): see [`Config::external_url`].
+    pub(crate) external_url: Option<String>,
+    pub(crate) require_dpop: bool,
+    pub(crate) dpop_window: Duration,
+    pub(crate) dpop_replay_capacity: usize,
+    pub(crate) dpop_nonce: Option<NonceSecret>,
 }
+
+/// The resource server's nonce secret and how long a nonce is accepted.
+/// Its `Debug` leaves the secret out: configs end up in logs.
+#[derive(Clone)]
+pub(crate) struct NonceSecret {
+    pub(crate) secret: Vec<u8>,
+    pub(crate) lifetime: Duration,
+}
+
+impl std::fmt::Debug for NonceSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceSecret")
+            .field("secret", &"[redacted]")
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+/// Shortest nonce secret accepted: it keys an HMAC.
+const MIN_NONCE_SECRET: usize = 16;
 
 impl Config {
     /// `issuer` is compared with the tokens' `iss` exactly and is where
@@ -57,6 +83,11 @@ impl Config {
             poll_interval: Duration::from_secs(5),
             stream_idle_timeout: Duration::from_secs(45),
             http_timeout: Duration::from_secs(10),
+            external_url: None,
+            require_dpop: false,
+            dpop_window: Duration::from_secs(60),
+            dpop_replay_capacity: 1_000_000,
+            dpop_nonce: None,
         }
     }
 
@@ -136,6 +167,53 @@ impl Config {
         self
     }
 
+    /// The service's base URL as its clients address it (scheme, host,
+    /// port and any path prefix a proxy strips), e.g.
+    /// `https://api.example.com`. A DPoP proof's `htu` must be this plus
+    /// the request's path (query ignored): the URL the proof was made for,
+    /// not the Host header a client may set. Needed to accept DPoP; unset,
+    /// a request with the DPoP scheme is answered `500` and logged.
+    pub fn external_url(mut self, base: impl Into<String>) -> Config {
+        self.external_url = Some(base.into());
+        self
+    }
+
+    /// Refuse bearer presentations of every token: only `Authorization:
+    /// DPoP` with a proof is accepted, and refusals offer only the `DPoP`
+    /// challenge. Off by default: both schemes are accepted (a token bound
+    /// to a key is refused as a bearer token either way). Needs
+    /// [`Config::external_url`].
+    pub fn require_dpop(mut self, require: bool) -> Config {
+        self.require_dpop = require;
+        self
+    }
+
+    /// How far a proof's `iat` may be from now, either way (default 60 s).
+    /// Proofs are remembered (to refuse replays) this long after their `iat`.
+    pub fn dpop_window(mut self, window: Duration) -> Config {
+        self.dpop_window = window;
+        self
+    }
+
+    /// How many proofs the replay cache holds (default 1,000,000, about
+    /// 40 MB, per process). A proof is remembered until its `iat` leaves
+    /// the window; when that many are, further proofs are refused with
+    /// `503` (they could not be remembered) until some age out.
+    pub fn dpop_replay_capacity(mut self, capacity: usize) -> Config {
+        self.dpop_replay_capacity = capacity;
+        self
+    }
+
+    /// Require a server nonce in proofs (RFC 9449 §9): a proof without a
+    /// valid one is answered `401` with `error="use_dpop_nonce"` and a fresh
+    /// nonce in `DPoP-Nonce`. Nonces are stateless (an HMAC of their time of
+    /// issue under `secret`, at least 16 bytes): every instance sharing the
+    /// secret accepts any other's, each for `lifetime`. Off by default.
+    pub fn dpop_nonce(mut self, secret: Vec<u8>, lifetime: Duration) -> Config {
+        self.dpop_nonce = Some(NonceSecret { secret, lifetime });
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let issuer = self.issuer.trim_end_matches('/');
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
@@ -157,6 +235,13 @@ impl Config {
             ("poll_interval", self.poll_interval),
             ("stream_idle_timeout", self.stream_idle_timeout),
             ("http_timeout", self.http_timeout),
+            ("dpop_window", self.dpop_window),
+            (
+                "dpop_nonce lifetime",
+                self.dpop_nonce
+                    .as_ref()
+                    .map_or(Duration::MAX, |n| n.lifetime),
+            ),
             (
                 "max_token_lifetime",
                 self.max_token_lifetime
@@ -166,6 +251,32 @@ impl Config {
             if value.is_zero() {
                 return Err(Error::Config(format!("{name} must be greater than zero")));
             }
+        }
+        self.validate_dpop()?;
+        Ok(())
+    }
+
+    fn validate_dpop(&self) -> Result<(), Error> {
+        if let Some(base) = &self.external_url {
+            crate::dpop::parse_base(base)?;
+        } else if self.require_dpop {
+            return Err(Error::Config(
+                "require_dpop needs external_url, to check the proofs' htu".into(),
+            ));
+        }
+        if self.dpop_replay_capacity == 0 {
+            return Err(Error::Config(
+                "dpop_replay_capacity must be greater than zero".into(),
+            ));
+        }
+        if self
+            .dpop_nonce
+            .as_ref()
+            .is_some_and(|n| n.secret.len() < MIN_NONCE_SECRET)
+        {
+            return Err(Error::Config(format!(
+                "the dpop_nonce secret must be at least {MIN_NONCE_SECRET} bytes"
+            )));
         }
         Ok(())
     }

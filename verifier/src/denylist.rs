@@ -200,6 +200,7 @@ mod tests {
             jti: jti.into(),
             sid: sid.map(str::to_owned),
             nbf: None,
+            cnf: None,
         }
     }
 

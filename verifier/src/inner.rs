@@ -12,9 +12,13 @@ use tokio::sync::OnceCell;
 
 use crate::config::DEFAULT_MAX_TOKEN_LIFETIME;
 use crate::denylist::{Denylist, Entry};
+use crate::dpop::{Dpop, Presented, Scheme, authorization};
 use crate::issuer::{Endpoints, Issuer};
 use crate::keys::{Key, KeyCache};
 use crate::{Claims, Config, Error, Invalid};
+
+/// Longest token looked at.
+const MAX_TOKEN_LEN: usize = 8192;
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
@@ -22,6 +26,7 @@ pub(crate) struct Inner {
     pub(crate) endpoints: OnceCell<Endpoints>,
     pub(crate) keys: KeyCache,
     pub(crate) denylist: Denylist,
+    pub(crate) dpop: Dpop,
     pub(crate) stats: Counters,
     /// When the fail-open staleness warning was last logged.
     pub(crate) stale_warned: Mutex<Option<Instant>>,
@@ -40,7 +45,94 @@ pub(crate) enum Lookup {
     Failed(Error),
 }
 
+impl From<Error> for Lookup {
+    fn from(error: Error) -> Self {
+        Lookup::Failed(error)
+    }
+}
+
+impl From<Invalid> for Lookup {
+    fn from(reason: Invalid) -> Self {
+        Lookup::Failed(reason.into())
+    }
+}
+
 impl Inner {
+    pub(crate) fn new(config: Config) -> Result<Inner, Error> {
+        Ok(Inner {
+            issuer: Issuer::new(&config)?,
+            keys: KeyCache::new(config.refetch_interval),
+            denylist: Denylist::new(),
+            dpop: Dpop::new(&config)?,
+            endpoints: OnceCell::new(),
+            stats: Counters::default(),
+            stale_warned: Mutex::new(None),
+            config,
+        })
+    }
+
+    /// A token presented as a bearer token: everything but the refetch
+    /// of an unknown kid.
+    pub(crate) fn verify_bearer(&self, token: &str, now: i64) -> Result<Claims, Lookup> {
+        self.bearer(token, now).map_err(|e| self.answer(e))
+    }
+
+    /// A request, with either scheme: everything but the refetch of an
+    /// unknown kid. Safe to repeat after the refetch: the proof is recorded
+    /// as used only once all else passed.
+    pub(crate) fn verify_request(
+        &self,
+        presented: &Presented<'_>,
+        now: i64,
+    ) -> Result<Claims, Lookup> {
+        self.request(presented, now).map_err(|e| self.answer(e))
+    }
+
+    fn request(&self, presented: &Presented<'_>, now: i64) -> Result<Claims, Lookup> {
+        let (scheme, token) = authorization(presented.authorization)?;
+        match scheme {
+            Scheme::Bearer => self.bearer(token, now),
+            Scheme::Dpop => {
+                let proof = self.dpop.check_proof(presented, token, now)?;
+                let claims = self.token(token, now)?;
+                self.dpop.accept(&proof, &claims, now)?;
+                Ok(claims)
+            }
+        }
+    }
+
+    fn bearer(&self, token: &str, now: i64) -> Result<Claims, Lookup> {
+        self.dpop.bearer_allowed()?;
+        let claims = self.token(token, now)?;
+        // RFC 9449 §7.2: a bound token is only good with a proof.
+        if claims.cnf.is_some() {
+            return Err(Invalid::BoundTokenAsBearer.into());
+        }
+        Ok(claims)
+    }
+
+    /// The token itself: header, cached key, signature, claims, revocation.
+    fn token(&self, token: &str, now: i64) -> Result<Claims, Lookup> {
+        let header = access_token_header(token)?;
+        let kid = header.kid.as_deref().unwrap_or_default();
+        match self.keys.get(kid) {
+            Some(key) => Ok(self.check(token, &header, &key, now)?),
+            None => Err(Lookup::UnknownKid(Box::new(header))),
+        }
+    }
+
+    fn answer(&self, lookup: Lookup) -> Lookup {
+        match lookup {
+            Lookup::Failed(e) => Lookup::Failed(self.dpop.answer(e)),
+            unknown => unknown,
+        }
+    }
+
+    /// The error for a kid still unknown after the refetch.
+    pub(crate) fn unknown_key(&self) -> Error {
+        self.dpop.answer(Invalid::UnknownKey.into())
+    }
+
     /// Everything but finding the key.
     pub(crate) fn check(
         &self,
@@ -158,70 +250,35 @@ pub(crate) fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
+/// The header of a JWT access token: `typ` is `at+jwt` (RFC 9068 §4) and
+/// a `kid` is present.
+fn access_token_header(token: &str) -> Result<Header, Error> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Invalid::Malformed.into());
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid::Malformed)?;
+    let typ = header.typ.as_deref().unwrap_or("");
+    if !(typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")) {
+        return Err(Invalid::WrongType.into());
+    }
+    if header.kid.is_none() {
+        return Err(Invalid::Malformed.into());
+    }
+    Ok(header)
+}
+
 #[cfg(test)]
 mod tests {
     //! The claim and revocation checks against tokens signed here, with a
-    //! key as the issuer publishes it (a JWK), without any issuer running.
+    //! key as the issuer publishes it (a JWK), without any issuer running
+    //! (see `crate::testing`).
 
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-    use base64::Engine;
-    use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-    use jsonwebtoken::{Algorithm, EncodingKey};
+    use jsonwebtoken::Algorithm;
+    use jsonwebtoken::EncodingKey;
     use serde_json::{Value, json};
 
     use super::*;
-
-    const ISSUER: &str = "https://auth.example.com";
-
-    fn signing_key() -> (EncodingKey, Key) {
-        let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .unwrap()
-            .to_pkcs8v1()
-            .unwrap();
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
-        );
-        let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
-        let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).unwrap();
-        jwk.common.key_id = Some("k1".into());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        (encoding, crate::keys::parse_key(&jwk).unwrap())
-    }
-
-    fn inner() -> Inner {
-        let config = Config::new(ISSUER, "tessera")
-            .feed_client("orders-api", "a feed client secret of some length")
-            .max_token_lifetime(Duration::from_secs(600));
-        let inner = Inner {
-            issuer: Issuer::new(&config).unwrap(),
-            keys: KeyCache::new(config.refetch_interval),
-            denylist: Denylist::new(),
-            endpoints: OnceCell::new(),
-            stats: Counters::default(),
-            stale_warned: Mutex::new(None),
-            config,
-        };
-        inner.denylist.mark_loaded();
-        inner.denylist.heard_from_issuer();
-        inner
-    }
-
-    fn claims(now: i64) -> Value {
-        json!({
-            "iss": ISSUER, "sub": "0b8e4f1c-5a9d-4c7e-9f3a-2d6b1e8c4a70", "aud": "tessera",
-            "client_id": "mobile", "scope": "read", "iat": now, "exp": now + 600,
-            "jti": "5f2c9a1e-7b3d-4e8f-a6c0-91d4b2e7f358",
-        })
-    }
-
-    fn sign(key: &EncodingKey, claims: &Value) -> (String, Header) {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("at+jwt".into());
-        header.kid = Some("k1".into());
-        let token = jsonwebtoken::encode(&header, claims, key).unwrap();
-        (token, header)
-    }
+    use crate::testing::{claims, inner, sign, signing_key};
 
     fn check(
         inner: &Inner,

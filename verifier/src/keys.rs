@@ -53,6 +53,16 @@ impl KeyCache {
         keys.get(kid).cloned()
     }
 
+    /// Caches `key` as if fetched, for tests without an issuer.
+    #[cfg(test)]
+    pub(crate) fn insert(&self, kid: &str, key: Key) {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut set = HashMap::clone(&keys);
+        set.insert(kid.to_owned(), Arc::new(key));
+        *keys = Arc::new(set);
+        self.loaded.store(true, Ordering::Release);
+    }
+
     pub(crate) fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }

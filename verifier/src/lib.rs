@@ -12,31 +12,45 @@
 //!   metadata) unless `max_token_lifetime` is set; `sub`, `client_id`,
 //!   `jti` required; scopes as a set
 //!   ([`Claims::require_scope`]).
+//! - **DPoP (RFC 9449 §7):** `Authorization: DPoP <token>` with exactly
+//!   one `DPoP` proof, checked as the issuer checks it (`tessera-dpop`):
+//!   `typ`, algorithm, public `jwk`, signature, `htm`, `htu` (the
+//!   configured `external_url` + path), `iat` window, `ath`, a replay cache
+//!   of `jti`s, and an optional server nonce; the token's `cnf.jkt` must be
+//!   the proof key's thumbprint. A bound token presented as a bearer token
+//!   is refused; `require_dpop` refuses bearer presentations altogether
+//!   ([`Verifier::verify_request`]).
 //! - **Revocations:** the paged feed is read from 0, then the stream is
 //!   followed (the feed is polled while the stream is unavailable); tokens
 //!   are refused by `jti`, by login (`sid`) and by user not-before
 //!   (`iat < not_before`), exactly as Tessera refuses them. When nothing has
 //!   been heard from the issuer for `max_staleness`, verification fails with
 //!   [`Error::RevocationsStale`].
-//! - **actix-web:** [`VerifiedToken`] extracts the claims and answers
-//!   RFC 6750 errors.
+//! - **actix-web:** [`VerifiedToken`] extracts the claims from either
+//!   scheme and answers RFC 6750 and RFC 9449 errors.
 
 #[cfg(feature = "actix")]
 mod actix;
 mod claims;
 mod config;
 mod denylist;
+mod dpop;
+#[cfg(test)]
+mod dpop_tests;
 mod error;
 mod inner;
 mod issuer;
 mod keys;
 mod sse;
 mod sync;
+#[cfg(test)]
+mod testing;
 mod verifier;
 
 #[cfg(feature = "actix")]
 pub use actix::{VerifiedToken, VerifyFuture};
-pub use claims::{Audience, Claims, Scopes};
+pub use claims::{Audience, Claims, Confirmation, Scopes};
 pub use config::{Config, DEFAULT_MAX_TOKEN_LIFETIME};
-pub use error::{Error, Invalid};
+pub use dpop::Presented;
+pub use error::{Error, Invalid, ProofInvalid};
 pub use verifier::{Health, Stats, Verifier};

@@ -1,22 +1,14 @@
 //! `Verifier`: the checks on one token, and the background work behind them.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jsonwebtoken::Header;
 use serde::Serialize;
-use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
-use crate::denylist::Denylist;
-use crate::inner::{Counters, Inner, Lookup, unix_now};
-use crate::issuer::Issuer;
-use crate::keys::KeyCache;
-use crate::{Claims, Config, Error, Invalid, sync};
-
-/// Longest token looked at.
-const MAX_TOKEN_LEN: usize = 8192;
+use crate::inner::{Inner, Lookup, unix_now};
+use crate::{Claims, Config, Error, Presented, sync};
 
 /// Verifies Tessera access tokens offline and honours revocations.
 ///
@@ -80,15 +72,7 @@ impl Verifier {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("Verifier::start must be called inside a tokio runtime".into())
         })?;
-        let inner = Arc::new(Inner {
-            issuer: Issuer::new(&config)?,
-            keys: KeyCache::new(config.refetch_interval),
-            denylist: Denylist::new(),
-            endpoints: OnceCell::new(),
-            stats: Counters::default(),
-            stale_warned: Mutex::new(None),
-            config,
-        });
+        let inner = Arc::new(Inner::new(config)?);
         let tasks = Tasks(vec![
             runtime.spawn(sync::refresh_keys(inner.clone())),
             runtime.spawn(sync::follow_revocations(inner.clone())),
@@ -98,6 +82,15 @@ impl Verifier {
             inner,
             _tasks: Arc::new(tasks),
         })
+    }
+
+    /// A verifier over prepared state, with no background work.
+    #[cfg(test)]
+    pub(crate) fn from_inner(inner: Inner) -> Verifier {
+        Verifier {
+            inner: Arc::new(inner),
+            _tasks: Arc::new(Tasks(Vec::new())),
+        }
     }
 
     /// Waits until keys and revocations are loaded, for at most `limit`.
@@ -121,32 +114,52 @@ impl Verifier {
 
     /// Verifies a bearer token: signature with the key its `kid` names (one
     /// rate-limited JWK Set refetch if unknown), RFC 9068 claims, then the
-    /// revocation list.
+    /// revocation list. A token bound to a DPoP key (`cnf`) is refused
+    /// (`Invalid::BoundTokenAsBearer`), and every token is where
+    /// [`Config::require_dpop`] is set (`Invalid::BearerNotAccepted`).
     pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
-        match self.verify_cached(token) {
+        match self.inner.verify_bearer(token, unix_now()) {
             Err(Lookup::UnknownKid(header)) => {
-                let kid = header.kid.as_deref().unwrap_or_default();
-                self.refetch_for(kid).await?;
-                let key = self.inner.keys.get(kid).ok_or(Invalid::UnknownKey)?;
-                self.inner.check(token, &header, &key, unix_now())
+                self.refetch_for(header.kid.as_deref().unwrap_or_default())
+                    .await?;
+                self.settle(self.inner.verify_bearer(token, unix_now()))
             }
-            Err(Lookup::Failed(e)) => Err(e),
-            Ok(claims) => Ok(claims),
+            other => self.settle(other),
         }
     }
 
-    /// As `verify`, without the refetch: `Err(Lookup::UnknownKid)` when the
-    /// key is not cached. Lets the extractor finish without an await.
-    pub(crate) fn verify_cached(&self, token: &str) -> Result<Claims, Lookup> {
-        let header = access_token_header(token).map_err(Lookup::Failed)?;
-        let kid = header.kid.as_deref().unwrap_or_default();
-        match self.inner.keys.get(kid) {
-            Some(key) => self
-                .inner
-                .check(token, &header, &key, unix_now())
-                .map_err(Lookup::Failed),
-            None => Err(Lookup::UnknownKid(Box::new(header))),
+    /// Verifies a request presenting a token with either scheme (RFC 9449
+    /// §7): `Bearer` as [`Verifier::verify`]; `DPoP` with exactly one
+    /// `DPoP` proof, checked against the method and `external_url` + path,
+    /// the token's hash (`ath`), the token's `cnf.jkt`, the server nonce if
+    /// configured, and the replay cache; then the token as `verify` does.
+    pub async fn verify_request(&self, presented: &Presented<'_>) -> Result<Claims, Error> {
+        match self.inner.verify_request(presented, unix_now()) {
+            Err(Lookup::UnknownKid(header)) => {
+                self.refetch_for(header.kid.as_deref().unwrap_or_default())
+                    .await?;
+                self.settle(self.inner.verify_request(presented, unix_now()))
+            }
+            other => self.settle(other),
         }
+    }
+
+    /// As `verify_request`, without the refetch: `Err(Lookup::UnknownKid)`
+    /// when the key is not cached. Lets the extractor finish without an
+    /// await.
+    pub(crate) fn verify_request_cached(
+        &self,
+        presented: &Presented<'_>,
+    ) -> Result<Claims, Lookup> {
+        self.inner.verify_request(presented, unix_now())
+    }
+
+    /// A kid still unknown after the refetch is an unknown key.
+    fn settle(&self, result: Result<Claims, Lookup>) -> Result<Claims, Error> {
+        result.map_err(|lookup| match lookup {
+            Lookup::UnknownKid(_) => self.inner.unknown_key(),
+            Lookup::Failed(e) => e,
+        })
     }
 
     async fn refetch_for(&self, kid: &str) -> Result<(), Error> {
@@ -204,21 +217,4 @@ impl Verifier {
     pub fn key_ids(&self) -> Vec<String> {
         self.inner.keys.kids()
     }
-}
-
-/// The header of a JWT access token: `typ` is `at+jwt` (RFC 9068 §4) and
-/// a `kid` is present.
-fn access_token_header(token: &str) -> Result<Header, Error> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(Invalid::Malformed.into());
-    }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid::Malformed)?;
-    let typ = header.typ.as_deref().unwrap_or("");
-    if !(typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")) {
-        return Err(Invalid::WrongType.into());
-    }
-    if header.kid.is_none() {
-        return Err(Invalid::Malformed.into());
-    }
-    Ok(header)
 }

@@ -1,0 +1,66 @@
+//! Tokens signed here, with a key as the issuer publishes it (a JWK), and
+//! a verifier state loaded without any issuer running: for unit tests.
+
+use std::time::Duration;
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::Config;
+use crate::inner::Inner;
+use crate::keys::Key;
+
+pub(crate) const ISSUER: &str = "https://auth.example.com";
+
+pub(crate) fn signing_key() -> (EncodingKey, Key) {
+    let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+        .unwrap()
+        .to_pkcs8v1()
+        .unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
+    );
+    let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    (encoding, crate::keys::parse_key(&jwk).unwrap())
+}
+
+pub(crate) fn config() -> Config {
+    Config::new(ISSUER, "tessera")
+        .feed_client("orders-api", "a feed client secret of some length")
+        .max_token_lifetime(Duration::from_secs(600))
+}
+
+/// State as after discovery and the first feed read.
+pub(crate) fn inner_with(config: Config) -> Inner {
+    let inner = Inner::new(config).unwrap();
+    inner.denylist.mark_loaded();
+    inner.denylist.heard_from_issuer();
+    inner
+}
+
+pub(crate) fn inner() -> Inner {
+    inner_with(config())
+}
+
+pub(crate) fn claims(now: i64) -> Value {
+    json!({
+        "iss": ISSUER, "sub": "0b8e4f1c-5a9d-4c7e-9f3a-2d6b1e8c4a70", "aud": "tessera",
+        "client_id": "mobile", "scope": "read", "iat": now, "exp": now + 600,
+        "jti": "5f2c9a1e-7b3d-4e8f-a6c0-91d4b2e7f358",
+    })
+}
+
+pub(crate) fn sign(key: &EncodingKey, claims: &Value) -> (String, Header) {
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some("k1".into());
+    let token = jsonwebtoken::encode(&header, claims, key).unwrap();
+    (token, header)
+}
