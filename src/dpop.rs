@@ -8,13 +8,15 @@
 //!   every instance. Not in memory: anyone may send those requests (a
 //!   public client's id is public), and a flood of made-up proofs must not
 //!   fill a cache that every client shares.
-//! - client_credentials, and proofs sent with a bound access token: in this
-//!   instance's memory (bounded; when full, proofs are refused with a 503,
-//!   never let through). Only a client holding a secret, or a bound token,
-//!   gets that far. client_credentials writes nothing to Postgres (that is
-//!   what makes it fast): across instances a replayed proof can mint one
-//!   more token, bound to the same key, for a request that also carried
-//!   the client's secret (see docs/dpop.md).
+//! - proofs sent with a bound access token: in Postgres too, once the call
+//!   is known to be allowed (the proof does not cover the body, so a
+//!   captured admin call must not be replayable elsewhere with another).
+//! - client_credentials: in this instance's memory (bounded; when full,
+//!   proofs are refused with a 503, never let through), once the client
+//!   has proved its secret. It writes nothing to Postgres (that is what
+//!   makes it fast): across instances a replayed proof can mint one more
+//!   token, bound to the same key, for a request that also carried the
+//!   client's secret (see docs/dpop.md).
 
 use chrono::{DateTime, Utc};
 use tessera_dpop::{Expected, Nonces, Proof, ReplayCache, ReplayRefused};
@@ -22,7 +24,9 @@ use url::Url;
 
 use crate::config::Settings;
 use crate::domain::Client;
+use crate::domain::access_token::CLOCK_LEEWAY_SECS;
 use crate::error::Error;
+use crate::store::proofs::{self, Used};
 
 /// What the nonce key is derived for, so the secret it comes from is never
 /// used for two purposes with one key.
@@ -108,13 +112,15 @@ impl Dpop {
 
     /// The proof sent with a DPoP-bound access token (`jkt`) to an endpoint
     /// that takes one: it must be by the token's key and name the token.
+    /// Whether it was used before is `record_everywhere`'s, once the call
+    /// is known to be allowed.
     pub fn with_token(
         &self,
         sent: Sent<'_>,
         target: Target<'_>,
         jkt: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    ) -> Result<Proof, Error> {
         let proof = match sent {
             Sent::One(proof) => proof,
             Sent::None => return Err(Error::ProofRefused("a DPoP proof is required".into())),
@@ -128,10 +134,23 @@ impl Dpop {
                 "the DPoP proof is not signed by the key the token is bound to".into(),
             ));
         }
-        self.remember(&proof, now).map_err(|e| match e {
-            Error::InvalidDpopProof(why) => Error::ProofRefused(why),
-            other => other,
-        })
+        Ok(proof)
+    }
+
+    /// Records a proof sent with a bound token in Postgres; refused if any
+    /// instance recorded it before. One short insert: the calls that take
+    /// a token (admin API, feed, introspection) are few.
+    pub async fn record_everywhere(&self, pool: &sqlx::PgPool, proof: &Proof) -> Result<(), Error> {
+        let used = Used {
+            key: proof_key(proof),
+            until: self.remember_until(proof),
+        };
+        let mut conn = pool.acquire().await?;
+        if proofs::record(&mut conn, &used).await? {
+            Ok(())
+        } else {
+            Err(Error::ProofRefused(REPLAYED.into()))
+        }
     }
 
     /// A fresh nonce for a successful response, when nonces are required:
@@ -144,7 +163,12 @@ impl Dpop {
     /// Until when a proof must be remembered: after that its `iat` is out
     /// of the window anyway.
     pub fn remember_until(&self, proof: &Proof) -> DateTime<Utc> {
-        let until = proof.iat.saturating_add(self.window);
+        // Plus the skew allowed between instances: another instance's clock
+        // may still accept this `iat` when this one prunes the row.
+        let until = proof
+            .iat
+            .saturating_add(self.window)
+            .saturating_add(CLOCK_LEEWAY_SECS);
         DateTime::from_timestamp(until, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 

@@ -60,7 +60,9 @@ pub enum Error {
     InvalidDpopProof(String),
     /// The token request's proof lacks a current nonce of ours: here is one
     /// (RFC 9449 §8).
-    #[error("the server requires a DPoP nonce: make a new proof with the nonce in the DPoP-Nonce header")]
+    #[error(
+        "the server requires a DPoP nonce: make a new proof with the nonce in the DPoP-Nonce header"
+    )]
     UseDpopNonce(String),
     /// An endpoint that takes an access token refused the DPoP proof sent
     /// with a bound token (RFC 9449 §7.1).
@@ -294,7 +296,9 @@ impl ResponseError for Error {
                 response
                     .append_header((
                         header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer realm=\"tessera\", error=\"invalid_token\""),
+                        HeaderValue::from_static(
+                            "Bearer realm=\"tessera\", error=\"invalid_token\"",
+                        ),
                     ))
                     .append_header((
                         header::WWW_AUTHENTICATE,

@@ -72,7 +72,9 @@ impl Application {
             // Where an operator on this host reaches the admin listener.
             let ip = admin_listener.local_addr().map(|a| a.ip());
             match ip {
-                Ok(ip) if !ip.is_unspecified() => format!("http://{}", SocketAddr::new(ip, admin_port)),
+                Ok(ip) if !ip.is_unspecified() => {
+                    format!("http://{}", SocketAddr::new(ip, admin_port))
+                }
                 _ => format!("http://localhost:{admin_port}"),
             }
         });

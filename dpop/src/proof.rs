@@ -189,10 +189,20 @@ fn header(proof: &str) -> Result<(Algorithm, Jwk), Refused> {
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(Refused::Key);
     }
-    if !matches!(
-        jwk.get("kty").and_then(Value::as_str),
-        Some("EC" | "OKP" | "RSA")
-    ) {
+    let kty = jwk.get("kty").and_then(Value::as_str);
+    if !matches!(kty, Some("EC" | "OKP" | "RSA")) {
+        return Err(Refused::Key);
+    }
+    // An RSA check costs with the modulus and exponent: at most 4096 bits
+    // (a base64url modulus of at most 683 characters) and e = 65537, what
+    // every key store makes.
+    if kty == Some("RSA")
+        && (jwk.get("e").and_then(Value::as_str) != Some("AQAB")
+            || jwk
+                .get("n")
+                .and_then(Value::as_str)
+                .is_none_or(|n| n.len() > 683))
+    {
         return Err(Refused::Key);
     }
     let jwk: Jwk = serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| Refused::Key)?;

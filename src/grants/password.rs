@@ -10,13 +10,13 @@ use super::client::Client;
 use super::{Issuance, TokenResponse, issue};
 use crate::domain::password::Verified;
 use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
+use crate::dpop;
 use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
-use crate::dpop;
 use crate::store::login::{self, Started};
-use crate::store::proofs::Used;
 use crate::store::login_throttle::Policy;
+use crate::store::proofs::Used;
 use crate::store::users::{self, UserRow};
 use crate::telemetry;
 use crate::throttle::lockout::{self, Admitted, Contender};
@@ -217,15 +217,18 @@ impl Checked<'_> {
             until: state.dpop.remember_until(p),
         });
         // It also forgets the source's failures: the right password was given.
-        let session = match login::start_session(&state.pool, session, first.as_ref(), proof.as_ref(), now).await? {
-            Started::Session(session) => session,
-            Started::UserChanged => return Ok(None),
-            Started::ProofReplayed => {
-                // Replayed through another instance: the password was right.
-                lockout::forgive(&state.pool, self.policy, self.username, self.who).await?;
-                return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
-            }
-        };
+        let session =
+            match login::start_session(&state.pool, session, first.as_ref(), proof.as_ref(), now)
+                .await?
+            {
+                Started::Session(session) => session,
+                Started::UserChanged => return Ok(None),
+                Started::ProofReplayed => {
+                    // Replayed through another instance: the password was right.
+                    lockout::forgive(&state.pool, self.policy, self.username, self.who).await?;
+                    return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
+                }
+            };
         let mut response = issue(
             state,
             Issuance {

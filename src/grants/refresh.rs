@@ -19,10 +19,10 @@ use super::client::Client;
 use super::{Issuance, TokenResponse, issue};
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{RefreshToken, Scope, TokenHash};
+use crate::dpop;
 use crate::error::Error;
 use crate::revocation;
 use crate::state::AppState;
-use crate::dpop;
 use crate::store::proofs::{self, Used};
 use crate::store::refresh::{self, Fresh};
 
@@ -139,8 +139,7 @@ async fn rotate_fresh(
         client.id(),
         wanted.as_deref(),
         &child.hash(),
-        proof.map(|p| p.jkt),
-        proof.map(|p| &p.used),
+        proof.map(|p| (p.jkt, &p.used)),
         before,
     )
     .await?

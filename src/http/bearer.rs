@@ -6,8 +6,8 @@
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest};
 
-use crate::domain::Scope;
 use super::proof;
+use crate::domain::Scope;
 use crate::domain::access_token::AccessClaims;
 use crate::dpop::Target;
 use crate::error::Error;
@@ -54,8 +54,8 @@ pub async fn require(
         .verifier
         .verify(token, now)
         .map_err(|_| Error::InvalidToken)?;
-    match (scheme, claims.jkt()) {
-        (Scheme::Bearer, None) => {}
+    let proof = match (scheme, claims.jkt()) {
+        (Scheme::Bearer, None) => None,
         // A bound token used as a bearer token is a copied one (§7.2); an
         // unbound one under the DPoP scheme proves nothing.
         (Scheme::Bearer, Some(_)) | (Scheme::Dpop, None) => return Err(Error::InvalidToken),
@@ -65,9 +65,9 @@ pub async fn require(
                 path: req.path(),
                 access_token: token,
             };
-            state.dpop.with_token(proof::sent(req), target, jkt, now)?;
+            Some(state.dpop.with_token(proof::sent(req), target, jkt, now)?)
         }
-    }
+    };
     // Until the denylist is loaded, a revoked token would look valid.
     if !state.denylist.is_loaded() {
         return Err(Error::TemporarilyUnavailable);
@@ -92,6 +92,12 @@ pub async fn require(
         // Who was refused, for the admin listener's audit of refusals.
         req.extensions_mut().insert(Refused(claims));
         return Err(Error::InsufficientScope);
+    }
+    // Last, once everything else holds: a proof takes room only for a call
+    // that is allowed. Recorded in Postgres, so a captured call (whose body
+    // the proof does not cover) cannot be replayed to another instance.
+    if let Some(proof) = proof {
+        state.dpop.record_everywhere(&state.pool, &proof).await?;
     }
     Ok(claims)
 }

@@ -65,7 +65,11 @@ pub async fn introspect(
                 .is_revoked_current(lookup.pool, &claims, now)
                 .await?;
             (!revoked).then_some(Active {
-                token_type: Some(if claims.cnf.is_some() { "DPoP" } else { "Bearer" }),
+                token_type: Some(if claims.cnf.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                }),
                 token_use: "access_token",
                 sub: claims.sub,
                 client_id: claims.client_id,

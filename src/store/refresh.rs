@@ -85,8 +85,8 @@ pub async fn rotate_fresh(
     client_id: &str,
     requested: Option<&str>,
     child: &TokenHash,
-    jkt: Option<&str>,
-    proof: Option<&Used>,
+    // The request's DPoP proof: its key's thumbprint, and what to record.
+    proof: Option<(&str, &Used)>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Fresh> {
     let row = sqlx::query!(
@@ -122,9 +122,9 @@ pub async fn rotate_fresh(
         requested,
         Uuid::new_v4(),
         child.as_bytes(),
-        jkt,
-        proof.map(|p| p.key.as_slice()),
-        proof.map(|p| p.until),
+        proof.map(|(jkt, _)| jkt),
+        proof.map(|(_, used)| used.key.as_slice()),
+        proof.map(|(_, used)| used.until),
     )
     .fetch_optional(conn)
     .await;

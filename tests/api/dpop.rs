@@ -55,7 +55,11 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    pub async fn dpop_refresh(&self, key: Option<&ProofKey>, refresh_token: &str) -> reqwest::Response {
+    pub async fn dpop_refresh(
+        &self,
+        key: Option<&ProofKey>,
+        refresh_token: &str,
+    ) -> reqwest::Response {
         let proof = key.map(|k| self.token_proof(k, None));
         let proofs: Vec<&str> = proof.iter().map(String::as_str).collect();
         self.post_token_with(
@@ -70,7 +74,13 @@ impl TestApp {
     }
 
     /// An admin-API request with a DPoP-bound token and a proof by `key`.
-    pub fn admin_dpop(&self, method: Method, path: &str, token: &str, key: &ProofKey) -> reqwest::RequestBuilder {
+    pub fn admin_dpop(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        key: &ProofKey,
+    ) -> reqwest::RequestBuilder {
         let url = format!("{}{path}", self.admin_address);
         let proof = key
             .proof(method.as_str(), &url, self.now_secs(), Some(token), None)
@@ -82,7 +92,12 @@ impl TestApp {
     }
 
     /// A client_credentials token with `scope`, bound to `key`.
-    pub async fn bound_service_token(&self, client_id: &str, scope: &str, key: &ProofKey) -> String {
+    pub async fn bound_service_token(
+        &self,
+        client_id: &str,
+        scope: &str,
+        key: &ProofKey,
+    ) -> String {
         let secret = self
             .create_confidential_client(client_id, &["client_credentials"], &[scope])
             .await;
@@ -144,7 +159,11 @@ async fn a_login_with_a_proof_binds_the_access_token_and_the_refresh_token_to_th
     // A login without a proof is a bearer login, as before.
     let bearer = app.login().await;
     assert_eq!(bearer["token_type"], "Bearer");
-    assert!(payload(bearer["access_token"].as_str().unwrap()).get("cnf").is_none());
+    assert!(
+        payload(bearer["access_token"].as_str().unwrap())
+            .get("cnf")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -155,7 +174,11 @@ async fn a_stolen_bound_token_is_refused_without_its_key_everywhere_a_token_is_t
     let thief = ProofKey::es256().unwrap();
 
     // As a bearer token (§7.2): refused, with a DPoP challenge.
-    let response = app.admin(Method::GET, "/admin/keys", &token).send().await.unwrap();
+    let response = app
+        .admin(Method::GET, "/admin/keys", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let challenges: Vec<&str> = response
         .headers()
@@ -164,18 +187,32 @@ async fn a_stolen_bound_token_is_refused_without_its_key_everywhere_a_token_is_t
         .map(|v| v.to_str().unwrap())
         .collect();
     assert!(
-        challenges.iter().any(|c| c.starts_with("DPoP") && c.contains("algs=\"ES256")),
+        challenges
+            .iter()
+            .any(|c| c.starts_with("DPoP") && c.contains("algs=\"ES256")),
         "{challenges:?}"
     );
     // With a proof by another key.
-    let response = app.admin_dpop(Method::GET, "/admin/keys", &token, &thief).send().await.unwrap();
+    let response = app
+        .admin_dpop(Method::GET, "/admin/keys", &token, &thief)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains("error=\"invalid_dpop_proof\""), "{challenge}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
     // A proof by the key, but for another token (ath) or another URL (htu).
     let other = app.bound_service_token("ops2", "admin", &key).await;
     let url = format!("{}/admin/keys", app.admin_address);
-    let for_other = key.proof("GET", &url, app.now_secs(), Some(&other), None).unwrap();
+    let for_other = key
+        .proof("GET", &url, app.now_secs(), Some(&other), None)
+        .unwrap();
     let response = app
         .http
         .get(&url)
@@ -186,7 +223,13 @@ async fn a_stolen_bound_token_is_refused_without_its_key_everywhere_a_token_is_t
         .unwrap();
     assert_eq!(response.status(), 401);
     let elsewhere = key
-        .proof("GET", &format!("{}/admin/audit", app.admin_address), app.now_secs(), Some(&token), None)
+        .proof(
+            "GET",
+            &format!("{}/admin/audit", app.admin_address),
+            app.now_secs(),
+            Some(&token),
+            None,
+        )
         .unwrap();
     let response = app
         .http
@@ -198,12 +241,18 @@ async fn a_stolen_bound_token_is_refused_without_its_key_everywhere_a_token_is_t
         .unwrap();
     assert_eq!(response.status(), 401);
     // The holder of the key gets in.
-    let response = app.admin_dpop(Method::GET, "/admin/keys", &token, &key).send().await.unwrap();
+    let response = app
+        .admin_dpop(Method::GET, "/admin/keys", &token, &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 
     // The revocation feed and admin introspection take it the same way.
     let feed_key = ProofKey::ed25519().unwrap();
-    let feed = app.bound_service_token("rs", "revocations:read", &feed_key).await;
+    let feed = app
+        .bound_service_token("rs", "revocations:read", &feed_key)
+        .await;
     let feed_url = format!("{}/auth/revocations", app.state.settings.issuer);
     let as_bearer = app
         .http
@@ -213,7 +262,9 @@ async fn a_stolen_bound_token_is_refused_without_its_key_everywhere_a_token_is_t
         .await
         .unwrap();
     assert_eq!(as_bearer.status(), 401);
-    let proof = feed_key.proof("GET", &feed_url, app.now_secs(), Some(&feed), None).unwrap();
+    let proof = feed_key
+        .proof("GET", &feed_url, app.now_secs(), Some(&feed), None)
+        .unwrap();
     let proven = app
         .http
         .get(format!("{}/auth/revocations", app.address))
@@ -224,7 +275,9 @@ async fn a_stolen_bound_token_is_refused_without_its_key_everywhere_a_token_is_t
         .unwrap();
     assert_eq!(proven.status(), 200);
     let introspect_url = format!("{}/auth/introspect", app.state.settings.issuer);
-    let stolen = thief.proof("POST", &introspect_url, app.now_secs(), Some(&token), None).unwrap();
+    let stolen = thief
+        .proof("POST", &introspect_url, app.now_secs(), Some(&token), None)
+        .unwrap();
     let response = app
         .http
         .post(format!("{}/auth/introspect", app.address))
@@ -235,7 +288,9 @@ async fn a_stolen_bound_token_is_refused_without_its_key_everywhere_a_token_is_t
         .await
         .unwrap();
     assert_oauth_error(response, 401, "invalid_dpop_proof").await;
-    let proof = key.proof("POST", &introspect_url, app.now_secs(), Some(&token), None).unwrap();
+    let proof = key
+        .proof("POST", &introspect_url, app.now_secs(), Some(&token), None)
+        .unwrap();
     let response = app
         .http
         .post(format!("{}/auth/introspect", app.address))
@@ -281,7 +336,11 @@ async fn a_proof_is_accepted_once_on_one_instance_and_across_two() {
     assert_oauth_error(replayed, 400, "invalid_dpop_proof").await;
     let replayed_here = app.post_token_with(&[&proof], &login_form()).await;
     assert_oauth_error(replayed_here, 400, "invalid_dpop_proof").await;
-    assert_eq!(app.count("sessions").await, 1, "the replays started no session");
+    assert_eq!(
+        app.count("sessions").await,
+        1,
+        "the replays started no session"
+    );
 
     let refresh = login["refresh_token"].as_str().unwrap();
     let proof = app.token_proof(&key, None);
@@ -302,7 +361,9 @@ async fn a_proof_is_accepted_once_on_one_instance_and_across_two() {
     let replayed = app.post_token_with(&[&proof], &child_form).await;
     assert_oauth_error(replayed, 400, "invalid_dpop_proof").await;
     // ...which spent nothing: a fresh proof refreshes the child.
-    let fresh = app.post_token_with(&[&app.token_proof(&key, None)], &child_form).await;
+    let fresh = app
+        .post_token_with(&[&app.token_proof(&key, None)], &child_form)
+        .await;
     assert_eq!(fresh.status(), 200);
 }
 
@@ -312,14 +373,22 @@ async fn a_nonce_issued_by_one_instance_is_accepted_by_another_until_it_is_old()
     app.seed().await;
     let other = crate::helpers::spawn_on(app.db.clone(), |s| s.dpop.require_nonce = true).await;
     let key = ProofKey::es256().unwrap();
-    let response = app.post_token_with(&[&app.token_proof(&key, None)], &login_form()).await;
-    let nonce = response.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let response = app
+        .post_token_with(&[&app.token_proof(&key, None)], &login_form())
+        .await;
+    let nonce = response.headers()["dpop-nonce"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_oauth_error(response, 400, "use_dpop_nonce").await;
     let response = other
         .post_token_with(&[&other.token_proof(&key, Some(&nonce))], &login_form())
         .await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers().contains_key("dpop-nonce"), "a fresh nonce with every success");
+    assert!(
+        response.headers().contains_key("dpop-nonce"),
+        "a fresh nonce with every success"
+    );
 
     // Past its lifetime (5 minutes by default) it is refused.
     other.advance_clock(std::time::Duration::from_secs(301));
@@ -354,17 +423,65 @@ async fn every_malformed_proof_is_a_400_invalid_dpop_proof() {
     tampered.push_str("AAAA");
     let cases: Vec<(&str, String)> = vec![
         ("wrong htm", signed(&header, &claims("GET", &url, now))),
-        ("wrong htu", signed(&header, &claims("POST", "http://elsewhere.test/auth/token", now))),
+        (
+            "wrong htu",
+            signed(
+                &header,
+                &claims("POST", "http://elsewhere.test/auth/token", now),
+            ),
+        ),
         ("old iat", signed(&header, &claims("POST", &url, now - 90))),
-        ("future iat", signed(&header, &claims("POST", &url, now + 90))),
-        ("typ JWT", signed(&json!({"typ": "JWT", "alg": "ES256", "jwk": key.jwk()}), &claims("POST", &url, now))),
-        ("HS256", unsigned(json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": "c2VjcmV0"}}), &claims("POST", &url, now))),
-        ("none", unsigned(json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk()}), &claims("POST", &url, now))),
-        ("private jwk", signed(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}), &claims("POST", &url, now))),
-        ("no jwk", signed(&json!({"typ": "dpop+jwt", "alg": "ES256"}), &claims("POST", &url, now))),
+        (
+            "future iat",
+            signed(&header, &claims("POST", &url, now + 90)),
+        ),
+        (
+            "typ JWT",
+            signed(
+                &json!({"typ": "JWT", "alg": "ES256", "jwk": key.jwk()}),
+                &claims("POST", &url, now),
+            ),
+        ),
+        (
+            "HS256",
+            unsigned(
+                json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": "c2VjcmV0"}}),
+                &claims("POST", &url, now),
+            ),
+        ),
+        (
+            "none",
+            unsigned(
+                json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk()}),
+                &claims("POST", &url, now),
+            ),
+        ),
+        (
+            "private jwk",
+            signed(
+                &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}),
+                &claims("POST", &url, now),
+            ),
+        ),
+        (
+            "no jwk",
+            signed(
+                &json!({"typ": "dpop+jwt", "alg": "ES256"}),
+                &claims("POST", &url, now),
+            ),
+        ),
         ("bad signature", tampered),
-        ("no jti", signed(&header, &json!({"htm": "POST", "htu": url, "iat": now}))),
-        ("oversized", signed(&header, &json!({"jti": "x".repeat(5000), "htm": "POST", "htu": url, "iat": now}))),
+        (
+            "no jti",
+            signed(&header, &json!({"htm": "POST", "htu": url, "iat": now})),
+        ),
+        (
+            "oversized",
+            signed(
+                &header,
+                &json!({"jti": "x".repeat(5000), "htm": "POST", "htu": url, "iat": now}),
+            ),
+        ),
         ("not a JWT", "not-a-jwt".to_owned()),
     ];
     for (name, proof) in cases {
@@ -374,10 +491,17 @@ async fn every_malformed_proof_is_a_400_invalid_dpop_proof() {
         assert_eq!(body["error"], "invalid_dpop_proof", "{name}: {body}");
     }
     let two = app
-        .post_token_with(&[&app.token_proof(&key, None), &app.token_proof(&key, None)], &login_form())
+        .post_token_with(
+            &[&app.token_proof(&key, None), &app.token_proof(&key, None)],
+            &login_form(),
+        )
         .await;
     assert_oauth_error(two, 400, "invalid_dpop_proof").await;
-    assert_eq!(app.count("sessions").await, 0, "no refused proof logged anyone in");
+    assert_eq!(
+        app.count("sessions").await,
+        0,
+        "no refused proof logged anyone in"
+    );
     // The good one still works: the refusals above were the proofs' own.
     let response = app.post_token_with(&[&good], &login_form()).await;
     assert_eq!(response.status(), 200);
@@ -387,7 +511,12 @@ async fn every_malformed_proof_is_a_400_invalid_dpop_proof() {
 async fn a_client_that_must_use_dpop_gets_no_token_without_a_proof() {
     let app = spawn_app().await;
     app.seed().await;
-    let require = tessera(Some(&app), &["client", "set-dpop", "mobile", "required"], "", &[]);
+    let require = tessera(
+        Some(&app),
+        &["client", "set-dpop", "mobile", "required"],
+        "",
+        &[],
+    );
     assert!(require.status.success(), "{require:?}");
     let list = tessera(Some(&app), &["client", "list"], "", &[]);
     let out = String::from_utf8_lossy(&list.stdout).to_string();
@@ -514,6 +643,45 @@ async fn discovery_lists_the_proof_algorithms() {
         .json()
         .await
         .unwrap();
-    let algs = metadata["dpop_signing_alg_values_supported"].as_array().unwrap();
-    assert!(algs.contains(&json!("ES256")) && algs.contains(&json!("EdDSA")), "{metadata}");
+    let algs = metadata["dpop_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    assert!(
+        algs.contains(&json!("ES256")) && algs.contains(&json!("EdDSA")),
+        "{metadata}"
+    );
+}
+
+#[tokio::test]
+async fn a_captured_admin_call_cannot_be_replayed_to_another_instance() {
+    let app = spawn_app().await;
+    // Both instances behind one admin URL, as behind a load balancer.
+    let admin_url = app.admin_address.clone();
+    let other =
+        crate::helpers::spawn_on(app.db.clone(), |s| s.dpop.admin_url = Some(admin_url)).await;
+    let key = ProofKey::es256().unwrap();
+    let token = app.bound_service_token("ops", "admin", &key).await;
+    let url = format!("{}/admin/keys", app.admin_address);
+    let proof = key
+        .proof("GET", &url, app.now_secs(), Some(&token), None)
+        .unwrap();
+    let call = |base: &str| {
+        app.http
+            .get(format!("{base}/admin/keys"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("DPoP", proof.clone())
+            .send()
+    };
+    assert_eq!(call(&app.admin_address).await.unwrap().status(), 200);
+    // The proof names the shared URL: only the record in Postgres refuses it.
+    let replayed = other
+        .http
+        .get(format!("{}/admin/keys", other.admin_address))
+        .header("authorization", format!("DPoP {token}"))
+        .header("DPoP", proof.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 401);
+    assert_eq!(call(&app.admin_address).await.unwrap().status(), 401);
 }

@@ -21,6 +21,7 @@ mod faults;
 mod forged_tokens;
 mod health;
 mod helpers;
+mod interop;
 mod introspection;
 mod jwks;
 mod keys;

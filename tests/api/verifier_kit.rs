@@ -44,17 +44,23 @@ async fn issuer_pair() -> (TestApp, TestApp, String, Uuid, String) {
 
 /// The example resource server, on a free port, with its own verifier.
 async fn resource_server(verifier: Verifier) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    serve_example(verifier, listener);
+    address
+}
+
+/// The example resource server on `listener`.
+pub(crate) fn serve_example(verifier: Verifier, listener: std::net::TcpListener) {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(verifier.clone()))
             .configure(resource_server::routes)
     })
     .workers(1)
-    .bind("127.0.0.1:0")
+    .listen(listener)
     .unwrap();
-    let address = format!("http://{}", server.addrs()[0]);
     tokio::spawn(server.run());
-    address
 }
 
 /// A kit that has loaded the feed and opened the stream (it connects just

@@ -114,13 +114,18 @@ const ok = await oauth.protectedResourceRequest(refreshed.access_token, 'GET', w
 })
 assert.equal(ok.status, 200, await ok.clone().text())
 assert.equal((await ok.json()).cnf.jkt, await jkt(appKey))
-// ...and refuses it with another key's proof, or as a bearer token.
-const stolen = await oauth.protectedResourceRequest(refreshed.access_token, 'GET', whoami, undefined, undefined, {
-  DPoP: thiefDpop,
-  ...insecure,
-})
-assert.equal(stolen.status, 401)
-assert.match(stolen.headers.get('www-authenticate') ?? '', /DPoP/)
+// ...and refuses it with another key's proof (the library surfaces the
+// 401 as the server's DPoP challenge), or as a bearer token.
+await assert.rejects(
+  oauth.protectedResourceRequest(refreshed.access_token, 'GET', whoami, undefined, undefined, {
+    DPoP: thiefDpop,
+    ...insecure,
+  }),
+  (err) =>
+    err instanceof oauth.WWWAuthenticateChallengeError &&
+    err.response.status === 401 &&
+    err.cause.some((c) => c.scheme === 'dpop'),
+)
 const bearer = await fetch(whoami, { headers: { authorization: `Bearer ${refreshed.access_token}` } })
 assert.equal(bearer.status, 401)
 
