@@ -153,6 +153,30 @@ impl Dpop {
         }
     }
 
+    /// The proof sent to `POST /auth/revoke` with `token`, if any: what a
+    /// public client shows to revoke a DPoP-bound access token (its session
+    /// ends with it, so a copy of the token alone must not do that).
+    pub fn at_revocation(
+        &self,
+        sent: Sent<'_>,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Proof>, Error> {
+        let proof = match sent {
+            Sent::None => return Ok(None),
+            Sent::Many => return Err(Error::InvalidDpopProof(ONE_HEADER.into())),
+            Sent::One(proof) => proof,
+        };
+        let target = Target::Resource {
+            method: "POST",
+            path: "/auth/revoke",
+            access_token: token,
+        };
+        self.check(proof, target, now)
+            .map(Some)
+            .map_err(|refused| Error::InvalidDpopProof(refused.to_string()))
+    }
+
     /// A fresh nonce for a successful response, when nonces are required:
     /// the client keeps the newest (§8.2).
     pub fn next_nonce(&self, now: DateTime<Utc>) -> Option<String> {

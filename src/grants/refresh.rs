@@ -174,6 +174,14 @@ async fn rotate(
     child: &RefreshToken,
     proof: Option<&Presented<'_>>,
 ) -> Result<TokenResponse, Error> {
+    // Recorded for good before anything is decided: a request refused here
+    // (a scope, a race, a database fault) must not be replayable with
+    // another body. The common path records it with the spend instead.
+    if let Some(proof) = proof
+        && !proofs::record(conn, &proof.used).await?
+    {
+        return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
+    }
     let mut tx = conn.begin().await?;
     let Some((session, token)) = refresh::lock_by_token(&mut tx, hash).await? else {
         return Err(Error::InvalidGrant(INVALID));
@@ -199,11 +207,6 @@ async fn rotate(
         return Err(Error::InvalidDpopProof(
             "the refresh token is bound to a DPoP key: send a proof signed by that key".into(),
         ));
-    }
-    if let Some(proof) = proof
-        && !proofs::record(&mut tx, &proof.used).await?
-    {
-        return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
     }
     let grace = chrono::Duration::from_std(state.settings.tokens.refresh_grace)
         .map_err(anyhow::Error::from)?;

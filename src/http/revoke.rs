@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::body;
 use super::client_auth::credentials_from;
+use super::proof;
 use crate::error::Error;
 use crate::grants::client;
 use crate::revocation::inspect;
@@ -41,13 +42,15 @@ pub async fn revoke(
         .token
         .ok_or_else(|| Error::invalid_request("token is required"))?;
 
-    inspect::revoke_own(
-        &state.token_lookup(),
-        client.id(),
-        token.expose_secret(),
-        now,
-    )
-    .await?;
+    let proof = state
+        .dpop
+        .at_revocation(proof::sent(&req), token.expose_secret(), now)?;
+    let revoker = inspect::Revoker {
+        client_id: client.id(),
+        confidential: client.is_confidential(),
+        proven_key: proof.as_ref().map(|p| p.jkt.as_str()),
+    };
+    inspect::revoke_own(&state.token_lookup(), &revoker, token.expose_secret(), now).await?;
     // Unknown and already-revoked tokens get the same 200 (§2.2).
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

@@ -99,19 +99,42 @@ pub async fn introspect(
     })
 }
 
-/// RFC 7009: `client_id` revokes `token` if it was issued to it. Unknown,
+/// Who asks to revoke a token at `POST /auth/revoke`.
+pub struct Revoker<'a> {
+    pub client_id: &'a str,
+    pub confidential: bool,
+    /// The key of the DPoP proof sent with the request, if any (checked).
+    pub proven_key: Option<&'a str>,
+}
+
+/// RFC 7009: a client revokes `token` if it was issued to it. Unknown,
 /// expired and already-revoked tokens are not an error (§2.2); another
-/// client's token is.
+/// client's token is. A public client revoking a DPoP-bound access token
+/// must prove its key: revoking it ends the session, and a copy of the
+/// token (a public client has no secret) must not be able to log the user
+/// out.
 pub async fn revoke_own(
     lookup: &Lookup<'_>,
-    client_id: &str,
+    revoker: &Revoker<'_>,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let presented = identify(lookup, token, Purpose::Revoke, now).await?;
-    if presented.holder().is_some_and(|holder| holder != client_id) {
+    if presented
+        .holder()
+        .is_some_and(|holder| holder != revoker.client_id)
+    {
         return Err(Error::UnauthorizedClient(
             "the token was not issued to this client",
+        ));
+    }
+    if let Presented::Access(claims) = &presented
+        && let Some(bound) = claims.jkt()
+        && !revoker.confidential
+        && revoker.proven_key != Some(bound)
+    {
+        return Err(Error::InvalidDpopProof(
+            "revoking a DPoP-bound access token needs a DPoP proof by its key".into(),
         ));
     }
     let mut tx = lookup.pool.begin().await?;

@@ -622,6 +622,37 @@ async fn a_public_client_revokes_its_bound_refresh_token_without_a_proof() {
     let key = ProofKey::es256().unwrap();
     let login = app.dpop_login(&key).await;
     let refresh = login["refresh_token"].as_str().unwrap();
+    // A copy of the bound access token cannot end the session (revoking an
+    // access token ends its session): a public client must prove the key.
+    let access = login["access_token"].as_str().unwrap();
+    let revoke = |proof: Option<String>| {
+        let mut request = app
+            .http
+            .post(format!("{}/auth/revoke", app.address))
+            .form(&[("token", access), ("client_id", "mobile")]);
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
+        request.send()
+    };
+    let stolen = revoke(None).await.unwrap();
+    assert_oauth_error(stolen, 400, "invalid_dpop_proof").await;
+    let revoke_url = format!("{}/auth/revoke", app.state.settings.issuer);
+    let thief = ProofKey::es256().unwrap();
+    let wrong_key = thief
+        .proof("POST", &revoke_url, app.now_secs(), Some(access), None)
+        .unwrap();
+    assert_oauth_error(
+        revoke(Some(wrong_key)).await.unwrap(),
+        400,
+        "invalid_dpop_proof",
+    )
+    .await;
+    assert_eq!(
+        app.introspect(access).await["active"],
+        true,
+        "nothing was revoked"
+    );
     let response = app
         .http
         .post(format!("{}/auth/revoke", app.address))
@@ -632,6 +663,12 @@ async fn a_public_client_revokes_its_bound_refresh_token_without_a_proof() {
     assert_eq!(response.status(), 200);
     let after = app.dpop_refresh(Some(&key), refresh).await;
     assert_oauth_error(after, 400, "invalid_grant").await;
+    // The app itself, with its key, revokes the access token.
+    let own = key
+        .proof("POST", &revoke_url, app.now_secs(), Some(access), None)
+        .unwrap();
+    assert_eq!(revoke(Some(own)).await.unwrap().status(), 200);
+    assert_eq!(app.introspect(access).await["active"], false);
 }
 
 #[tokio::test]
