@@ -7,7 +7,13 @@
 #     vs `pgbench -N` TPS at the same concurrency on the same Postgres;
 #   password logins vs raw argon2id (examples/argon2_rate.rs), same cost/threads;
 #   JWKS and refresh p99 and 5xx count during a login flood;
-#   server RSS idle and peak (VmHWM).
+#   server RSS idle and peak (VmHWM);
+#   DPoP (RFC 9449): client_credentials and password logins with a fresh
+#     proof per request vs the same requests without one, both driven by
+#     examples/dpop_load.rs; server RSS peak under a flood of distinct
+#     proofs, and the replay cache's entries after it (admin /metrics);
+#   the verifier kit's DPoP/bearer ratio, from its own bench (cargo bench
+#     -p tessera-verifier --bench verify), when that bench prints one.
 #
 # Needs wrk (apt-get install wrk), pgbench, psql, curl, python3, and a
 # Postgres reachable as PGHOST/PGPORT/PGUSER (default postgres@127.0.0.1:5432,
@@ -16,7 +22,8 @@
 #   BIN=/path/to/tessera CONFIG_DIR=/path/to/its/config bench/run.sh
 # Knobs: DURATION (10 s per row), CONNECTIONS (32, wrk rows and logins),
 # REFRESH_WORKERS (16), FLOOD_CONNECTIONS (256), PROBE_WORKERS (2),
-# CONCURRENT (password.max_concurrent and argon2 threads; CPUs).
+# CONCURRENT (password.max_concurrent and argon2 threads; CPUs),
+# DPOP_FLOOD_WORKERS (256), DPOP_FLOOD_SECONDS (5), VERIFIER_BENCH (1; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -25,6 +32,11 @@ REFRESH_WORKERS=${REFRESH_WORKERS:-16}
 FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-256}
 PROBE_WORKERS=${PROBE_WORKERS:-2}
 CONCURRENT=${CONCURRENT:-$(nproc)}
+DPOP_FLOOD_WORKERS=${DPOP_FLOOD_WORKERS:-256}
+DPOP_FLOOD_SECONDS=${DPOP_FLOOD_SECONDS:-5}
+VERIFIER_BENCH=${VERIFIER_BENCH:-1}
+# dpop.replay_capacity (config/base.yaml's default unless overridden).
+REPLAY_CAPACITY=${TESSERA__DPOP__REPLAY_CAPACITY:-1000000}
 # One user per refresh worker: refresh_load logs in as u0..u(USERS-1).
 USERS=$((REFRESH_WORKERS > PROBE_WORKERS ? REFRESH_WORKERS : PROBE_WORKERS))
 # config/base.yaml's password cost, which is also the enforced minimum.
@@ -39,11 +51,14 @@ START=$SECONDS
 export SQLX_OFFLINE=true # sqlx's query macros check against the committed .sqlx/
 TARGET=${CARGO_TARGET_DIR:-target}
 if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet --bin tessera --example refresh_load --example argon2_rate
+  cargo build --release --quiet --bin tessera --example refresh_load --example argon2_rate --example dpop_load
   BIN=$TARGET/release/tessera
 else
-  cargo build --release --quiet --example refresh_load --example argon2_rate
+  cargo build --release --quiet --example refresh_load --example argon2_rate --example dpop_load
 fi
+# The verifier kit's bench, built now so that its row times only itself
+# (a failure here is reported in that row, not fatal).
+[ "${VERIFIER_BENCH:-1}" != 1 ] || cargo bench --quiet --no-run -p tessera-verifier --bench verify >/dev/null 2>&1 || true
 EX=$TARGET/release/examples
 
 DB=tessera_bench_$$ PGB_DB=tessera_pgbench_$$
@@ -70,10 +85,17 @@ trap 'exit 130' INT TERM
 # Every bench login succeeds, but each counts as an attempt until decided:
 # hundreds in flight per username, or from the one address all bench load
 # comes from, would trip limits meant for guessing (429s, not logins).
-# Unknown keys are refused at startup: older builds have no login.* keys.
-LIMITS=(TESSERA__LOGIN__LOCKOUT_THRESHOLD=1000000 TESSERA__LOGIN__ADDRESS_BURST=1000000)
-if env "${LIMITS[@]}" "$BIN" migrate >/dev/null 2>&1; then
-  export "${LIMITS[@]}"
+# The per-username threshold must be at least the per-source one, and
+# the floods open more connections than one address may hold by default.
+# Unknown keys are refused at startup: older builds have fewer of these
+# keys (or no login.* keys at all), so each smaller set is tried in turn.
+LIMITS_NOW=(TESSERA__LOGIN__LOCKOUT_THRESHOLD=1000000 TESSERA__LOGIN__USERNAME_LOCKOUT_THRESHOLD=1000000
+  TESSERA__LOGIN__ADDRESS_BURST=1000000 TESSERA__HTTP__MAX_CONNECTIONS_PER_ADDRESS=0)
+LIMITS_OLD=(TESSERA__LOGIN__LOCKOUT_THRESHOLD=1000000 TESSERA__LOGIN__ADDRESS_BURST=1000000)
+if env "${LIMITS_NOW[@]}" "$BIN" migrate >/dev/null 2>&1; then
+  export "${LIMITS_NOW[@]}"
+elif env "${LIMITS_OLD[@]}" "$BIN" migrate >/dev/null 2>&1; then
+  export "${LIMITS_OLD[@]}"
 else
   "$BIN" migrate >/dev/null
 fi
@@ -138,6 +160,7 @@ LUA
 { status_lua; echo 'function delay() return 10 end'; } >"$WORK/probe.lua"
 post_lua "$WORK/cc.lua" grant_type=client_credentials "Basic $BASIC"
 post_lua "$WORK/introspect.lua" "token=$ACCESS" "Basic $BASIC"
+export BENCH_CLIENT_SECRET=$SECRET BENCH_PASSWORD=$PASSWORD # for dpop_load
 
 # --- measurements -----------------------------------------------------------
 # CPU time (clock ticks, user + system) of the server, and of the Postgres
@@ -174,6 +197,15 @@ p99_ms_of() { # wrk --latency prints e.g. "99%   12.34ms"
   awk '$1 == "99%" { v = $2; u = v; sub(/^[0-9.]+/, "", u); f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : 60000; printf "%.2f", v * f }' "$WORK/$1.out"
 }
 field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" "$WORK/$1.out"; }
+# examples/dpop_load.rs: a fresh proof per request (dpop) or none, so both
+# sides of a DPoP ratio are driven by the same tool on the same connections.
+dpop_run() { # name, grant, dpop|none, seconds, [workers] -> $WORK/name.out, CPU ticks
+  local name=$1 s0 p0
+  echo "  $name" >&2
+  s0=$(server_ticks) p0=$(pg_ticks)
+  "$EX/dpop_load" "$BASE" "$2" "$3" "${5:-$CONNECTIONS}" "$4" "$USERS" >"$WORK/$name.out" 2>&1 || true
+  CPU_S[$name]=$(($(server_ticks) - s0)) CPU_PG[$name]=$(($(pg_ticks) - p0))
+}
 
 # Other tenants' load drifts within a run: each baseline is measured for half
 # a row's time just before and just after the row it divides (healthz runs
@@ -190,6 +222,9 @@ wrk_run healthz2 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
 wrk_run introspect "${W[@]}" -d"${DURATION}s" -s "$WORK/introspect.lua" "$BASE/auth/introspect"
 wrk_run healthz3 "${W[@]}" -d"${HALF}s" "$BASE/healthz"
 HWM_WRK=$(rss_kib VmHWM) # VmHWM only grows: read after each phase, it says which one set the peak
+dpop_run cc_plain0 client_credentials none "$HALF"
+dpop_run cc_dpop client_credentials dpop "$DURATION"
+dpop_run cc_plain1 client_credentials none "$HALF"
 
 psql -q -d postgres -c "CREATE DATABASE $PGB_DB" >/dev/null
 pgbench -i -q -s 1 "$PGB_DB" >/dev/null 2>&1
@@ -217,6 +252,10 @@ ARGON_BEFORE=$(argon2_rate)
 wrk_run password -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 60s -s "$WORK/login.lua" "$BASE/auth/token"
 HWM_LOGINS=$(rss_kib VmHWM)
 ARGON=$(mean "$ARGON_BEFORE" "$(argon2_rate)")
+# The same logins with a proof each, between two halves without.
+dpop_run login_plain0 password none "$HALF"
+dpop_run login_dpop password dpop "$DURATION"
+dpop_run login_plain1 password none "$HALF"
 
 # The flood outlasts both probes: refresh workers log in before it starts and
 # begin 2 s later; the JWKS probe starts 2 s into the flood.
@@ -232,6 +271,40 @@ wrk_run probe_jwks -t1 -c4 -d"${DURATION}s" --latency -s "$WORK/probe.lua" "$BAS
 wait $BG || true
 BG=
 RSS_PEAK=$(rss_kib VmHWM)
+
+# A flood of distinct valid proofs, each remembered by the replay cache
+# until its iat leaves the window. VmHWM is reset first (clear_refs 5), so
+# the peak is this phase's own; where that is refused it is the whole run's.
+metric() { # value of a sample on the admin listener's /metrics, or ""
+  curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }'
+}
+RSS_PRE_DPOP=$(rss_kib VmRSS) ENTRIES_BEFORE=$(metric tessera_dpop_replay_cache_entries)
+HWM_SCOPE='DPoP flood'
+echo 5 2>/dev/null >"/proc/$SERVER/clear_refs" || HWM_SCOPE='whole run (VmHWM reset refused)'
+dpop_run dpop_flood client_credentials dpop "$DPOP_FLOOD_SECONDS" "$DPOP_FLOOD_WORKERS"
+RSS_DPOP=$(rss_kib VmHWM)
+FLOOD_END=$SECONDS ENTRIES_AT_END=$(metric tessera_dpop_replay_cache_entries)
+
+# The verifier kit's bench (its own process, pinned to one core when
+# taskset is there) runs while housekeeping samples the replay gauge.
+VERIFIER_NOTE=
+if [ "$VERIFIER_BENCH" = 1 ]; then
+  echo "  verifier kit bench" >&2
+  PIN=() && command -v taskset >/dev/null && PIN=(taskset -c 0)
+  "${PIN[@]}" cargo bench --quiet -p tessera-verifier --bench verify >"$WORK/verifier.out" 2>&1 ||
+    VERIFIER_NOTE="cargo bench -p tessera-verifier --bench verify failed: $(tail -n 3 "$WORK/verifier.out" | tr '\n' ' ')"
+else
+  : >"$WORK/verifier.out"
+  VERIFIER_NOTE='skipped (VERIFIER_BENCH=0)'
+fi
+# Housekeeping samples the gauge once a minute: wait (up to 55 s after the
+# flood, while its proofs are all still in the window) for a new sample.
+ENTRIES=
+while [ $((SECONDS - FLOOD_END)) -lt 55 ]; do
+  v=$(metric tessera_dpop_replay_cache_entries)
+  if [ -n "$v" ] && [ "$v" != "${ENTRIES_AT_END:-}" ]; then ENTRIES=$v; break; fi
+  sleep 1
+done
 
 # --- table ------------------------------------------------------------------
 ROWS=()
@@ -266,6 +339,24 @@ row "flood: 5xx responses" "$FLOOD_5XX" - - "=" 0
 row "RSS idle MiB" "$(mib "$RSS_IDLE")" - - "<=" 32
 LIMIT=$((CONCURRENT * MEMORY_KIB + 48 * 1024))
 row "RSS peak (VmHWM) MiB" "$(mib "$RSS_PEAK")" - - "<=" "$(mib "$LIMIT")"
+errors_sum() { local n=0 name; for name; do n=$((n + $(field "$name" errors | grep . || echo 1))); done; echo "$n"; }
+CC_PLAIN=$(mean "$(field cc_plain0 rps)" "$(field cc_plain1 rps)")
+LOGIN_PLAIN=$(mean "$(field login_plain0 rps)" "$(field login_plain1 rps)")
+row "client_credentials+DPoP req/s" "$(field cc_dpop rps)" "client_credentials req/s" "$CC_PLAIN" ">=" 0.6 "$(errors_sum cc_dpop cc_plain0 cc_plain1)"
+row "password+DPoP logins/s (c=$CONNECTIONS)" "$(field login_dpop rps)" "password logins/s (c=$CONNECTIONS)" "$LOGIN_PLAIN" ">=" 0.95 "$(errors_sum login_dpop login_plain0 login_plain1)"
+# The peak's limit: the login flood's, plus a full replay cache (about 40 bytes an entry).
+DPOP_LIMIT=$((LIMIT + REPLAY_CAPACITY * 40 / 1024))
+row "DPoP flood: RSS peak MiB" "$(mib "$RSS_DPOP")" - - "<=" "$(mib "$DPOP_LIMIT")" "$(errors_sum dpop_flood)"
+# In memory are client_credentials proofs (password proofs are recorded in
+# Postgres with the session): the row's and the flood's, those still in the window.
+CC_PROOFS=$(awk -v a="$(field cc_dpop ok)" -v b="$(field dpop_flood ok)" 'BEGIN { print a + b }')
+row "DPoP flood: replay entries" "${ENTRIES:--}" "cc proofs accepted" "$CC_PROOFS" "" ""
+# Figures the kit's bench prints as "<label>   <rate> /s ...", if it prints them.
+bench_rate() { awk -v l="$1" 'index($0, l) == 1 { for (i = 2; i <= NF; i++) if ($i == "/s") print $(i - 1) }' "$WORK/verifier.out" | head -n 1; }
+V_BEARER=$(bench_rate "ES256 through the VerifiedToken extractor")
+V_DPOP=$(bench_rate "ES256 + ES256 DPoP proof through the extractor")
+if [ -z "$VERIFIER_NOTE" ] && [ -z "$V_DPOP" ]; then VERIFIER_NOTE='its bench prints no DPoP figure yet'; fi
+row "verifier: DPoP checks/s" "${V_DPOP:--}" "verifier: bearer checks/s" "${V_BEARER:--}" "" ""
 
 echo
 echo "binary: $BIN   ${DURATION}s per row, $CONNECTIONS connections, $(nproc) CPUs, password.max_concurrent=$CONCURRENT"
@@ -278,11 +369,17 @@ echo "flood ($FLOOD_CONNECTIONS connections): $(rps_of flood) logins/s; $(grep '
 for name in healthz0 healthz1 healthz2 healthz3 jwks cc introspect password; do
   [ "$(errors_of $name)" -eq 0 ] || echo "$name: $(errors_of $name) failed requests (see wrk: non-2xx or socket errors)"
 done
+for name in cc_plain0 cc_dpop cc_plain1 login_plain0 login_dpop login_plain1 dpop_flood; do
+  echo "dpop_load $name: $(cat "$WORK/$name.out" | tr '\n' ' ')"
+done
+echo "DPoP flood ($DPOP_FLOOD_WORKERS workers, ${DPOP_FLOOD_SECONDS}s): RSS $(mib "$RSS_PRE_DPOP") MiB before, peak $(mib "$RSS_DPOP") MiB ($HWM_SCOPE) for $(field dpop_flood ok) accepted proofs; replay entries ${ENTRIES_BEFORE:-?} before, ${ENTRIES:-not sampled again within 55 s} after; a full cache ($REPLAY_CAPACITY) is about $(mib $((REPLAY_CAPACITY * 40 / 1024))) MiB"
+echo "verifier kit: $(grep '^DPoP / bearer' "$WORK/verifier.out" || true)${VERIFIER_NOTE}"
 cpu_line() { # name, requests
   echo "$1 $(per_request_us "${CPU_S[$1]}" "$2") + $(per_request_us "${CPU_PG[$1]}" "$2")"
 }
 echo "CPU per request, µs (Tessera + its Postgres backends; includes each worker's login for refresh):"
 echo "  $(cpu_line healthz1 "$(requests_of healthz1)"); $(cpu_line jwks "$(requests_of jwks)"); $(cpu_line cc "$(requests_of cc)")"
 echo "  $(cpu_line introspect "$(requests_of introspect)"); $(cpu_line refresh "$(field refresh ok)"); $(cpu_line password "$(requests_of password)")"
-echo "VmHWM after each phase (MiB): wrk rows $(mib "$HWM_WRK"), refresh $(mib "$HWM_REFRESH"), logins $(mib "$HWM_LOGINS"), flood $(mib "$RSS_PEAK")"
+echo "  $(cpu_line cc_plain0 "$(field cc_plain0 ok)"); $(cpu_line cc_dpop "$(field cc_dpop ok)"); $(cpu_line login_dpop "$(field login_dpop ok)"); $(cpu_line dpop_flood "$(field dpop_flood ok)")"
+echo "VmHWM after each phase (MiB): wrk rows $(mib "$HWM_WRK"), refresh $(mib "$HWM_REFRESH"), logins $(mib "$HWM_LOGINS"), flood $(mib "$RSS_PEAK"), DPoP flood $(mib "$RSS_DPOP")"
 echo "total: $((SECONDS - START)) s"
