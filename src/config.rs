@@ -183,6 +183,8 @@ pub struct DpopSettings {
     pub nonce_lifetime: Duration,
     /// Proofs remembered per instance to refuse replays.
     pub replay_capacity: usize,
+    /// ...of which one client may hold at most this many.
+    pub replay_capacity_per_client: usize,
     /// The admin listener's URL as its callers address it (the `htu` of
     /// proofs sent to the admin API); the bound admin address if unset.
     #[serde(default)]
@@ -368,8 +370,10 @@ impl Settings {
         {
             bail!("configuration: dpop.admin_url must be an absolute http(s) URL");
         }
-        if self.dpop.replay_capacity == 0 {
-            bail!("configuration: dpop.replay_capacity must be at least 1");
+        if self.dpop.replay_capacity == 0 || self.dpop.replay_capacity_per_client == 0 {
+            bail!(
+                "configuration: dpop.replay_capacity and dpop.replay_capacity_per_client must be at least 1"
+            );
         }
         if self.audience.trim().is_empty() {
             bail!("configuration: audience must not be empty");

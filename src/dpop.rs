@@ -45,6 +45,8 @@ pub struct Dpop {
     require_nonce: bool,
     nonces: Nonces,
     replay: ReplayCache,
+    /// Entries of `replay` one client may hold.
+    per_client: usize,
     /// The public listener's base (the issuer) and the admin listener's.
     public: String,
     admin: String,
@@ -72,6 +74,7 @@ impl Dpop {
             require_nonce: dpop.require_nonce,
             nonces: Nonces::derive(secret, NONCE_PURPOSE, dpop.nonce_lifetime.as_secs()),
             replay: ReplayCache::new(dpop.replay_capacity),
+            per_client: dpop.replay_capacity_per_client,
             public: settings.issuer.trim_end_matches('/').to_owned(),
             admin: admin_url.trim_end_matches('/').to_owned(),
         }
@@ -235,16 +238,27 @@ impl Dpop {
         )
     }
 
-    /// Records a proof in this instance's memory; refused if it was there.
-    pub fn remember(&self, proof: &Proof, now: DateTime<Utc>) -> Result<(), Error> {
+    /// Records a proof of `client_id` in this instance's memory; refused if
+    /// it was there. One client holds at most `dpop.replay_capacity_per_client`
+    /// entries, so no client can fill the cache for the others.
+    pub fn remember(
+        &self,
+        client_id: &str,
+        proof: &Proof,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         let until = proof.iat.saturating_add(self.window);
-        match self
-            .replay
-            .first_use(&proof.jkt, &proof.jti, until, now.timestamp())
-        {
+        match self.replay.first_use_by(
+            client_id,
+            self.per_client,
+            &proof.jkt,
+            &proof.jti,
+            until,
+            now.timestamp(),
+        ) {
             Ok(()) => Ok(()),
             Err(ReplayRefused::Replayed) => Err(Error::InvalidDpopProof(REPLAYED.into())),
-            Err(ReplayRefused::Full) => {
+            Err(ReplayRefused::Full | ReplayRefused::OwnerFull) => {
                 metrics::counter!(crate::telemetry::metrics::DPOP_REPLAY_FULL).increment(1);
                 Err(Error::TemporarilyUnavailable)
             }

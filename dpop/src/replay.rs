@@ -1,6 +1,6 @@
 //! Each proof accepted once (RFC 9449 §11.1), in bounded memory.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Entries are grouped by when they may be forgotten, in buckets this many
@@ -17,6 +17,10 @@ pub enum ReplayRefused {
     /// could not be caught); the caller answers 503.
     #[error("too many DPoP proofs in flight; retry shortly")]
     Full,
+    /// This owner (a client) already holds its share of the cache: it
+    /// cannot crowd out the others.
+    #[error("too many DPoP proofs in flight for this client; retry shortly")]
+    OwnerFull,
 }
 
 /// The proofs seen whose `iat` is still in the window, by a 128-bit hash
@@ -32,8 +36,17 @@ pub struct ReplayCache {
 struct Buckets {
     /// Bucket start (seconds) → entries that may be forgotten after the
     /// bucket ends.
-    by_expiry: BTreeMap<i64, HashSet<u128>>,
+    by_expiry: BTreeMap<i64, Bucket>,
     len: usize,
+    /// Entries held per owner, for owners with a quota.
+    owners: HashMap<String, usize>,
+}
+
+#[derive(Default)]
+struct Bucket {
+    keys: HashSet<u128>,
+    /// How many of `keys` each owner recorded.
+    owners: HashMap<String, usize>,
 }
 
 impl ReplayCache {
@@ -54,17 +67,52 @@ impl ReplayCache {
         until: i64,
         now: i64,
     ) -> Result<(), ReplayRefused> {
+        self.record(None, jkt, jti, until, now)
+    }
+
+    /// As `first_use`, for a proof of `owner` (a client), which may hold at
+    /// most `quota` entries: one owner cannot fill the cache for all.
+    pub fn first_use_by(
+        &self,
+        owner: &str,
+        quota: usize,
+        jkt: &str,
+        jti: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<(), ReplayRefused> {
+        self.record(Some((owner, quota)), jkt, jti, until, now)
+    }
+
+    fn record(
+        &self,
+        owner: Option<(&str, usize)>,
+        jkt: &str,
+        jti: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<(), ReplayRefused> {
         let key = key(jkt, jti);
         let mut buckets = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         buckets.forget_before(now);
-        if buckets.by_expiry.values().any(|set| set.contains(&key)) {
+        if buckets.by_expiry.values().any(|b| b.keys.contains(&key)) {
             return Err(ReplayRefused::Replayed);
         }
         if buckets.len >= self.capacity {
             return Err(ReplayRefused::Full);
         }
-        let bucket = until.div_euclid(BUCKET_SECS) * BUCKET_SECS;
-        buckets.by_expiry.entry(bucket).or_default().insert(key);
+        if let Some((owner, quota)) = owner
+            && buckets.owners.get(owner).copied().unwrap_or(0) >= quota
+        {
+            return Err(ReplayRefused::OwnerFull);
+        }
+        let start = until.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let bucket = buckets.by_expiry.entry(start).or_default();
+        bucket.keys.insert(key);
+        if let Some((owner, _)) = owner {
+            *bucket.owners.entry(owner.to_owned()).or_default() += 1;
+            *buckets.owners.entry(owner.to_owned()).or_default() += 1;
+        }
         buckets.len += 1;
         Ok(())
     }
@@ -86,8 +134,16 @@ impl Buckets {
             if entry.key() + BUCKET_SECS > now {
                 break;
             }
-            self.len -= entry.get().len();
-            entry.remove();
+            let bucket = entry.remove();
+            self.len -= bucket.keys.len();
+            for (owner, held) in bucket.owners {
+                if let Some(total) = self.owners.get_mut(&owner) {
+                    *total = total.saturating_sub(held);
+                    if *total == 0 {
+                        self.owners.remove(&owner);
+                    }
+                }
+            }
         }
     }
 }
@@ -124,6 +180,20 @@ mod tests {
         );
         assert_eq!(cache.first_use("k", "1", 230, 170), Ok(()));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn one_owner_cannot_take_more_than_its_quota() {
+        let cache = ReplayCache::new(10);
+        cache.first_use_by("greedy", 2, "k", "1", 160, 100).unwrap();
+        cache.first_use_by("greedy", 2, "k", "2", 160, 100).unwrap();
+        assert_eq!(
+            cache.first_use_by("greedy", 2, "k", "3", 160, 100),
+            Err(ReplayRefused::OwnerFull)
+        );
+        // Others still get in; and the owner again once its entries expire.
+        assert_eq!(cache.first_use_by("fair", 2, "k", "3", 160, 100), Ok(()));
+        assert_eq!(cache.first_use_by("greedy", 2, "k", "4", 240, 170), Ok(()));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn grant(
     // Only now: only an authenticated, allowed request may use up room in
     // the replay cache.
     if let Some(proof) = proof {
-        state.dpop.remember(proof, now)?;
+        state.dpop.remember(client.id(), proof, now)?;
     }
     issue(
         state,

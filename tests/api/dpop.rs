@@ -722,3 +722,30 @@ async fn a_captured_admin_call_cannot_be_replayed_to_another_instance() {
     assert_eq!(replayed.status(), 401);
     assert_eq!(call(&app.admin_address).await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn one_client_cannot_fill_the_replay_cache_for_the_others() {
+    let app = spawn_app_with(|s| s.dpop.replay_capacity_per_client = 3).await;
+    let greedy = app
+        .create_confidential_client("greedy", &["client_credentials"], &["read"])
+        .await;
+    let fair = app
+        .create_confidential_client("fair", &["client_credentials"], &["read"])
+        .await;
+    let key = ProofKey::es256().unwrap();
+    let token = |client: &'static str, secret: String| {
+        let proof = app.token_proof(&key, None);
+        app.http
+            .post(format!("{}/auth/token", app.address))
+            .basic_auth(client, Some(secret))
+            .header("DPoP", proof)
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(token("greedy", greedy.clone()).await.unwrap().status(), 200);
+    }
+    let refused = token("greedy", greedy.clone()).await.unwrap();
+    assert_oauth_error(refused, 503, "temporarily_unavailable").await;
+    assert_eq!(token("fair", fair.clone()).await.unwrap().status(), 200);
+}

@@ -194,7 +194,7 @@ impl Dpop {
             .first_use(&proof.jkt, &proof.jti, until, now)
             .map_err(|e| match e {
                 ReplayRefused::Replayed => Error::InvalidDpopProof(ProofInvalid::Replayed),
-                ReplayRefused::Full => Error::DpopReplayCacheFull,
+                ReplayRefused::Full | ReplayRefused::OwnerFull => Error::DpopReplayCacheFull,
             })
     }
 
