@@ -93,6 +93,9 @@ enum UserCommand {
     },
     /// Lift a login lockout: forget the username's failed password logins.
     Unlock { username: String },
+    /// Turn the user's second factor off (a lost phone): the next login
+    /// asks for the password only, until they enroll again.
+    MfaReset { username: String },
     /// List users (id, username, state), in username order.
     List {
         /// Start after this username (the last one of the previous page).
@@ -327,12 +330,21 @@ async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             println!("scopes: {}", user.scopes.join(" "));
             println!("disabled: {}", user.disabled);
             println!("failed_logins: {}", user.failed_logins);
+            println!("second_factor: {}", user.second_factor);
             if let Some(locked_until) = user.locked_until {
                 println!(
                     "locked_until: {}",
                     locked_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
             }
+        }
+        UserCommand::MfaReset { username } => {
+            let Some(user) = ops.find_users(Some(&username), None, 1).await?.users.pop() else {
+                bail!("no such user: {username}");
+            };
+            ops.reset_mfa(&cx.actor, user.id, &Reason::none(), cx.now)
+                .await?;
+            println!("second factor of {username} turned off");
         }
         UserCommand::Unlock { username } => {
             if ops

@@ -55,7 +55,9 @@ pub struct Dpop {
 /// Where a proof is sent: the token endpoint, or an endpoint that takes an
 /// access token (§7).
 pub enum Target<'a> {
-    Token,
+    /// `POST` to an endpoint of the public listener that issues (the
+    /// token endpoint, the challenge endpoint).
+    Issuing(&'static str),
     Resource {
         method: &'a str,
         path: &'a str,
@@ -99,8 +101,25 @@ impl Dpop {
             Sent::Many => return Err(Error::InvalidDpopProof(ONE_HEADER.into())),
             Sent::One(proof) => proof,
         };
+        self.issuing(proof, "/auth/token", now).map(Some)
+    }
+
+    /// The proof of a request to the challenge endpoint, if any: a flow
+    /// started with one is bound to its key. Not recorded: a replayed
+    /// password request is one more password attempt, and a replayed code
+    /// finds its step, or its flow, already spent.
+    pub fn at_challenge(&self, sent: Sent<'_>, now: DateTime<Utc>) -> Result<Option<Proof>, Error> {
+        match sent {
+            Sent::None => Ok(None),
+            Sent::Many => Err(Error::InvalidDpopProof(ONE_HEADER.into())),
+            Sent::One(proof) => self.issuing(proof, "/auth/challenge", now).map(Some),
+        }
+    }
+
+    /// A proof sent to an endpoint that issues, with the nonce rule.
+    fn issuing(&self, proof: &str, path: &'static str, now: DateTime<Utc>) -> Result<Proof, Error> {
         let proof = self
-            .check(proof, Target::Token, now)
+            .check(proof, Target::Issuing(path), now)
             .map_err(|refused| Error::InvalidDpopProof(refused.to_string()))?;
         if self.require_nonce
             && !proof
@@ -110,7 +129,7 @@ impl Dpop {
         {
             return Err(Error::UseDpopNonce(self.nonces.issue(now.timestamp())));
         }
-        Ok(Some(proof))
+        Ok(proof)
     }
 
     /// The proof sent with a DPoP-bound access token (`jkt`) to an endpoint
@@ -211,7 +230,7 @@ impl Dpop {
         now: DateTime<Utc>,
     ) -> Result<Proof, tessera_dpop::Refused> {
         let (method, url, access_token) = match target {
-            Target::Token => ("POST", format!("{}/auth/token", self.public), None),
+            Target::Issuing(path) => ("POST", format!("{}{path}", self.public), None),
             Target::Resource {
                 method,
                 path,

@@ -68,6 +68,15 @@ pub enum Error {
     /// with a bound token (RFC 9449 §7.1).
     #[error("{0}")]
     ProofRefused(String),
+    /// The password was right; a second factor is needed to go on, at the
+    /// challenge endpoint with this `auth_session` (first-party apps draft §5.4).
+    #[error(
+        "a second factor is required: send the code from the authenticator app with this auth_session"
+    )]
+    InsufficientAuthorization { auth_session: String },
+    /// The `auth_session` is unknown, expired, finished or exhausted.
+    #[error("auth_session is unknown, expired or used up: start the login again")]
+    InvalidSession,
     /// No bearer token at all (RFC 6750 §3.1: no error code in the challenge).
     #[error("a bearer token is required")]
     MissingToken,
@@ -204,6 +213,8 @@ impl Error {
             Error::InvalidScope(_) => "invalid_scope",
             Error::InvalidDpopProof(_) | Error::ProofRefused(_) => "invalid_dpop_proof",
             Error::UseDpopNonce(_) => "use_dpop_nonce",
+            Error::InsufficientAuthorization { .. } => "insufficient_authorization",
+            Error::InvalidSession => "invalid_session",
             Error::InvalidToken | Error::MissingToken => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::NotFound(_) => "not_found",
@@ -244,6 +255,11 @@ fn dpop_challenge(error: Option<&str>) -> HeaderValue {
 struct Body<'a> {
     error: &'a str,
     error_description: String,
+    /// With `insufficient_authorization`: where the login goes on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_session: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otp_required: Option<bool>,
 }
 
 impl ResponseError for Error {
@@ -253,7 +269,9 @@ impl ResponseError for Error {
             | Error::InvalidToken
             | Error::MissingToken
             | Error::ProofRefused(_) => StatusCode::UNAUTHORIZED,
-            Error::InsufficientScope => StatusCode::FORBIDDEN,
+            Error::InsufficientScope | Error::InsufficientAuthorization { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
@@ -348,9 +366,15 @@ impl ResponseError for Error {
             Error::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         };
+        let auth_session = match self {
+            Error::InsufficientAuthorization { auth_session } => Some(auth_session.as_str()),
+            _ => None,
+        };
         response.json(Body {
             error: self.code(),
             error_description: description,
+            auth_session,
+            otp_required: auth_session.map(|_| true),
         })
     }
 }
@@ -377,6 +401,8 @@ mod tests {
             (Error::InvalidDpopProof("x".into()), StatusCode::BAD_REQUEST, "invalid_dpop_proof"),
             (Error::UseDpopNonce("n".into()), StatusCode::BAD_REQUEST, "use_dpop_nonce"),
             (Error::ProofRefused("x".into()), StatusCode::UNAUTHORIZED, "invalid_dpop_proof"),
+            (Error::InsufficientAuthorization { auth_session: "tsa_x".into() }, StatusCode::FORBIDDEN, "insufficient_authorization"),
+            (Error::InvalidSession, StatusCode::BAD_REQUEST, "invalid_session"),
             (Error::MissingToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
 use crate::state::AppState;
-use crate::store::{self, proofs, refresh};
+use crate::store::{self, challenges, proofs, refresh};
 use crate::throttle::lockout;
 
 const EVERY: Duration = Duration::from_secs(60);
@@ -57,6 +57,22 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Ok(0) => {}
         Ok(rows) => tracing::debug!(rows, "pruned login failure counts"),
         Err(e) => tracing::warn!(error = %e, "pruning login failure counts failed"),
+    }
+    // Codes are kept a while past their expiry: a late replay of a used
+    // one still finds it (and is refused as reused, not as unknown).
+    let challenges_before = now - chrono::Duration::minutes(10);
+    match in_batches(state, FAILURE_BATCH, |tx| {
+        Box::pin(challenges::prune(
+            tx,
+            challenges_before,
+            FAILURE_BATCH,
+        ))
+    })
+    .await
+    {
+        Ok(0) => {}
+        Ok(rows) => tracing::debug!(rows, "pruned expired login challenges and codes"),
+        Err(e) => tracing::warn!(error = %e, "pruning login challenges failed"),
     }
     let Ok(lifetime) = chrono::Duration::from_std(state.settings.tokens.access_ttl) else {
         return;

@@ -7,6 +7,7 @@
 //! - `dpop`: which DPoP proof each request needs, nonces and replay (checks in `tessera_dpop`)
 //! - `hashing`: the argon2id pool (bounded slots with reused buffers, a bounded queue)
 //! - `keys`: signing keys, their schedule and the JWKS
+//! - `mfa`: the second factor (TOTP, recovery codes): enrollment and the checks a login makes
 //! - `ops`: every administrative operation, once, with its audit row (admin API and CLI)
 //! - `revocation`: denylist of access tokens, mirrored on every instance
 //! - `sync`: keeps those mirrors in step with Postgres (LISTEN/NOTIFY and a re-read)
@@ -26,6 +27,7 @@ pub mod hashing;
 pub mod housekeeping;
 pub mod http;
 pub mod keys;
+pub mod mfa;
 pub mod ops;
 pub mod revocation;
 pub mod startup;

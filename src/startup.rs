@@ -65,6 +65,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let secret = settings.encryption_key()?;
         let kek = KeyEncryptionKey::new(&secret)?;
+        let sealer = Arc::new(KeyEncryptionKey::new(&secret)?);
         let devices = Arc::new(DeviceKey::derive(&secret));
         let (public_listener, port) = bind("http.public_addr", &settings.http.public_addr)?;
         let (admin_listener, admin_port) = bind("http.admin_addr", &settings.http.admin_addr)?;
@@ -109,6 +110,7 @@ impl Application {
             addresses,
             devices,
             dpop,
+            sealer,
             clock,
             stream_slots,
             shutdown: shutting_down,

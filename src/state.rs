@@ -13,6 +13,7 @@ use crate::domain::device::DeviceKey;
 use crate::dpop::Dpop;
 use crate::hashing::PasswordHasher;
 use crate::keys::KeyRing;
+use crate::keys::material::KeyEncryptionKey;
 use crate::revocation::Denylist;
 use crate::revocation::slots::Slots;
 use crate::throttle::AddressLimiter;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub devices: Arc<DeviceKey>,
     /// Checks DPoP proofs, issues nonces, remembers used proofs (`dpop`).
     pub dpop: Arc<Dpop>,
+    /// Seals second-factor secrets under the key-encryption key (`mfa`).
+    pub sealer: Arc<KeyEncryptionKey>,
     pub clock: Clock,
     /// One per open revocation stream (`revocation.max_subscribers`, and
     /// `max_subscribers_per_client` for one client).

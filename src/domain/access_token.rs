@@ -56,6 +56,10 @@ pub struct AccessClaims {
     /// with a proof signed by that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// How the user authenticated (RFC 8176: `pwd`, and `otp` and `mfa`
+    /// after a second factor); none for a client acting as itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 /// RFC 7800 confirmation: the SHA-256 JWK thumbprint (RFC 7638) of the key.
@@ -87,6 +91,7 @@ impl AccessClaims {
             sid: None,
             nbf: None,
             cnf: None,
+            amr: None,
         }
     }
 

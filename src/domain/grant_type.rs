@@ -7,18 +7,23 @@ pub enum GrantType {
     Password,
     RefreshToken,
     ClientCredentials,
+    /// The code of the first-party challenge flow (`POST /auth/challenge`).
+    AuthorizationCode,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown grant type (supported: password, refresh_token, client_credentials)")]
+#[error(
+    "unknown grant type (supported: password, refresh_token, client_credentials, authorization_code)"
+)]
 pub struct UnknownGrantType;
 
 impl GrantType {
     /// Every grant type the token endpoint implements.
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
         GrantType::Password,
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
+        GrantType::AuthorizationCode,
     ];
 
     pub fn parse(raw: &str) -> Result<GrantType, UnknownGrantType> {
@@ -33,6 +38,7 @@ impl GrantType {
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
         }
     }
 }

@@ -10,13 +10,16 @@ pub mod opaque;
 pub mod password;
 pub mod scope;
 pub mod signing;
+pub mod totp;
 pub mod username;
 
 pub use access_token::AccessClaims;
 pub use client::Client;
 pub use client_id::ClientId;
 pub use grant_type::GrantType;
-pub use opaque::{ClientSecret, RefreshToken, TokenHash};
+pub use opaque::{
+    AuthorizationCode, ChallengeToken, ClientSecret, RecoveryCode, RefreshToken, TokenHash,
+};
 pub use password::PlainPassword;
 pub use scope::Scope;
 pub use username::Username;

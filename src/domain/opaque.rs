@@ -1,4 +1,5 @@
-//! Opaque secrets handed to clients: refresh tokens and client secrets.
+//! Opaque secrets handed to clients: refresh tokens, client secrets, the
+//! challenge flow's `auth_session` and authorization code, recovery codes.
 //! They are 256 random bits behind a prefix, stored only as SHA-256 and never
 //! printed: `Debug` redacts them.
 
@@ -10,6 +11,8 @@ use subtle::ConstantTimeEq;
 
 const REFRESH_PREFIX: &str = "tsr_";
 const CLIENT_SECRET_PREFIX: &str = "tss_";
+const CHALLENGE_PREFIX: &str = "tsa_";
+const CODE_PREFIX: &str = "tsc_";
 /// Longest opaque secret we bother hashing; anything longer is not ours.
 pub const MAX_OPAQUE_LEN: usize = 512;
 
@@ -47,16 +50,87 @@ fn random_secret(prefix: &str) -> SecretString {
     SecretString::from(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
-/// A refresh token as the client sees it.
-pub struct RefreshToken(SecretString);
+/// A one-time secret handed to a client, shown once and stored only as
+/// its hash.
+macro_rules! opaque_token {
+    ($(#[$doc:meta])* $name:ident, $prefix:expr) => {
+        $(#[$doc])*
+        pub struct $name(SecretString);
 
-impl RefreshToken {
-    pub fn generate() -> RefreshToken {
-        RefreshToken(random_secret(REFRESH_PREFIX))
+        impl $name {
+            pub fn generate() -> $name {
+                $name(random_secret($prefix))
+            }
+
+            pub fn hash(&self) -> TokenHash {
+                TokenHash::of(self.0.expose_secret())
+            }
+
+            pub fn expose(&self) -> &str {
+                self.0.expose_secret()
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([REDACTED])"))
+            }
+        }
+    };
+}
+
+opaque_token!(
+    /// A refresh token as the client sees it.
+    RefreshToken,
+    REFRESH_PREFIX
+);
+opaque_token!(
+    /// The draft's `auth_session`: names one login waiting for its second
+    /// factor at the challenge endpoint.
+    ChallengeToken,
+    CHALLENGE_PREFIX
+);
+opaque_token!(
+    /// An authorization code from the challenge endpoint, redeemed once at
+    /// the token endpoint.
+    AuthorizationCode,
+    CODE_PREFIX
+);
+
+/// A recovery code: 50 random bits as two groups of five base32 letters
+/// (`k3x9q-7mw2p`), easy to copy from paper. Compared (and hashed) without
+/// case, spaces or dashes.
+pub struct RecoveryCode(SecretString);
+
+impl RecoveryCode {
+    pub fn generate() -> RecoveryCode {
+        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mut bytes = [0u8; 10];
+        rand::fill(&mut bytes);
+        let letters: String = bytes
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
+            .collect();
+        RecoveryCode(SecretString::from(format!(
+            "{}-{}",
+            &letters[..5],
+            &letters[5..]
+        )))
+    }
+
+    /// The hash of a code as typed, or `None` if it cannot be one.
+    pub fn hash_typed(typed: &str) -> Option<TokenHash> {
+        let normal: String = typed
+            .chars()
+            .filter(|c| !matches!(c, '-' | ' '))
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        (normal.len() == 10 && normal.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| TokenHash::of(&normal))
     }
 
     pub fn hash(&self) -> TokenHash {
-        TokenHash::of(self.0.expose_secret())
+        RecoveryCode::hash_typed(self.0.expose_secret()).unwrap_or(TokenHash([0; 32]))
     }
 
     pub fn expose(&self) -> &str {
@@ -64,9 +138,9 @@ impl RefreshToken {
     }
 }
 
-impl std::fmt::Debug for RefreshToken {
+impl std::fmt::Debug for RecoveryCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RefreshToken([REDACTED])")
+        f.write_str("RecoveryCode([REDACTED])")
     }
 }
 
@@ -121,6 +195,15 @@ mod tests {
         assert!(!format!("{a:?}").contains(&a.expose()[4..]));
         assert!(a.hash().matches(&TokenHash::of(a.expose()).0));
         assert!(!a.hash().matches(&b.hash().0));
+    }
+
+    #[test]
+    fn recovery_codes_are_typed_loosely_and_hashed_the_same() {
+        let code = RecoveryCode::generate();
+        assert_eq!(code.expose().len(), 11);
+        let typed = code.expose().to_uppercase().replace('-', " ");
+        assert_eq!(RecoveryCode::hash_typed(&typed), Some(code.hash()));
+        assert_eq!(RecoveryCode::hash_typed("short"), None);
     }
 
     #[test]

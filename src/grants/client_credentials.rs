@@ -42,6 +42,7 @@ pub fn grant(
             scope: &scope,
             refresh_token: None,
             jkt: proof.map(|p| p.jkt.as_str()),
+            amr: None,
             now,
         },
     )

@@ -1,6 +1,8 @@
 //! The grant types of the token endpoint (RFC 6749 §4.3, §4.4, §6) and what they
 //! share: client authentication and the token response.
 
+pub mod authorization_code;
+pub mod challenge;
 pub mod client;
 pub mod client_credentials;
 pub mod password;
@@ -53,6 +55,8 @@ pub struct Issuance<'a> {
     pub refresh_token: Option<&'a RefreshToken>,
     /// The DPoP key to bind the access token to (`cnf.jkt`), if any.
     pub jkt: Option<&'a str>,
+    /// How the user authenticated (`amr`); `None` for a client itself.
+    pub amr: Option<&'a [String]>,
     pub now: DateTime<Utc>,
 }
 
@@ -66,6 +70,7 @@ pub fn issue(state: &AppState, issuance: Issuance<'_>) -> Result<TokenResponse, 
         scope,
         refresh_token,
         jkt,
+        amr,
         now,
     } = issuance;
     let settings = &state.settings;
@@ -80,6 +85,7 @@ pub fn issue(state: &AppState, issuance: Issuance<'_>) -> Result<TokenResponse, 
         ttl,
     );
     claims.sid = session.map(|s| s.to_string());
+    claims.amr = amr.map(<[String]>::to_vec);
     claims.cnf = jkt.map(|jkt| Confirmation {
         jkt: jkt.to_owned(),
     });

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use tessera_dpop::Proof;
 
+use super::challenge;
 use super::client::Client;
 use super::{Issuance, TokenResponse, issue};
 use crate::domain::password::Verified;
-use crate::domain::{GrantType, PlainPassword, RefreshToken, Scope, Username};
+use crate::domain::{AuthorizationCode, GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::dpop;
 use crate::error::Error;
 use crate::hashing::HashError;
@@ -20,6 +21,9 @@ use crate::store::proofs::Used;
 use crate::store::users::{self, UserRow};
 use crate::telemetry;
 use crate::throttle::lockout::{self, Admitted, Contender};
+
+/// RFC 8176: the user gave a password.
+pub const PASSWORD_AMR: &str = "pwd";
 
 /// One message for unknown user, wrong password and disabled user.
 const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -37,14 +41,48 @@ pub struct Login {
     pub proof: Option<Proof>,
 }
 
-/// A password login.
-#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), user_id = tracing::field::Empty))]
+/// What a right password leads to.
+#[derive(Clone, Copy)]
+pub enum Then<'a> {
+    /// Tokens (the password grant).
+    Tokens,
+    /// An authorization code for this PKCE challenge (the challenge
+    /// endpoint).
+    Code { code_challenge: &'a str },
+}
+
+pub enum Outcome {
+    Tokens(TokenResponse),
+    Code(AuthorizationCode),
+}
+
+/// The password grant. A user with a second factor gets 403
+/// `insufficient_authorization` and an `auth_session` to go on with at the
+/// challenge endpoint.
 pub async fn grant(
     state: &AppState,
     client: &Client,
     login: Login,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
+    match self::login(state, client, login, Then::Tokens, now).await? {
+        Outcome::Tokens(response) => Ok(response),
+        Outcome::Code(_) => Err(Error::Internal(anyhow::anyhow!(
+            "a password grant ended with a code"
+        ))),
+    }
+}
+
+/// A password login, ending as `then` says (or in a challenge for the
+/// second factor).
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id(), user_id = tracing::field::Empty))]
+pub async fn login(
+    state: &AppState,
+    client: &Client,
+    login: Login,
+    then: Then<'_>,
+    now: DateTime<Utc>,
+) -> Result<Outcome, Error> {
     // No account can have a name the profile refuses: the same answer as
     // for any unknown user, without hashing (the rule is public anyway).
     // Nothing is counted for it: it cost nothing, and counting it would let
@@ -77,6 +115,7 @@ pub async fn grant(
         policy,
         scope: login.scope,
         proof: login.proof.as_ref(),
+        then,
         now,
     };
     match checked.finish(password, admitted).await {
@@ -97,6 +136,7 @@ struct Checked<'a> {
     policy: Policy,
     scope: Option<Scope>,
     proof: Option<&'a Proof>,
+    then: Then<'a>,
     now: DateTime<Utc>,
 }
 
@@ -109,14 +149,50 @@ impl Checked<'_> {
         self,
         password: PlainPassword,
         mut admitted: Admitted<'_>,
-    ) -> Result<TokenResponse, Error> {
+    ) -> Result<Outcome, Error> {
         let Some(user) = self.verify_password(password, admitted.user.take()).await? else {
             admitted.failed();
             return Err(Error::InvalidGrant(BAD_CREDENTIALS));
         };
         let scope = self.grant_scope(&user).await?;
+        let (state, client, now) = (self.state, self.client, self.now);
+        let jkt = self.proof.map(|p| p.jkt.as_str());
+        let code_challenge = match self.then {
+            Then::Code { code_challenge } => Some(code_challenge),
+            Then::Tokens => None,
+        };
+        if user.second_factor || code_challenge.is_some() {
+            // The password was right: its attempt is not a failure.
+            lockout::forgive(&state.pool, self.policy, self.username, self.who).await?;
+        }
+        if user.second_factor {
+            let start = challenge::Start {
+                client_id: client.id(),
+                user_id: user.id,
+                scope: &scope,
+                code_challenge,
+                dpop_jkt: jkt,
+            };
+            let token = challenge::start(state, start, now).await?;
+            return Err(Error::InsufficientAuthorization {
+                auth_session: token.expose().to_owned(),
+            });
+        }
+        if let Some(code_challenge) = code_challenge {
+            let code = challenge::CodeFor {
+                client_id: client.id(),
+                user_id: user.id,
+                scope: &scope.to_string(),
+                code_challenge,
+                dpop_jkt: jkt,
+                amr: &[PASSWORD_AMR],
+            };
+            return Ok(Outcome::Code(
+                challenge::issue_code(state, code, now).await?,
+            ));
+        }
         match self.start_session(&user, &scope).await? {
-            Some(response) => Ok(response),
+            Some(response) => Ok(Outcome::Tokens(response)),
             None => {
                 admitted.failed();
                 Err(Error::InvalidGrant(BAD_CREDENTIALS))
@@ -238,6 +314,7 @@ impl Checked<'_> {
                 scope,
                 refresh_token: refresh_token.as_ref(),
                 jkt: self.proof.map(|p| p.jkt.as_str()),
+                amr: Some(&[PASSWORD_AMR.to_owned()]),
                 now,
             },
         )?;

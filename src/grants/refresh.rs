@@ -159,6 +159,7 @@ async fn rotate_fresh(
             scope: &scope,
             refresh_token: Some(child),
             jkt: proof.map(|p| p.jkt),
+            amr: Some(&rotated.amr),
             now: state.clock.now(),
         },
     )
@@ -234,6 +235,7 @@ async fn rotate(
             scope: &scope,
             refresh_token: Some(child),
             jkt: proof.map(|p| p.jkt),
+            amr: Some(&session.amr),
             now,
         },
     )?;

@@ -48,6 +48,44 @@ pub async fn require(
     state: &AppState,
     scope: &str,
 ) -> Result<AccessClaims, Error> {
+    let (claims, proof) = authenticate(req, state).await?;
+    let granted = Scope::parse(&claims.scope).map_err(|_| Error::InvalidToken)?;
+    if !granted.contains(scope) {
+        // Who was refused, for the admin listener's audit of refusals.
+        req.extensions_mut().insert(Refused(claims));
+        return Err(Error::InsufficientScope);
+    }
+    allowed(state, proof).await?;
+    Ok(claims)
+}
+
+/// A valid, unrevoked access token of a user (not of a client acting as
+/// itself), whatever its scope: the user's own settings (`/auth/mfa`).
+pub async fn require_user(req: &HttpRequest, state: &AppState) -> Result<AccessClaims, Error> {
+    let (claims, proof) = authenticate(req, state).await?;
+    if claims.sub == claims.client_id || claims.sid.is_none() {
+        return Err(Error::InvalidToken);
+    }
+    allowed(state, proof).await?;
+    Ok(claims)
+}
+
+/// Last, once everything else holds: a proof takes room only for a call
+/// that is allowed. Recorded in Postgres, so a captured call (whose body
+/// the proof does not cover) cannot be replayed to another instance.
+async fn allowed(state: &AppState, proof: Option<tessera_dpop::Proof>) -> Result<(), Error> {
+    if let Some(proof) = proof {
+        state.dpop.record_everywhere(&state.pool, &proof).await?;
+    }
+    Ok(())
+}
+
+/// A valid, unrevoked access token of this issuer, and the DPoP proof it
+/// came with if it is bound (checked, not yet recorded).
+async fn authenticate(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(AccessClaims, Option<tessera_dpop::Proof>), Error> {
     let (scheme, token) = token(req).ok_or(Error::MissingToken)?;
     let now = state.clock.now();
     let claims = state
@@ -87,17 +125,5 @@ pub async fn require(
     if claims.sub != claims.client_id {
         record_on_request(req, "user_id", &claims.sub);
     }
-    let granted = Scope::parse(&claims.scope).map_err(|_| Error::InvalidToken)?;
-    if !granted.contains(scope) {
-        // Who was refused, for the admin listener's audit of refusals.
-        req.extensions_mut().insert(Refused(claims));
-        return Err(Error::InsufficientScope);
-    }
-    // Last, once everything else holds: a proof takes room only for a call
-    // that is allowed. Recorded in Postgres, so a captured call (whose body
-    // the proof does not cover) cannot be replayed to another instance.
-    if let Some(proof) = proof {
-        state.dpop.record_everywhere(&state.pool, &proof).await?;
-    }
-    Ok(claims)
+    Ok((claims, proof))
 }

@@ -4,12 +4,14 @@
 mod admin;
 pub(crate) mod bearer;
 mod body;
+mod challenge;
 mod chunked;
 mod client_auth;
 pub mod client_ip;
 mod health;
 mod introspect;
 mod metrics;
+mod mfa;
 pub mod peer;
 mod proof;
 mod revocations;
@@ -38,6 +40,11 @@ macro_rules! route_table {
 
 route_table!(public_routes, PUBLIC_ROUTES {
     post "/auth/token" => token::token,
+    post "/auth/challenge" => challenge::challenge,
+    post "/auth/mfa/totp" => mfa::begin,
+    delete "/auth/mfa/totp" => mfa::turn_off,
+    post "/auth/mfa/totp/confirm" => mfa::confirm,
+    post "/auth/mfa/recovery-codes" => mfa::recovery_codes,
     post "/auth/revoke" => revoke::revoke,
     post "/auth/introspect" => introspect::introspect,
     get "/auth/revocations" => revocations::feed,
@@ -60,6 +67,7 @@ route_table!(admin_routes, ADMIN_ROUTES {
     put "/admin/users/{id}/password" => admin::users::set_password,
     post "/admin/users/{id}/revoke" => admin::users::revoke_everywhere,
     post "/admin/users/{id}/unlock" => admin::users::unlock,
+    delete "/admin/users/{id}/mfa" => admin::users::reset_mfa,
     get "/admin/users/{id}/sessions" => admin::sessions::list,
     delete "/admin/users/{id}/sessions/{session_id}" => admin::sessions::revoke,
     post "/admin/tokens/revoke" => admin::tokens::revoke,

@@ -13,7 +13,7 @@ use super::proof;
 use crate::domain::{GrantType, Scope};
 use crate::error::{DPOP_NONCE, Error};
 use crate::grants::client;
-use crate::grants::{client_credentials, password, refresh};
+use crate::grants::{authorization_code, client_credentials, password, refresh};
 use crate::state::AppState;
 use crate::telemetry;
 use crate::telemetry::record_on_request;
@@ -29,6 +29,9 @@ struct TokenRequest {
     scope: Option<String>,
     client_id: Option<String>,
     client_secret: Option<SecretString>,
+    /// authorization_code (from the challenge endpoint) and its PKCE verifier.
+    code: Option<SecretString>,
+    code_verifier: Option<String>,
 }
 
 #[tracing::instrument(level = "debug", name = "token", skip_all)]
@@ -94,6 +97,15 @@ pub async fn token(
                 .refresh_token
                 .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
             refresh::grant(&state, &client, token, scope, proof.as_ref()).await?
+        }
+        GrantType::AuthorizationCode => {
+            let code = request
+                .code
+                .ok_or_else(|| Error::invalid_request("code is required"))?;
+            let verifier = request
+                .code_verifier
+                .ok_or_else(|| Error::invalid_request("code_verifier is required"))?;
+            authorization_code::grant(&state, &client, code, verifier, proof.as_ref(), now).await?
         }
     };
     record_on_request(&req, "user_id", &response.subject);

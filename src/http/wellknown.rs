@@ -64,6 +64,8 @@ fn render_metadata(issuer: &str, algorithms: &[&str], max_access_lifetime: u64) 
     let metadata = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/auth/token"),
+        "authorization_challenge_endpoint": format!("{issuer}/auth/challenge"),
+        "code_challenge_methods_supported": ["S256"],
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
         "revocation_endpoint": format!("{issuer}/auth/revoke"),

@@ -4,7 +4,7 @@
 //! JWKS from activation times (see `schedule`), so instances on one database
 //! agree without talking to each other.
 
-mod material;
+pub mod material;
 mod rendered;
 mod schedule;
 

@@ -263,6 +263,33 @@ impl Ops<'_> {
         Ok(user)
     }
 
+    /// Turns a user's second factor off (a lost phone): the TOTP secret and
+    /// the recovery codes go; the next login asks for the password only.
+    pub async fn reset_mfa(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        if users::find_by_id(&mut tx, id).await?.is_none() {
+            return Err(Error::NotFound(NO_USER));
+        }
+        crate::store::mfa::remove(&mut tx, id).await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "user.mfa_reset",
+            Some(&id.to_string()),
+            reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Lifts a lockout by username, whether or not such a user exists
     /// (unknown usernames are locked too). Returns whether there was one.
     pub async fn unlock_username(

@@ -257,6 +257,7 @@ mod tests {
             sid: None,
             nbf: None,
             cnf: None,
+            amr: None,
         }
     }
 

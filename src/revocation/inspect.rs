@@ -28,6 +28,9 @@ pub struct Active {
     /// The DPoP key a bound access token is bound to (RFC 9449 §6.2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// How the user authenticated (RFC 8176), for access tokens of users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 impl Presented {
@@ -80,6 +83,7 @@ pub async fn introspect(
                 iss: claims.iss,
                 aud: claims.aud,
                 cnf: claims.cnf,
+                amr: claims.amr,
             })
         }
         Presented::Refresh(status) if status.is_active(now) => Some(Active {
@@ -94,6 +98,7 @@ pub async fn introspect(
             iss: lookup.issuer.to_owned(),
             aud: lookup.audience.to_owned(),
             cnf: None,
+            amr: None,
         }),
         _ => None,
     })

@@ -36,7 +36,9 @@ pub async fn admit(
     let row = sqlx::query!(
         r#"SELECT a.admitted AS "admitted!", a.locked_until,
                   u.id AS "id?", u.username AS "username?", u.password_hash AS "password_hash?",
-                  u.scopes AS "scopes?", u.disabled AS "disabled?"
+                  u.scopes AS "scopes?", u.disabled AS "disabled?",
+                  EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
+                      AS "second_factor!"
            FROM login_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9) AS a
            LEFT JOIN users u ON u.username = $1"#,
         username.as_str(),
@@ -64,9 +66,11 @@ pub async fn admit(
         row.scopes,
         row.disabled,
     ) {
-        (Some(id), Some(username), Some(password_hash), Some(scopes), Some(disabled)) => Some(
-            UserRow::from_stored(id, username, password_hash, &scopes, disabled)?,
-        ),
+        (Some(id), Some(username), Some(password_hash), Some(scopes), Some(disabled)) => {
+            let mut user = UserRow::from_stored(id, username, password_hash, &scopes, disabled)?;
+            user.second_factor = row.second_factor;
+            Some(user)
+        }
         _ => None,
     };
     Ok(Admission::Admitted(user))

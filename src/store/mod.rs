@@ -10,11 +10,13 @@
 //! `fetch_one`/`fetch_optional` and drop the row.
 
 pub mod audit;
+pub mod challenges;
 pub mod clients;
 mod connection;
 pub mod keys;
 pub mod login;
 pub mod login_throttle;
+pub mod mfa;
 pub mod proofs;
 pub mod refresh;
 pub mod revocations;

@@ -19,6 +19,8 @@ pub struct SessionRow {
     pub user_disabled: bool,
     /// The DPoP key its refresh tokens are bound to, if any.
     pub dpop_jkt: Option<String>,
+    /// How its login was authenticated (RFC 8176).
+    pub amr: Vec<String>,
 }
 
 /// A session row as stored; its scope is parsed once, in `lock_by_token`.
@@ -31,6 +33,7 @@ struct StoredSession {
     revoked_at: Option<DateTime<Utc>>,
     user_disabled: bool,
     dpop_jkt: Option<String>,
+    amr: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +49,7 @@ pub struct Rotated {
     pub session_id: Uuid,
     pub user_id: Uuid,
     pub scope: Scope,
+    pub amr: Vec<String>,
 }
 
 /// What the one-statement refresh did.
@@ -100,7 +104,7 @@ pub async fn rotate_fresh(
                  AND f.client_id = $2 AND f.revoked_at IS NULL AND f.expires_at > $3
                  AND ($4::text IS NULL OR string_to_array($4, ' ') <@ string_to_array(f.scope, ' '))
                  AND (f.dpop_jkt IS NULL OR f.dpop_jkt = $7)
-               RETURNING f.id, f.user_id, f.scope
+               RETURNING f.id, f.user_id, f.scope, f.amr
            ), spent AS (
                UPDATE refresh_tokens t
                SET used_at = $3::timestamptz + (clock_timestamp() - statement_timestamp())
@@ -114,7 +118,8 @@ pub async fn rotate_fresh(
                INSERT INTO dpop_proofs (proof_key, expires_at)
                SELECT $8, $9 FROM spent WHERE $8::bytea IS NOT NULL
            )
-           SELECT sess.id AS "session_id!", sess.user_id AS "user_id!", sess.scope AS "scope!"
+           SELECT sess.id AS "session_id!", sess.user_id AS "user_id!", sess.scope AS "scope!",
+                  sess.amr AS "amr!"
            FROM sess JOIN spent ON spent.session_id = sess.id"#,
         presented.as_bytes(),
         client_id,
@@ -139,6 +144,7 @@ pub async fn rotate_fresh(
         scope: Scope::parse(&row.scope).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         session_id: row.session_id,
         user_id: row.user_id,
+        amr: row.amr,
     }))
 }
 
@@ -160,7 +166,7 @@ pub async fn lock_by_token(
     };
     let stored = sqlx::query_as!(
         StoredSession,
-        "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled, f.dpop_jkt
+        "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled, f.dpop_jkt, f.amr
          FROM sessions f JOIN users u ON u.id = f.user_id
          WHERE f.id = $1 FOR UPDATE OF f",
         session_id,
@@ -176,6 +182,7 @@ pub async fn lock_by_token(
         revoked_at: stored.revoked_at,
         user_disabled: stored.user_disabled,
         dpop_jkt: stored.dpop_jkt,
+        amr: stored.amr,
     };
     let token = sqlx::query_as!(
         TokenRow,
@@ -443,4 +450,43 @@ pub async fn status(pool: &PgPool, hash: &TokenHash) -> sqlx::Result<Option<Toke
     )
     .fetch_optional(pool)
     .await
+}
+
+/// A session started by an authorization code (the challenge flow).
+pub struct CodeSession<'a> {
+    pub user_id: Uuid,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub expires_at: DateTime<Utc>,
+    pub dpop_jkt: Option<&'a str>,
+    pub amr: &'a [String],
+}
+
+/// Starts a session with its first refresh token, if the client gets one,
+/// in the caller's transaction.
+pub async fn start_code_session(
+    conn: &mut PgConnection,
+    session: CodeSession<'_>,
+    first: Option<&TokenHash>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query!(
+        "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, dpop_jkt, amr)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        id,
+        session.user_id,
+        session.client_id,
+        session.scope,
+        now,
+        session.expires_at,
+        session.dpop_jkt,
+        session.amr,
+    )
+    .execute(&mut *conn)
+    .await?;
+    if let Some(first) = first {
+        insert_token(conn, id, None, first, now).await?;
+    }
+    Ok(id)
 }

@@ -12,6 +12,8 @@ pub struct UserRow {
     pub password_hash: String,
     pub scopes: Scope,
     pub disabled: bool,
+    /// A confirmed second factor (TOTP): a password alone does not log in.
+    pub second_factor: bool,
 }
 
 impl UserRow {
@@ -29,6 +31,7 @@ impl UserRow {
             username,
             password_hash,
             disabled,
+            second_factor: false,
         })
     }
 }
@@ -107,6 +110,8 @@ pub struct UserView {
     /// The latest end of any lock on the username, for a source or for all
     /// of them; locked (somewhere) while in the future.
     pub locked_until: Option<DateTime<Utc>>,
+    /// A confirmed second factor (never the secret).
+    pub second_factor: bool,
 }
 
 #[tracing::instrument(level = "debug", skip(conn))]
@@ -115,7 +120,8 @@ pub async fn find_by_id(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result
         UserView,
         r#"SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
                 COALESCE(t.failures, 0) AS "failed_logins!",
-                (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until
+                (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until,
+                EXISTS (SELECT 1 FROM user_totp m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) AS "second_factor!"
          FROM users u LEFT JOIN login_throttle t ON t.username = u.username AND t.source = '*'
          WHERE u.id = $1"#,
         id,
@@ -137,7 +143,8 @@ pub async fn page(
         UserView,
         r#"SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
                 COALESCE(t.failures, 0) AS "failed_logins!",
-                (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until
+                (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until,
+                EXISTS (SELECT 1 FROM user_totp m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) AS "second_factor!"
          FROM users u LEFT JOIN login_throttle t ON t.username = u.username AND t.source = '*'
          WHERE ($1::text IS NULL OR u.username = $1) AND ($2::text IS NULL OR u.username > $2)
          ORDER BY u.username LIMIT $3"#,

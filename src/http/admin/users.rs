@@ -183,6 +183,24 @@ pub async fn revoke_everywhere(
         .json(json!({"sessions_revoked": sessions, "not_before": admin.now.timestamp()})))
 }
 
+/// Turns the user's second factor off (a lost phone).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn reset_mfa(
+    admin: Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let id = parse_id(&path, NO_USER)?;
+    let reason = reason(&req, payload, &state).await?;
+    state
+        .ops()
+        .reset_mfa(&admin.actor, id, &reason, admin.now)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Lifts a login lockout: forgets the username's failed logins.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn unlock(

@@ -1,0 +1,160 @@
+//! The authorization code grant for codes from the challenge endpoint
+//! (RFC 6749 §4.1.3 with PKCE, RFC 7636; first-party apps draft §6): no
+//! `redirect_uri`, single use, 60 s, bound to the client, the PKCE
+//! challenge and the DPoP key of its flow. A code presented again ends the
+//! session its first use started (RFC 6749 §4.1.2).
+
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use tessera_dpop::Proof;
+
+use super::client::Client;
+use super::{Issuance, TokenResponse, issue};
+use crate::domain::opaque::MAX_OPAQUE_LEN;
+use crate::domain::{GrantType, RefreshToken, Scope, TokenHash};
+use crate::dpop;
+use crate::error::Error;
+use crate::revocation;
+use crate::state::AppState;
+use crate::store::challenges;
+use crate::store::proofs::{self, Used};
+use crate::store::refresh::{self, CodeSession};
+
+const INVALID: &str = "the code is invalid, expired or used, or the code_verifier does not match";
+
+/// RFC 7636 §4.1: 43 to 128 unreserved characters.
+fn valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = %client.id()))]
+pub async fn grant(
+    state: &AppState,
+    client: &Client,
+    code: SecretString,
+    verifier: String,
+    proof: Option<&Proof>,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, Error> {
+    if !valid_verifier(&verifier) {
+        return Err(Error::invalid_request(
+            "code_verifier must be 43 to 128 unreserved characters (RFC 7636)",
+        ));
+    }
+    let code = code.expose_secret();
+    if code.is_empty() || code.len() > MAX_OPAQUE_LEN {
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    let hash = TokenHash::of(code);
+    let mut tx = state.pool.begin().await?;
+    let row = challenges::lock_code(&mut tx, &hash)
+        .await?
+        .ok_or(Error::InvalidGrant(INVALID))?;
+    if row.client_id != client.id() {
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    if row.used_at.is_some() {
+        // Used before: whoever redeemed it first may not be the app.
+        if let Some(session) = row.session_id {
+            let ttl = state.settings.tokens.access_ttl;
+            revocation::end_session(&mut tx, session, "code reuse", now, ttl).await?;
+            revocation::commit(tx, &state.pool, &state.denylist, now).await?;
+            tracing::warn!(session_id = %session, "authorization code reused; its session revoked");
+        }
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
+    if row.expires_at <= now
+        || row.user_gone
+        || !bool::from(challenge.as_bytes().ct_eq(row.code_challenge.as_bytes()))
+    {
+        return Err(Error::InvalidGrant(INVALID));
+    }
+    if let Some(bound) = &row.dpop_jkt
+        && proof.map(|p| p.jkt.as_str()) != Some(bound.as_str())
+    {
+        return Err(Error::InvalidDpopProof(
+            "the code is bound to a DPoP key: send a proof signed by that key".into(),
+        ));
+    }
+    if let Some(proof) = proof {
+        let used = Used {
+            key: dpop::proof_key(proof),
+            until: state.dpop.remember_until(proof),
+        };
+        if !proofs::record(&mut tx, &used).await? {
+            return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
+        }
+    }
+    let scope = Scope::parse(&row.scope).map_err(|_| Error::InvalidGrant(INVALID))?;
+    // Within what the client may have now (it may have been narrowed).
+    let scope = row_scope_within(&scope, client)?;
+    let refresh_token = client
+        .may_use(GrantType::RefreshToken)
+        .then(RefreshToken::generate);
+    let ttl = match refresh_token {
+        Some(_) => state.settings.tokens.refresh_ttl,
+        None => state.settings.tokens.access_ttl,
+    };
+    let jkt = proof.map(|p| p.jkt.as_str());
+    let scope_text = scope.to_string();
+    let session = CodeSession {
+        user_id: row.user_id,
+        client_id: client.id(),
+        scope: &scope_text,
+        expires_at: now + chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?,
+        // As at the password grant: a public client's session is bound to
+        // the key; a confidential client's to its secret.
+        dpop_jkt: jkt.filter(|_| !client.is_confidential()),
+        amr: &row.amr,
+    };
+    let first = refresh_token.as_ref().map(RefreshToken::hash);
+    let session_id = refresh::start_code_session(&mut tx, session, first.as_ref(), now).await?;
+    challenges::spend_code(&mut tx, &hash, session_id, now).await?;
+    let response = issue(
+        state,
+        Issuance {
+            subject: row.user_id.to_string(),
+            session: Some(session_id),
+            client_id: client.id(),
+            scope: &scope,
+            refresh_token: refresh_token.as_ref(),
+            jkt,
+            amr: Some(&row.amr),
+            now,
+        },
+    )?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+fn row_scope_within(granted: &Scope, client: &Client) -> Result<Scope, Error> {
+    granted
+        .intersection(&client.scopes)
+        .grant(None)
+        .map_err(|_| Error::InvalidGrant(INVALID))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rfc7636_example_verifier_gives_its_challenge() {
+        // RFC 7636 Appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(valid_verifier(verifier));
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()).as_ref()),
+            "E9Melhoa2OwvFrEMTJguCHaoeKt8zV9g7HEbqavR6vQ"
+        );
+        assert!(!valid_verifier("short"));
+    }
+}

@@ -1,0 +1,229 @@
+//! The challenge flow (draft-ietf-oauth-first-party-apps): logins waiting
+//! for their second factor, and the authorization codes they end with.
+//! Every single use is decided by the statement that spends it.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::TokenHash;
+
+pub struct NewChallenge<'a> {
+    pub token: &'a TokenHash,
+    pub client_id: &'a str,
+    pub user_id: Uuid,
+    pub scope: &'a str,
+    pub code_challenge: Option<&'a str>,
+    pub dpop_jkt: Option<&'a str>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn create(pool: &PgPool, new: NewChallenge<'_>, now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO login_challenges
+             (id, token_hash, client_id, user_id, scope, code_challenge, dpop_jkt, expires_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        Uuid::new_v4(),
+        new.token.as_bytes(),
+        new.client_id,
+        new.user_id,
+        new.scope,
+        new.code_challenge,
+        new.dpop_jkt,
+        new.expires_at,
+        now,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A live challenge and its user as they are now.
+#[derive(Debug)]
+pub struct ChallengeRow {
+    pub id: Uuid,
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub username: String,
+    pub scope: String,
+    pub code_challenge: Option<String>,
+    pub dpop_jkt: Option<String>,
+    pub user_disabled: bool,
+}
+
+/// The challenge named by this `auth_session`, if it is unfinished and
+/// unexpired at `now`.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn live(
+    pool: &PgPool,
+    token: &TokenHash,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<ChallengeRow>> {
+    sqlx::query_as!(
+        ChallengeRow,
+        r#"SELECT c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
+                  u.disabled AS user_disabled
+           FROM login_challenges c JOIN users u ON u.id = c.user_id
+           WHERE c.token_hash = $1 AND c.finished_at IS NULL AND c.expires_at > $2
+             AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < c.created_at)"#,
+        token.as_bytes(),
+        now,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Counts a wrong code; at `max` the challenge is finished (exhausted).
+/// Returns whether it is still usable.
+pub async fn fail(pool: &PgPool, id: Uuid, max: i32, now: DateTime<Utc>) -> sqlx::Result<bool> {
+    let still = sqlx::query_scalar!(
+        r#"UPDATE login_challenges
+           SET failures = failures + 1,
+               finished_at = CASE WHEN failures + 1 >= $2 THEN $3::timestamptz ELSE NULL END
+           WHERE id = $1 AND finished_at IS NULL
+           RETURNING finished_at IS NULL AS "usable!""#,
+        id,
+        max,
+        now,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(still.unwrap_or(false))
+}
+
+/// Finishes the challenge and stores its code, in one transaction: false
+/// (and nothing written) if another request finished it first.
+pub async fn finish_with_code(
+    pool: &PgPool,
+    id: Uuid,
+    code: NewCode<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let finished = sqlx::query!(
+        "UPDATE login_challenges SET finished_at = $2 WHERE id = $1 AND finished_at IS NULL",
+        id,
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if finished.rows_affected() != 1 {
+        return Ok(false);
+    }
+    insert_code(&mut tx, code, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub struct NewCode<'a> {
+    pub code: &'a TokenHash,
+    pub client_id: &'a str,
+    pub user_id: Uuid,
+    pub scope: &'a str,
+    pub code_challenge: &'a str,
+    pub dpop_jkt: Option<&'a str>,
+    pub amr: &'a [&'a str],
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert_code(
+    conn: &mut PgConnection,
+    code: NewCode<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO authorization_codes
+             (code_hash, client_id, user_id, scope, code_challenge, dpop_jkt, amr, expires_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        code.code.as_bytes(),
+        code.client_id,
+        code.user_id,
+        code.scope,
+        code.code_challenge,
+        code.dpop_jkt,
+        code.amr as &[&str],
+        code.expires_at,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A code as stored, locked for its redemption.
+#[derive(Debug)]
+pub struct CodeRow {
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub username: String,
+    pub scope: String,
+    pub code_challenge: String,
+    pub dpop_jkt: Option<String>,
+    pub amr: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub session_id: Option<Uuid>,
+    /// Disabled, or logged out everywhere (a password change does that)
+    /// since the code was issued.
+    pub user_gone: bool,
+}
+
+pub async fn lock_code(conn: &mut PgConnection, code: &TokenHash) -> sqlx::Result<Option<CodeRow>> {
+    sqlx::query_as!(
+        CodeRow,
+        r#"SELECT c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt, c.amr,
+                  c.expires_at, c.used_at, c.session_id,
+                  (u.disabled OR COALESCE(u.sessions_revoked_at >= c.created_at, false)) AS "user_gone!"
+           FROM authorization_codes c JOIN users u ON u.id = c.user_id
+           WHERE c.code_hash = $1 FOR UPDATE OF c"#,
+        code.as_bytes(),
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks a code used by the session it started.
+pub async fn spend_code(
+    conn: &mut PgConnection,
+    code: &TokenHash,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE authorization_codes SET used_at = $3, session_id = $2 WHERE code_hash = $1",
+        code.as_bytes(),
+        session_id,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets challenges and codes that expired before `before`, up to
+/// `limit` of each.
+pub async fn prune(
+    conn: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    let challenges = sqlx::query!(
+        "DELETE FROM login_challenges WHERE id IN (
+             SELECT id FROM login_challenges WHERE expires_at <= $1 LIMIT $2)",
+        before,
+        limit,
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let codes = sqlx::query!(
+        "DELETE FROM authorization_codes WHERE code_hash IN (
+             SELECT code_hash FROM authorization_codes WHERE expires_at <= $1 LIMIT $2)",
+        before,
+        limit,
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(challenges.max(codes))
+}
