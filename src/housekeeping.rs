@@ -62,11 +62,7 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
     // one still finds it (and is refused as reused, not as unknown).
     let challenges_before = now - chrono::Duration::minutes(10);
     match in_batches(state, FAILURE_BATCH, |tx| {
-        Box::pin(challenges::prune(
-            tx,
-            challenges_before,
-            FAILURE_BATCH,
-        ))
+        Box::pin(challenges::prune(tx, challenges_before, FAILURE_BATCH))
     })
     .await
     {

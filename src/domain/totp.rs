@@ -87,9 +87,13 @@ impl TotpSecret {
 
     /// The `otpauth://` URI authenticator apps scan (Key Uri Format).
     pub fn otpauth_uri(&self, issuer: &str, account: &str) -> String {
-        let enc = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
+        // RFC 3986 unreserved characters stay as they are.
+        const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, KEEP).to_string();
         format!(
             "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period=30",
             enc(issuer),

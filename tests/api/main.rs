@@ -29,6 +29,7 @@ mod lifecycle;
 mod logging;
 mod login_races;
 mod metrics;
+mod mfa;
 mod openapi;
 mod password_grant;
 mod postgres;
