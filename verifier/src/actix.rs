@@ -139,7 +139,8 @@ impl ResponseError for Error {
             Error::MissingToken
             | Error::InvalidToken(_)
             | Error::InvalidDpopProof(_)
-            | Error::UseDpopNonce(_) => StatusCode::UNAUTHORIZED,
+            | Error::UseDpopNonce(_)
+            | Error::InsufficientUserAuthentication => StatusCode::UNAUTHORIZED,
             Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Error::KeysNotLoaded
             | Error::RevocationsNotLoaded
@@ -198,6 +199,16 @@ impl ResponseError for Error {
                 (
                     "insufficient_scope",
                     format!("the access token lacks the scope `{scope}`"),
+                )
+            }
+            Error::InsufficientUserAuthentication => {
+                challenge(
+                    Some("error=\"insufficient_user_authentication\"".into()),
+                    Schemes::Both,
+                );
+                (
+                    "insufficient_user_authentication",
+                    "this call needs a login with a second factor".to_owned(),
                 )
             }
             Error::InvalidDpopProof(why) => {

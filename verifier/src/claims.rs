@@ -31,6 +31,10 @@ pub struct Claims {
     /// token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// How the user authenticated (RFC 8176): `pwd`, plus `otp` and `mfa`
+    /// after a second factor. Absent for a client acting as itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 /// `cnf`: what the presenter of the token must prove it holds. Tessera
@@ -55,6 +59,22 @@ impl Claims {
             Ok(())
         } else {
             Err(Error::InsufficientScope(scope.to_owned()))
+        }
+    }
+
+    /// `Err(InsufficientUserAuthentication)` unless the user's login used a
+    /// second factor (`amr` has `mfa`); the actix extractor turns that into
+    /// RFC 9470's `401` with `error="insufficient_user_authentication"`, and
+    /// the app logs the user in again with their second factor.
+    pub fn require_second_factor(&self) -> Result<(), Error> {
+        let used = self
+            .amr
+            .as_ref()
+            .is_some_and(|methods| methods.iter().any(|m| m == "mfa"));
+        if used {
+            Ok(())
+        } else {
+            Err(Error::InsufficientUserAuthentication)
         }
     }
 
@@ -157,5 +177,39 @@ mod tests {
         assert_eq!(serde_json::to_value(&scopes).unwrap(), "read write");
         let aud: Audience = serde_json::from_str(r#"["a","b"]"#).unwrap();
         assert!(aud.contains("b") && !aud.contains("c"));
+    }
+
+    #[cfg(feature = "actix")]
+    #[test]
+    fn a_call_needing_a_second_factor_answers_rfc9470() {
+        use actix_web::ResponseError;
+        let claims = |amr: serde_json::Value| -> Claims {
+            serde_json::from_value(serde_json::json!({
+                "iss": "i", "sub": "u", "aud": "a", "client_id": "c", "iat": 1, "exp": 2,
+                "jti": "j", "amr": amr,
+            }))
+            .unwrap()
+        };
+        assert!(
+            claims(serde_json::json!(["pwd", "otp", "mfa"]))
+                .require_second_factor()
+                .is_ok()
+        );
+        let refused = claims(serde_json::json!(["pwd"]))
+            .require_second_factor()
+            .unwrap_err();
+        let response = refused.error_response();
+        assert_eq!(response.status(), 401);
+        let challenges: Vec<_> = response
+            .headers()
+            .get_all("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            challenges
+                .iter()
+                .any(|c| c.contains("error=\"insufficient_user_authentication\"")),
+            "{challenges:?}"
+        );
     }
 }

@@ -201,6 +201,7 @@ mod tests {
             sid: sid.map(str::to_owned),
             nbf: None,
             cnf: None,
+            amr: None,
         }
     }
 

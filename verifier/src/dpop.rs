@@ -203,7 +203,10 @@ impl Dpop {
     /// themselves or are not about the token.
     pub(crate) fn answer(&self, error: Error) -> Error {
         match error {
-            Error::MissingToken | Error::InvalidToken(_) | Error::InsufficientScope(_)
+            Error::MissingToken
+            | Error::InvalidToken(_)
+            | Error::InsufficientScope(_)
+            | Error::InsufficientUserAuthentication
                 if self.required =>
             {
                 Error::DpopRequired(Box::new(error))

@@ -23,6 +23,10 @@ pub enum Error {
     /// A valid token without the scope this call needs.
     #[error("the access token lacks the scope `{0}`")]
     InsufficientScope(String),
+    /// A valid token whose login did not use a second factor, for a call
+    /// that needs one (RFC 9470).
+    #[error("the login of this access token did not use a second factor")]
+    InsufficientUserAuthentication,
     /// The request's DPoP proof is missing, duplicated, fails a check of
     /// RFC 9449 §4.3 (or `ath`, §7.1) or was used before.
     #[error("the DPoP proof is not valid: {0}")]
