@@ -21,6 +21,7 @@ const DOCUMENTS: &[&str] = &[
     "README.md",
     "docs/endpoints.md",
     "docs/dpop.md",
+    "docs/mfa.md",
     "docs/verifying-tokens.md",
     "docs/cli.md",
     "docs/configuration.md",
