@@ -145,7 +145,20 @@ async fn metadata_describes_what_is_implemented() {
         );
         assert_eq!(
             meta["grant_types_supported"],
-            serde_json::json!(["password", "refresh_token", "client_credentials"])
+            serde_json::json!([
+                "password",
+                "refresh_token",
+                "client_credentials",
+                "authorization_code"
+            ])
+        );
+        assert_eq!(
+            meta["authorization_challenge_endpoint"],
+            "http://tessera.test/auth/challenge"
+        );
+        assert_eq!(
+            meta["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
         );
         assert_eq!(
             meta["revocation_endpoint"],

@@ -240,6 +240,40 @@ async fn every_event_is_counted_under_a_documented_label() {
         .unwrap();
     assert_eq!(revoked.status(), 200);
     let session = app.login().await;
+    // A login through the challenge endpoint, its code redeemed.
+    app.create_public_client("first-party", &["authorization_code"], &["read"])
+        .await;
+    let verifier = "v".repeat(43);
+    let challenge = {
+        use base64::Engine;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+    };
+    let code: serde_json::Value = app
+        .http
+        .post(format!("{}/auth/challenge", app.address))
+        .form(&[
+            ("client_id", "first-party"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("username", "alice"),
+            ("password", crate::helpers::PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let redeemed = app
+        .post_token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "first-party"),
+            ("code", code["authorization_code"].as_str().unwrap()),
+            ("code_verifier", &verifier),
+        ])
+        .await;
+    assert_eq!(redeemed.status(), 200);
     app.password_grant("mobile", "nobody-0", "wrong password")
         .await;
     let t0 = session["refresh_token"].as_str().unwrap();
