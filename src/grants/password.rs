@@ -166,6 +166,12 @@ impl Checked<'_> {
             lockout::forgive(&state.pool, self.policy, self.username, self.who).await?;
         }
         if user.second_factor {
+            // A flow the client could never finish is no use to it.
+            if !client.may_use(GrantType::AuthorizationCode) {
+                return Err(Error::UnauthorizedClient(
+                    "this user has a second factor: the client must log in through the challenge endpoint (grant type authorization_code)",
+                ));
+            }
             let start = challenge::Start {
                 client_id: client.id(),
                 user_id: user.id,

@@ -317,6 +317,10 @@ async fn the_password_grant_hands_an_app_over_to_the_challenge_endpoint() {
         .unwrap()
         .to_owned();
     let (secret, _) = app.enroll(&access).await;
+    // A client that could never finish the flow is told so, with no auth_session.
+    let stuck = app.password_grant("mobile", "alice", PASSWORD).await;
+    let body = assert_oauth_error(stuck, 400, "unauthorized_client").await;
+    assert!(body.get("auth_session").is_none());
     // An older app: the password grant now answers 403 with an auth_session.
     let response = app.password_grant("app", "alice", PASSWORD).await;
     assert_eq!(response.status(), 403);
