@@ -112,9 +112,12 @@ pub async fn confirm(
     let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)
         .map(|_| RecoveryCode::generate())
         .collect();
-    let hashes: Vec<_> = codes.iter().map(RecoveryCode::hash).collect();
+    let hashes: Vec<_> = codes
+        .iter()
+        .filter_map(|c| state.recovery.hash(who.user_id, c.expose()))
+        .collect();
     let mut tx = state.pool.begin().await?;
-    if !mfa::confirm(&mut tx, who.user_id, step, now).await? {
+    if !mfa::confirm(&mut tx, who.user_id, &pending.secret_sealed, step, now).await? {
         return Err(Error::Conflict("the enrollment changed meanwhile"));
     }
     mfa::replace_recovery_codes(&mut tx, who.user_id, &hashes).await?;
@@ -151,7 +154,10 @@ pub async fn new_recovery_codes(
     let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)
         .map(|_| RecoveryCode::generate())
         .collect();
-    let hashes: Vec<_> = codes.iter().map(RecoveryCode::hash).collect();
+    let hashes: Vec<_> = codes
+        .iter()
+        .filter_map(|c| state.recovery.hash(who.user_id, c.expose()))
+        .collect();
     let mut tx = state.pool.begin().await?;
     mfa::replace_recovery_codes(&mut tx, who.user_id, &hashes).await?;
     tx.commit().await?;
@@ -183,7 +189,7 @@ pub async fn check(
                     _ => None,
                 }
             }
-            Typed::Recovery(code) => match RecoveryCode::hash_typed(code) {
+            Typed::Recovery(code) => match state.recovery.hash(who.user_id, code) {
                 Some(hash)
                     if mfa::use_recovery_code(&state.pool, who.user_id, &hash, now).await? =>
                 {

@@ -18,6 +18,7 @@ use tracing_actix_web::TracingLogger;
 use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::RecoveryKey;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::device::DeviceKey;
 use crate::dpop::Dpop;
@@ -66,6 +67,7 @@ impl Application {
         let secret = settings.encryption_key()?;
         let kek = KeyEncryptionKey::new(&secret)?;
         let sealer = Arc::new(KeyEncryptionKey::new(&secret)?);
+        let recovery = Arc::new(RecoveryKey::derive(&secret));
         let devices = Arc::new(DeviceKey::derive(&secret));
         let (public_listener, port) = bind("http.public_addr", &settings.http.public_addr)?;
         let (admin_listener, admin_port) = bind("http.admin_addr", &settings.http.admin_addr)?;
@@ -111,6 +113,7 @@ impl Application {
             devices,
             dpop,
             sealer,
+            recovery,
             clock,
             stream_slots,
             shutdown: shutting_down,

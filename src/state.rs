@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::RecoveryKey;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::device::DeviceKey;
 use crate::dpop::Dpop;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub dpop: Arc<Dpop>,
     /// Seals second-factor secrets under the key-encryption key (`mfa`).
     pub sealer: Arc<KeyEncryptionKey>,
+    /// Keys the stored form of recovery codes (`domain::opaque`).
+    pub recovery: Arc<RecoveryKey>,
     pub clock: Clock,
     /// One per open revocation stream (`revocation.max_subscribers`, and
     /// `max_subscribers_per_client` for one client).

@@ -18,7 +18,8 @@ pub use client::Client;
 pub use client_id::ClientId;
 pub use grant_type::GrantType;
 pub use opaque::{
-    AuthorizationCode, ChallengeToken, ClientSecret, RecoveryCode, RefreshToken, TokenHash,
+    AuthorizationCode, ChallengeToken, ClientSecret, RecoveryCode, RecoveryKey, RefreshToken,
+    TokenHash,
 };
 pub use password::PlainPassword;
 pub use scope::Scope;

@@ -98,9 +98,36 @@ opaque_token!(
 );
 
 /// A recovery code: 50 random bits as two groups of five base32 letters
-/// (`k3x9q-7mw2p`), easy to copy from paper. Compared (and hashed) without
+/// (`k3x7q-7mw2p`), easy to copy from paper. Compared (and hashed) without
 /// case, spaces or dashes.
 pub struct RecoveryCode(SecretString);
+
+/// What recovery codes are stored as: an HMAC keyed by a secret derived
+/// from the key-encryption key, over the user's id and the code. 50 bits
+/// are few enough to try them all against a plain hash; without the key, a
+/// copy of the database alone does not allow even that, and a code of one
+/// user says nothing of another's.
+pub struct RecoveryKey(aws_lc_rs::hmac::Key);
+
+impl RecoveryKey {
+    pub fn derive(secret: &[u8]) -> RecoveryKey {
+        use aws_lc_rs::hmac;
+        let outer = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let derived = hmac::sign(&outer, b"tessera recovery code v1");
+        RecoveryKey(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+    }
+
+    /// The stored form of a code as typed, or `None` if it cannot be one.
+    pub fn hash(&self, user_id: uuid::Uuid, typed: &str) -> Option<TokenHash> {
+        let normal = RecoveryCode::normalise(typed)?;
+        let mut context = aws_lc_rs::hmac::Context::with_key(&self.0);
+        context.update(user_id.as_bytes());
+        context.update(normal.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.sign().as_ref());
+        Some(TokenHash(out))
+    }
+}
 
 impl RecoveryCode {
     pub fn generate() -> RecoveryCode {
@@ -118,19 +145,15 @@ impl RecoveryCode {
         )))
     }
 
-    /// The hash of a code as typed, or `None` if it cannot be one.
-    pub fn hash_typed(typed: &str) -> Option<TokenHash> {
+    /// A code as typed, without case, spaces or dashes; `None` if it
+    /// cannot be one.
+    fn normalise(typed: &str) -> Option<String> {
         let normal: String = typed
             .chars()
             .filter(|c| !matches!(c, '-' | ' '))
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        (normal.len() == 10 && normal.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .then(|| TokenHash::of(&normal))
-    }
-
-    pub fn hash(&self) -> TokenHash {
-        RecoveryCode::hash_typed(self.0.expose_secret()).unwrap_or(TokenHash([0; 32]))
+        (normal.len() == 10 && normal.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(normal)
     }
 
     pub fn expose(&self) -> &str {
@@ -198,12 +221,20 @@ mod tests {
     }
 
     #[test]
-    fn recovery_codes_are_typed_loosely_and_hashed_the_same() {
+    fn recovery_codes_are_typed_loosely_and_hashed_per_user_and_key() {
+        let key = RecoveryKey::derive(b"secret");
+        let (alice, bob) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
         let code = RecoveryCode::generate();
         assert_eq!(code.expose().len(), 11);
         let typed = code.expose().to_uppercase().replace('-', " ");
-        assert_eq!(RecoveryCode::hash_typed(&typed), Some(code.hash()));
-        assert_eq!(RecoveryCode::hash_typed("short"), None);
+        let stored = key.hash(alice, code.expose()).unwrap();
+        assert_eq!(key.hash(alice, &typed), Some(stored.clone()));
+        assert_ne!(key.hash(bob, code.expose()), Some(stored.clone()));
+        assert_ne!(
+            RecoveryKey::derive(b"other").hash(alice, code.expose()),
+            Some(stored)
+        );
+        assert_eq!(key.hash(alice, "short"), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tessera_dpop::Proof;
 use super::client::Client;
 use super::{Issuance, TokenResponse, issue};
 use crate::domain::opaque::MAX_OPAQUE_LEN;
-use crate::domain::{GrantType, RefreshToken, Scope, TokenHash};
+use crate::domain::{GrantType, RefreshToken, Scope, TokenHash, Username};
 use crate::dpop;
 use crate::error::Error;
 use crate::revocation;
@@ -118,7 +118,7 @@ pub async fn grant(
     let first = refresh_token.as_ref().map(RefreshToken::hash);
     let session_id = refresh::start_code_session(&mut tx, session, first.as_ref(), now).await?;
     challenges::spend_code(&mut tx, &hash, session_id, now).await?;
-    let response = issue(
+    let mut response = issue(
         state,
         Issuance {
             subject: row.user_id.to_string(),
@@ -132,6 +132,11 @@ pub async fn grant(
         },
     )?;
     tx.commit().await?;
+    // As after a password login: the device's credential for its next
+    // login, so that a known device gets past the username-wide lock.
+    if let Ok(username) = Username::parse(&row.username) {
+        response.device_token = Some(state.devices.issue(&username, now));
+    }
     Ok(response)
 }
 

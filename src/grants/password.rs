@@ -162,8 +162,7 @@ impl Checked<'_> {
             Then::Tokens => None,
         };
         if user.second_factor || code_challenge.is_some() {
-            // The password was right: its attempt is not a failure.
-            lockout::forgive(&state.pool, self.policy, self.username, self.who).await?;
+            self.right_password(&user).await?;
         }
         if user.second_factor {
             // A flow the client could never finish is no use to it.
@@ -241,14 +240,29 @@ impl Checked<'_> {
         Ok((!user.disabled).then_some(user))
     }
 
+    /// The password was right, so its attempt is not a failure. Without a
+    /// second factor, the source's earlier failures are forgotten too (they
+    /// were typos). With one, only this attempt is taken back: wrong codes
+    /// count like wrong passwords, and a right password must not wipe them
+    /// (or a thief of the password could guess codes without end); a right
+    /// code forgives them (`mfa`).
+    async fn right_password(&self, user: &UserRow) -> Result<(), Error> {
+        let (pool, policy) = (&self.state.pool, self.policy);
+        if user.second_factor {
+            lockout::take_back(pool, policy, self.username, self.who).await;
+            Ok(())
+        } else {
+            lockout::forgive(pool, policy, self.username, self.who).await
+        }
+    }
+
     /// What was asked for, within what this user and client may have.
     async fn grant_scope(&self, user: &UserRow) -> Result<Scope, Error> {
         let allowed = self.client.scopes.intersection(&user.scopes);
         match allowed.grant(self.scope.clone()) {
             Ok(scope) => Ok(scope),
             Err(_) => {
-                // The right password: its attempt is not a failure.
-                lockout::forgive(&self.state.pool, self.policy, self.username, self.who).await?;
+                self.right_password(user).await?;
                 Err(Error::InvalidScope(
                     "requested scope exceeds what this user and client may have",
                 ))
@@ -307,7 +321,7 @@ impl Checked<'_> {
                 Started::UserChanged => return Ok(None),
                 Started::ProofReplayed => {
                     // Replayed through another instance: the password was right.
-                    lockout::forgive(&state.pool, self.policy, self.username, self.who).await?;
+                    self.right_password(user).await?;
                     return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
                 }
             };

@@ -30,6 +30,9 @@ struct ChallengeRequest {
     code_challenge_method: Option<String>,
     username: Option<String>,
     password: Option<SecretString>,
+    /// The device credential of the app's last login, as at the password
+    /// grant (it lets a known device past the username-wide lock).
+    device_token: Option<SecretString>,
     auth_session: Option<SecretString>,
     otp: Option<SecretString>,
     recovery_code: Option<SecretString>,
@@ -100,7 +103,7 @@ pub async fn challenge(
             let login = Login {
                 username,
                 password,
-                device_token: None,
+                device_token: request.device_token,
                 scope,
                 address,
                 proof,

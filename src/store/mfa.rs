@@ -49,20 +49,24 @@ pub async fn begin_enrollment(
     Ok(written.rows_affected() == 1)
 }
 
-/// Turns a pending enrollment on, its first code's step used. False when
-/// there is no pending enrollment (or another request confirmed it).
+/// Turns a pending enrollment on, its first code's step used: the
+/// enrollment whose secret the code was checked against (`checked`), not
+/// one that replaced it meanwhile. False when there is no such pending
+/// enrollment (another request replaced or confirmed it).
 pub async fn confirm(
     conn: &mut PgConnection,
     user_id: Uuid,
+    checked: &[u8],
     step: i64,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let updated = sqlx::query!(
         "UPDATE user_totp SET confirmed_at = $3, last_step = $2
-         WHERE user_id = $1 AND confirmed_at IS NULL",
+         WHERE user_id = $1 AND confirmed_at IS NULL AND secret_sealed = $4",
         user_id,
         step,
         now,
+        checked,
     )
     .execute(conn)
     .await?;

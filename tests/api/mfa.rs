@@ -211,6 +211,8 @@ async fn without_a_second_factor_the_password_gets_a_code_and_a_code_is_used_onc
         claims(tokens["access_token"].as_str().unwrap())["amr"],
         serde_json::json!(["pwd"])
     );
+    // As after a password login: the device's credential for the next one.
+    assert!(tokens["device_token"].as_str().unwrap().starts_with("tsd_"));
     let refresh = tokens["refresh_token"].as_str().unwrap();
     // A second use: refused, and the session the first use started ends.
     assert_oauth_error(app.redeem(&code, &verifier).await, 400, "invalid_grant").await;
@@ -696,4 +698,31 @@ async fn enrollment_rules_and_turning_it_off() {
         .await
         .unwrap_or_default();
     assert!(!String::from_utf8_lossy(&stored).contains(&secret));
+}
+
+#[tokio::test]
+async fn a_right_password_does_not_wipe_the_wrong_codes_before_it() {
+    let app = spawn_app_with(|s| s.login.lockout_threshold = 3).await;
+    app.seed_first_party().await;
+    let access = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (secret, _) = app.enroll(&access).await;
+    let (_, challenge) = pkce();
+    let first = app.flow_wanting_otp(&challenge).await;
+    assert_eq!(app.send_otp(&first, "000000").await.status(), 403);
+    assert_eq!(app.send_otp(&first, "111111").await.status(), 403);
+    // The password again: a new flow, but the two wrong codes still count.
+    let second = app.flow_wanting_otp(&challenge).await;
+    assert_eq!(app.send_otp(&second, "222222").await.status(), 403);
+    let locked = app.send_otp(&second, &totp(&secret, app.now_unix())).await;
+    assert_eq!(
+        locked.status(),
+        429,
+        "three wrong codes lock, whatever the passwords between"
+    );
+    // The password grant does not wipe them either.
+    let response = app.password_grant("app", "alice", PASSWORD).await;
+    assert_eq!(response.status(), 429);
 }
