@@ -158,7 +158,7 @@ mod tests {
         assert!(valid_verifier(verifier));
         assert_eq!(
             URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()).as_ref()),
-            "E9Melhoa2OwvFrEMTJguCHaoeKt8zV9g7HEbqavR6vQ"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         assert!(!valid_verifier("short"));
     }
