@@ -12,6 +12,10 @@
 #     proof per request vs the same requests without one, both driven by
 #     examples/dpop_load.rs; server RSS peak under a flood of distinct
 #     proofs, and the replay cache's entries after it (admin /metrics);
+#   logins with a second factor (password + TOTP through the challenge
+#     endpoint, 3 requests) vs password-grant logins, both driven by
+#     examples/dpop_load.rs at the same concurrency; users m0.. get TOTP
+#     (enough for one login per user and 30 s step; MFA_USERS overrides);
 #   the verifier kit's DPoP/bearer ratio, from its own bench (cargo bench
 #     -p tessera-verifier --bench verify), when that bench prints one.
 #
@@ -23,7 +27,8 @@
 # Knobs: DURATION (10 s per row), CONNECTIONS (32, wrk rows and logins),
 # REFRESH_WORKERS (16), FLOOD_CONNECTIONS (256), PROBE_WORKERS (2),
 # CONCURRENT (password.max_concurrent and argon2 threads; CPUs),
-# DPOP_FLOOD_WORKERS (256), DPOP_FLOOD_SECONDS (5), VERIFIER_BENCH (1; 0 skips it).
+# DPOP_FLOOD_WORKERS (256), DPOP_FLOOD_SECONDS (5), VERIFIER_BENCH (1; 0 skips it),
+# MFA_USERS (users with TOTP; by default from the password row's rate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -105,6 +110,9 @@ for i in $(seq 0 $((USERS - 1))); do # each hashes a password: one per CPU at a 
 done
 wait
 "$BIN" client create app --public --grant password,refresh_token --scope read >/dev/null
+# The challenge endpoint's client (issue 20); a build without one skips its row.
+MFA=1
+"$BIN" client create native --public --grant authorization_code,refresh_token --scope read >/dev/null 2>&1 || MFA=0
 SECRET=$("$BIN" client create svc --grant client_credentials --scope "read introspect" 2>/dev/null | sed -n 's/^client_secret: //p')
 "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
@@ -160,7 +168,7 @@ LUA
 { status_lua; echo 'function delay() return 10 end'; } >"$WORK/probe.lua"
 post_lua "$WORK/cc.lua" grant_type=client_credentials "Basic $BASIC"
 post_lua "$WORK/introspect.lua" "token=$ACCESS" "Basic $BASIC"
-export BENCH_CLIENT_SECRET=$SECRET BENCH_PASSWORD=$PASSWORD # for dpop_load
+export BENCH_CLIENT_SECRET=$SECRET BENCH_PASSWORD=$PASSWORD BENCH_TOTP_FILE=$WORK/totp # for dpop_load
 
 # --- measurements -----------------------------------------------------------
 # CPU time (clock ticks, user + system) of the server, and of the Postgres
@@ -252,10 +260,32 @@ ARGON_BEFORE=$(argon2_rate)
 wrk_run password -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 60s -s "$WORK/login.lua" "$BASE/auth/token"
 HWM_LOGINS=$(rss_kib VmHWM)
 ARGON=$(mean "$ARGON_BEFORE" "$(argon2_rate)")
+
+# Users with TOTP for the second-factor row. The server accepts a code for
+# the step before, of and after "now", each step once per user and in
+# order, so a user gives about two logins over a row, plus one per step
+# boundary it crosses: a login needs a (user, step) of its own. Created
+# (one argon2 hash each, one per CPU at a time) and enrolled (a password
+# login each) now, well before that row: spending a step at enrollment
+# leaves the row two of its own.
+if [ "$MFA" = 1 ]; then
+  MFA_USERS=${MFA_USERS:-$(awk -v r="$(rps_of password)" -v d="$DURATION" -v c="$CONNECTIONS" \
+    'BEGIN { n = int(r * d * 1.3 / 2) + c; print (n < 2 * c) ? 2 * c : n }')}
+  echo "  $MFA_USERS users with TOTP" >&2
+  seq 0 $((MFA_USERS - 1)) | xargs -P "$(nproc)" -I{} sh -c \
+    'printf "%s\n" "$1" | "$2" user create "m$3" --password-stdin --scope read >/dev/null' _ "$PASSWORD" "$BIN" {}
+  "$EX/dpop_load" "$BASE" enroll "$BENCH_TOTP_FILE" "$CONNECTIONS" "$MFA_USERS" >"$WORK/enroll.out" 2>&1 || MFA=0
+fi
 # The same logins with a proof each, between two halves without.
 dpop_run login_plain0 password none "$HALF"
 dpop_run login_dpop password dpop "$DURATION"
 dpop_run login_plain1 password none "$HALF"
+# Password + TOTP through the challenge endpoint (3 requests, a fresh PKCE
+# verifier each), between login_plain1 and one more half without.
+if [ "$MFA" = 1 ]; then
+  dpop_run challenge challenge none "$DURATION"
+  dpop_run login_plain2 password none "$HALF"
+fi
 
 # The flood outlasts both probes: refresh workers log in before it starts and
 # begin 2 s later; the JWKS probe starts 2 s into the flood.
@@ -344,6 +374,15 @@ CC_PLAIN=$(mean "$(field cc_plain0 rps)" "$(field cc_plain1 rps)")
 LOGIN_PLAIN=$(mean "$(field login_plain0 rps)" "$(field login_plain1 rps)")
 row "client_credentials+DPoP req/s" "$(field cc_dpop rps)" "client_credentials req/s" "$CC_PLAIN" ">=" 0.6 "$(errors_sum cc_dpop cc_plain0 cc_plain1)"
 row "password+DPoP logins/s (c=$CONNECTIONS)" "$(field login_dpop rps)" "password logins/s (c=$CONNECTIONS)" "$LOGIN_PLAIN" ">=" 0.95 "$(errors_sum login_dpop login_plain0 login_plain1)"
+# Target 1.1 x the cost of a password-grant login: a rate ratio of 0.91.
+# A login that found no (user, step) free (starved) voids the row.
+if [ "$MFA" = 1 ]; then
+  MFA_FAILURES=$(($(errors_sum challenge login_plain1 login_plain2) + $(field challenge starved | grep . || echo 1)))
+  row "password+TOTP logins/s (c=$CONNECTIONS)" "$(field challenge rps)" "password logins/s (c=$CONNECTIONS)" \
+    "$(mean "$(field login_plain1 rps)" "$(field login_plain2 rps)")" ">=" 0.91 "$MFA_FAILURES"
+else
+  row "password+TOTP logins/s (c=$CONNECTIONS)" - "password logins/s (c=$CONNECTIONS)" - ">=" 0.91
+fi
 # The peak's limit: the login flood's, plus a full replay cache (about 40 bytes an entry).
 DPOP_LIMIT=$((LIMIT + REPLAY_CAPACITY * 40 / 1024))
 row "DPoP flood: RSS peak MiB" "$(mib "$RSS_DPOP")" - - "<=" "$(mib "$DPOP_LIMIT")" "$(errors_sum dpop_flood)"
@@ -369,9 +408,14 @@ echo "flood ($FLOOD_CONNECTIONS connections): $(rps_of flood) logins/s; $(grep '
 for name in healthz0 healthz1 healthz2 healthz3 jwks cc introspect password; do
   [ "$(errors_of $name)" -eq 0 ] || echo "$name: $(errors_of $name) failed requests (see wrk: non-2xx or socket errors)"
 done
-for name in cc_plain0 cc_dpop cc_plain1 login_plain0 login_dpop login_plain1 dpop_flood; do
-  echo "dpop_load $name: $(cat "$WORK/$name.out" | tr '\n' ' ')"
+for name in cc_plain0 cc_dpop cc_plain1 login_plain0 login_dpop login_plain1 challenge login_plain2 dpop_flood; do
+  [ ! -e "$WORK/$name.out" ] || echo "dpop_load $name: $(cat "$WORK/$name.out" | tr '\n' ' ')"
 done
+if [ -e "$WORK/enroll.out" ]; then
+  echo "TOTP users m0..m$((MFA_USERS - 1)): $(tr '\n' ' ' <"$WORK/enroll.out")"
+else
+  echo "TOTP users: none (this build's CLI refused a client with authorization_code: no challenge endpoint)"
+fi
 echo "DPoP flood ($DPOP_FLOOD_WORKERS workers, ${DPOP_FLOOD_SECONDS}s): RSS $(mib "$RSS_PRE_DPOP") MiB before, peak $(mib "$RSS_DPOP") MiB ($HWM_SCOPE) for $(field dpop_flood ok) accepted proofs; replay entries ${ENTRIES_BEFORE:-?} before, ${ENTRIES:-not sampled again within 55 s} after; a full cache ($REPLAY_CAPACITY) is about $(mib $((REPLAY_CAPACITY * 40 / 1024))) MiB"
 echo "verifier kit: $(grep '^DPoP / bearer' "$WORK/verifier.out" || true)${VERIFIER_NOTE}"
 cpu_line() { # name, requests
@@ -381,5 +425,6 @@ echo "CPU per request, µs (Tessera + its Postgres backends; includes each worke
 echo "  $(cpu_line healthz1 "$(requests_of healthz1)"); $(cpu_line jwks "$(requests_of jwks)"); $(cpu_line cc "$(requests_of cc)")"
 echo "  $(cpu_line introspect "$(requests_of introspect)"); $(cpu_line refresh "$(field refresh ok)"); $(cpu_line password "$(requests_of password)")"
 echo "  $(cpu_line cc_plain0 "$(field cc_plain0 ok)"); $(cpu_line cc_dpop "$(field cc_dpop ok)"); $(cpu_line login_dpop "$(field login_dpop ok)"); $(cpu_line dpop_flood "$(field dpop_flood ok)")"
+[ "$MFA" != 1 ] || echo "  $(cpu_line login_plain1 "$(field login_plain1 ok)"); $(cpu_line challenge "$(field challenge ok)") (a whole 3-request login); $(cpu_line login_plain2 "$(field login_plain2 ok)")"
 echo "VmHWM after each phase (MiB): wrk rows $(mib "$HWM_WRK"), refresh $(mib "$HWM_REFRESH"), logins $(mib "$HWM_LOGINS"), flood $(mib "$RSS_PEAK"), DPoP flood $(mib "$RSS_DPOP")"
 echo "total: $((SECONDS - START)) s"
