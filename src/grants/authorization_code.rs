@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::Connection;
 use subtle::ConstantTimeEq;
 use tessera_dpop::Proof;
 
@@ -20,9 +21,8 @@ use crate::dpop;
 use crate::error::Error;
 use crate::revocation;
 use crate::state::AppState;
-use crate::store::challenges;
-use crate::store::proofs::{self, Used};
-use crate::store::refresh::{self, CodeSession};
+use crate::store::challenges::{self, Redeem, Redemption};
+use crate::store::proofs::Used;
 
 const INVALID: &str = "the code is invalid, expired or used, or the code_verifier does not match";
 
@@ -52,50 +52,18 @@ pub async fn grant(
     if code.is_empty() || code.len() > MAX_OPAQUE_LEN {
         return Err(Error::InvalidGrant(INVALID));
     }
+    // Whatever could refuse the request once the code is spent is checked
+    // before: that there is a key to sign with.
+    if state.keys.signer(now).is_none() {
+        return Err(Error::TemporarilyUnavailable);
+    }
     let hash = TokenHash::of(code);
-    let mut tx = state.pool.begin().await?;
-    let row = challenges::lock_code(&mut tx, &hash)
-        .await?
-        .ok_or(Error::InvalidGrant(INVALID))?;
-    if row.client_id != client.id() {
-        return Err(Error::InvalidGrant(INVALID));
-    }
-    if row.used_at.is_some() {
-        // Used before: whoever redeemed it first may not be the app.
-        if let Some(session) = row.session_id {
-            let ttl = state.settings.tokens.access_ttl;
-            revocation::end_session(&mut tx, session, "code reuse", now, ttl).await?;
-            revocation::commit(tx, &state.pool, &state.denylist, now).await?;
-            tracing::warn!(session_id = %session, "authorization code reused; its session revoked");
-        }
-        return Err(Error::InvalidGrant(INVALID));
-    }
     let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
-    if row.expires_at <= now
-        || row.user_gone
-        || !bool::from(challenge.as_bytes().ct_eq(row.code_challenge.as_bytes()))
-    {
-        return Err(Error::InvalidGrant(INVALID));
-    }
-    if let Some(bound) = &row.dpop_jkt
-        && proof.map(|p| p.jkt.as_str()) != Some(bound.as_str())
-    {
-        return Err(Error::InvalidDpopProof(
-            "the code is bound to a DPoP key: send a proof signed by that key".into(),
-        ));
-    }
-    if let Some(proof) = proof {
-        let used = Used {
-            key: dpop::proof_key(proof),
-            until: state.dpop.remember_until(proof),
-        };
-        if !proofs::record(&mut tx, &used).await? {
-            return Err(Error::InvalidDpopProof(dpop::REPLAYED.into()));
-        }
-    }
-    let scope = Scope::parse(&row.scope).map_err(|_| Error::InvalidGrant(INVALID))?;
-    // Within what the client may have now (it may have been narrowed).
-    let scope = row_scope_within(&scope, client)?;
+    let jkt = proof.map(|p| p.jkt.as_str());
+    let used = proof.map(|p| Used {
+        key: dpop::proof_key(p),
+        until: state.dpop.remember_until(p),
+    });
     let refresh_token = client
         .may_use(GrantType::RefreshToken)
         .then(RefreshToken::generate);
@@ -103,48 +71,95 @@ pub async fn grant(
         Some(_) => state.settings.tokens.refresh_ttl,
         None => state.settings.tokens.access_ttl,
     };
-    let jkt = proof.map(|p| p.jkt.as_str());
-    let scope_text = scope.to_string();
-    let session = CodeSession {
-        user_id: row.user_id,
+    let first = refresh_token.as_ref().map(RefreshToken::hash);
+    let client_scopes = client.scopes.tokens();
+    let redemption = Redemption {
+        code: &hash,
         client_id: client.id(),
-        scope: &scope_text,
-        expires_at: now + chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?,
+        client_scopes: &client_scopes,
+        code_challenge: &challenge,
+        jkt,
         // As at the password grant: a public client's session is bound to
         // the key; a confidential client's to its secret.
-        dpop_jkt: jkt.filter(|_| !client.is_confidential()),
-        amr: &row.amr,
+        session_jkt: jkt.filter(|_| !client.is_confidential()),
+        session_expires_at: now + chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?,
+        first: first.as_ref(),
+        proof: used.as_ref(),
     };
-    let first = refresh_token.as_ref().map(RefreshToken::hash);
-    let session_id = refresh::start_code_session(&mut tx, session, first.as_ref(), now).await?;
-    challenges::spend_code(&mut tx, &hash, session_id, now).await?;
+    let mut conn = state.pool.acquire().await?;
+    let redeemed = match challenges::redeem_fresh(&mut conn, redemption, now).await? {
+        Redeem::Redeemed(redeemed) => redeemed,
+        Redeem::ProofReplayed => return Err(Error::InvalidDpopProof(dpop::REPLAYED.into())),
+        Redeem::NotFresh => {
+            return Err(refused(state, &mut conn, client, &hash, &challenge, jkt, now).await);
+        }
+    };
+    let scope = Scope::parse(&redeemed.scope).map_err(|_| Error::InvalidGrant(INVALID))?;
     let mut response = issue(
         state,
         Issuance {
-            subject: row.user_id.to_string(),
-            session: Some(session_id),
+            subject: redeemed.user_id.to_string(),
+            session: Some(redeemed.session_id),
             client_id: client.id(),
             scope: &scope,
             refresh_token: refresh_token.as_ref(),
             jkt,
-            amr: Some(&row.amr),
+            amr: Some(&redeemed.amr),
             now,
         },
     )?;
-    tx.commit().await?;
     // As after a password login: the device's credential for its next
     // login, so that a known device gets past the username-wide lock.
-    if let Ok(username) = Username::parse(&row.username) {
+    if let Ok(username) = Username::parse(&redeemed.username) {
         response.device_token = Some(state.devices.issue(&username, now));
     }
     Ok(response)
 }
 
-fn row_scope_within(granted: &Scope, client: &Client) -> Result<Scope, Error> {
-    granted
-        .intersection(&client.scopes)
-        .grant(None)
-        .map_err(|_| Error::InvalidGrant(INVALID))
+/// Why a code was not redeemed, decided under its row lock: a code used
+/// before ends the session its first use started (whoever redeemed it
+/// first may not be the app).
+async fn refused(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    client: &Client,
+    hash: &TokenHash,
+    challenge: &str,
+    jkt: Option<&str>,
+    now: DateTime<Utc>,
+) -> Error {
+    let decided = async {
+        let mut tx = conn.begin().await?;
+        let Some(row) = challenges::lock_code(&mut tx, hash).await? else {
+            return Ok(Error::InvalidGrant(INVALID));
+        };
+        if row.client_id != client.id() {
+            return Ok(Error::InvalidGrant(INVALID));
+        }
+        if row.used_at.is_some() {
+            if let Some(session) = row.session_id {
+                let ttl = state.settings.tokens.access_ttl;
+                revocation::end_session(&mut tx, session, "code reuse", now, ttl).await?;
+                revocation::commit(tx, &state.pool, &state.denylist, now).await?;
+                tracing::warn!(session_id = %session, "authorization code reused; its session revoked");
+            }
+            return Ok(Error::InvalidGrant(INVALID));
+        }
+        if row.dpop_jkt.is_some()
+            && row.dpop_jkt.as_deref() != jkt
+            && row.expires_at > now
+            && !row.user_gone
+            && bool::from(challenge.as_bytes().ct_eq(row.code_challenge.as_bytes()))
+        {
+            return Ok(Error::InvalidDpopProof(
+                "the code is bound to a DPoP key: send a proof signed by that key".into(),
+            ));
+        }
+        Ok::<Error, Error>(Error::InvalidGrant(INVALID))
+    };
+    match decided.await {
+        Ok(answer) | Err(answer) => answer,
+    }
 }
 
 #[cfg(test)]

@@ -227,3 +227,110 @@ pub async fn prune(
     .rows_affected();
     Ok(challenges.max(codes))
 }
+
+/// What the one-statement redemption needs.
+pub struct Redemption<'a> {
+    pub code: &'a TokenHash,
+    pub client_id: &'a str,
+    /// The client's scopes now: the session gets what the code stands for
+    /// within them.
+    pub client_scopes: &'a [String],
+    /// `BASE64URL(SHA-256(code_verifier))`, to equal the stored challenge.
+    pub code_challenge: &'a str,
+    /// The key of the request's DPoP proof, if any.
+    pub jkt: Option<&'a str>,
+    /// The session to start: its key binding, expiry and first refresh token.
+    pub session_jkt: Option<&'a str>,
+    pub session_expires_at: DateTime<Utc>,
+    pub first: Option<&'a TokenHash>,
+    pub proof: Option<&'a super::proofs::Used>,
+}
+
+/// A code redeemed in one statement.
+#[derive(Debug)]
+pub struct Redeemed {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub scope: String,
+    pub amr: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum Redeem {
+    Redeemed(Redeemed),
+    /// Not the common case (used, expired, another client's, the wrong
+    /// verifier or key): nothing written; `lock_code` tells why.
+    NotFresh,
+    /// The request's DPoP proof was used before: nothing written.
+    ProofReplayed,
+}
+
+/// The common case of a redemption in one statement (one round trip):
+/// spends the code if it is unused, unexpired, this client's, its PKCE
+/// challenge and DPoP key match and its user may still log in, and starts
+/// the session with its first refresh token. The proof is recorded with
+/// it; if it was recorded before, its primary key fails the statement.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn redeem_fresh(
+    conn: &mut PgConnection,
+    r: Redemption<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Redeem> {
+    let session_id = Uuid::new_v4();
+    let row = sqlx::query!(
+        r#"WITH code AS (
+               UPDATE authorization_codes c SET used_at = $1, session_id = $2
+               FROM users u
+               WHERE c.code_hash = $3 AND c.used_at IS NULL AND c.client_id = $4 AND c.expires_at > $1
+                 AND c.code_challenge = $5 AND (c.dpop_jkt IS NULL OR c.dpop_jkt = $6)
+                 AND u.id = c.user_id AND NOT u.disabled
+                 AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < c.created_at)
+               RETURNING c.user_id, u.username, c.amr,
+                   array_to_string(ARRAY(
+                       SELECT unnest(string_to_array(c.scope, ' '))
+                       INTERSECT SELECT unnest($7::text[]) ORDER BY 1), ' ') AS scope
+           ), session AS (
+               INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, dpop_jkt, amr)
+               SELECT $2, user_id, $4, scope, $1, $8, $9, amr FROM code
+               RETURNING id
+           ), first AS (
+               INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, created_at)
+               SELECT $10, id, NULL, $11, $1 FROM session WHERE $11::bytea IS NOT NULL
+           ), proof AS (
+               INSERT INTO dpop_proofs (proof_key, expires_at)
+               SELECT $12, $13 FROM code WHERE $12::bytea IS NOT NULL
+           )
+           SELECT user_id AS "user_id!", username AS "username!", amr AS "amr!", scope AS "scope!"
+           FROM code"#,
+        now,
+        session_id,
+        r.code.as_bytes(),
+        r.client_id,
+        r.code_challenge,
+        r.jkt,
+        r.client_scopes,
+        r.session_expires_at,
+        r.session_jkt,
+        Uuid::new_v4(),
+        r.first.map(TokenHash::as_bytes),
+        r.proof.map(|p| p.key.as_slice()),
+        r.proof.map(|p| p.until),
+    )
+    .fetch_optional(conn)
+    .await;
+    let row = match row {
+        Err(e) if super::is_unique_violation(&e) => return Ok(Redeem::ProofReplayed),
+        other => other?,
+    };
+    Ok(match row {
+        Some(row) => Redeem::Redeemed(Redeemed {
+            session_id,
+            user_id: row.user_id,
+            username: row.username,
+            scope: row.scope,
+            amr: row.amr,
+        }),
+        None => Redeem::NotFresh,
+    })
+}
