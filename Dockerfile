@@ -15,15 +15,17 @@ WORKDIR /build
 # 1. Dependencies only, against placeholder sources, so that this layer stays
 #    cached until Cargo.toml or Cargo.lock change. The verifier kit is a
 #    workspace member (and a dev-dependency): cargo needs its manifest and
-#    targets to load the workspace, though `-p tessera` never builds it.
+#    targets to load the workspace, though `-p tessera` never builds it. The
+#    DPoP crate (dpop/) is a dependency: its own dependencies build here.
 COPY Cargo.toml Cargo.lock ./
 COPY verifier/Cargo.toml ./verifier/
-RUN mkdir -p src verifier/src verifier/benches \
+COPY dpop/Cargo.toml ./dpop/
+RUN mkdir -p src verifier/src verifier/benches dpop/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs verifier/src/lib.rs \
+ && touch src/lib.rs verifier/src/lib.rs dpop/src/lib.rs \
  && echo 'fn main() {}' > verifier/benches/verify.rs \
  && cargo build --release --locked -p tessera \
- && rm -rf src verifier/src verifier/benches
+ && rm -rf src verifier/src verifier/benches dpop/src
 
 # 2. The real crate. Migrations (sqlx::migrate!), openapi.yaml (served at
 #    /openapi.yaml) and config/*.yaml (the built-in defaults) are embedded at
@@ -37,8 +39,9 @@ COPY migrations ./migrations
 COPY openapi.yaml ./openapi.yaml
 COPY config ./config
 COPY verifier ./verifier
+COPY dpop ./dpop
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs dpop/src/*.rs \
  && cargo build --release --locked -p tessera \
  && cp target/release/tessera /tessera
 

@@ -250,7 +250,8 @@ fn label(user_id: Uuid) -> String {
     format!("totp:{user_id}")
 }
 
-fn open(state: &AppState, user_id: Uuid, sealed: &[u8]) -> Result<TotpSecret, Error> {
+/// A user's TOTP secret, opened.
+pub fn open(state: &AppState, user_id: Uuid, sealed: &[u8]) -> Result<TotpSecret, Error> {
     Ok(TotpSecret::from_bytes(
         state.sealer.open(&label(user_id), sealed)?,
     ))

@@ -19,7 +19,9 @@ use crate::domain::{AuthorizationCode, ChallengeToken, Scope, TokenHash, Usernam
 use crate::error::Error;
 use crate::mfa::{self, Typed, Typist};
 use crate::state::AppState;
-use crate::store::challenges::{self, NewChallenge, NewCode};
+use crate::store::challenges::{self, Finished, NewChallenge, NewCode, Release, TotpFinish};
+use crate::store::login_throttle::Attempter;
+use crate::throttle::lockout::{self, Contender};
 
 /// How long a login may wait for its second factor.
 const FLOW_TTL: Duration = Duration::from_secs(5 * 60);
@@ -38,9 +40,12 @@ pub struct Start<'a> {
     pub dpop_jkt: Option<&'a str>,
 }
 
+/// Starts a challenge for a right password, taking back that password's
+/// attempt (`release`) in the same statement.
 pub async fn start(
     state: &AppState,
     start: Start<'_>,
+    release: Release<'_>,
     now: DateTime<Utc>,
 ) -> Result<ChallengeToken, Error> {
     let token = ChallengeToken::generate();
@@ -54,7 +59,7 @@ pub async fn start(
         dpop_jkt: start.dpop_jkt,
         expires_at: now + chrono::Duration::from_std(FLOW_TTL).map_err(anyhow::Error::from)?,
     };
-    challenges::create(&state.pool, new, now).await?;
+    challenges::create(&state.pool, new, release, now).await?;
     Ok(token)
 }
 
@@ -136,22 +141,6 @@ pub async fn go_on(
             Error::invalid_request("code_challenge (S256) is required to finish the login")
         })?;
     let username = Username::parse(&flow.username).map_err(|_| Error::InvalidSession)?;
-    let typist = Typist {
-        user_id: flow.user_id,
-        username,
-        address: request.address,
-    };
-    if !mfa::check(state, &typist, &request.typed, now).await? {
-        return Err(
-            if challenges::fail(&state.pool, flow.id, MAX_WRONG_CODES, now).await? {
-                Error::InsufficientAuthorization {
-                    auth_session: request.auth_session.to_owned(),
-                }
-            } else {
-                Error::InvalidSession
-            },
-        );
-    }
     let code = AuthorizationCode::generate();
     let hash = code.hash();
     let code_for = CodeFor {
@@ -162,8 +151,110 @@ pub async fn go_on(
         dpop_jkt: flow.dpop_jkt.as_deref().or(request.dpop_jkt),
         amr: mfa::methods(&request.typed),
     };
-    if !challenges::finish_with_code(&state.pool, flow.id, code_for.row(&hash, now)?, now).await? {
-        return Err(Error::InvalidSession);
+    let right = match request.typed {
+        Typed::Totp(typed) => {
+            let finish = TotpFinish {
+                flow_id: flow.id,
+                step: 0,
+                code: code_for.row(&hash, now)?,
+                forgive: Release {
+                    username: username.as_str(),
+                    who: Attempter {
+                        source: "",
+                        trusted: false,
+                    },
+                    policy: lockout::policy(&state.settings.login),
+                },
+            };
+            let guess = TotpGuess {
+                sealed: flow.totp_sealed.as_deref(),
+                typed,
+                address: request.address,
+            };
+            totp(state, &username, flow.user_id, guess, finish, now).await?
+        }
+        Typed::Recovery(_) => {
+            let typist = Typist {
+                user_id: flow.user_id,
+                username,
+                address: request.address,
+            };
+            if mfa::check(state, &typist, &request.typed, now).await? {
+                let row = code_for.row(&hash, now)?;
+                if !challenges::finish_with_code(&state.pool, flow.id, row, now).await? {
+                    return Err(Error::InvalidSession);
+                }
+                true
+            } else {
+                false
+            }
+        }
+    };
+    if right {
+        return Ok(code);
     }
-    Ok(code)
+    Err(
+        if challenges::fail(&state.pool, flow.id, MAX_WRONG_CODES, now).await? {
+            Error::InsufficientAuthorization {
+                auth_session: request.auth_session.to_owned(),
+            }
+        } else {
+            Error::InvalidSession
+        },
+    )
+}
+
+/// A TOTP code typed for a flow.
+struct TotpGuess<'a> {
+    /// The user's confirmed secret, sealed (read with the flow).
+    sealed: Option<&'a [u8]>,
+    typed: &'a str,
+    address: Option<IpAddr>,
+}
+
+/// The common case of a second factor, in as few round trips as the rules
+/// allow: the attempt counted (one statement, as for a password), then the
+/// step spent, the flow finished, its code stored and the failures forgiven
+/// (one more). True when the code was right and the flow is finished;
+/// false for a wrong or replayed code (counted as a failure).
+async fn totp(
+    state: &AppState,
+    username: &Username,
+    user_id: Uuid,
+    guess: TotpGuess<'_>,
+    mut finish: TotpFinish<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let who = Contender::new(None, guess.address);
+    let policy = finish.forgive.policy;
+    let admitted =
+        lockout::admit(&state.pool, &state.addresses, policy, username, &who, now).await?;
+    let step = match guess.sealed {
+        Some(sealed) => {
+            mfa::open(state, user_id, sealed)?.matching_step(guess.typed, now.timestamp())
+        }
+        None => None,
+    };
+    let Some(step) = step else {
+        admitted.failed();
+        return Ok(false);
+    };
+    finish.step = step;
+    finish.forgive.who = who.attempter();
+    match challenges::finish_with_totp(&state.pool, finish, now).await {
+        Ok(Finished::Done) => Ok(true),
+        Ok(Finished::StepUsed) => {
+            admitted.failed();
+            Ok(false)
+        }
+        // The code was right, but another request finished the flow.
+        Ok(Finished::FlowGone) => {
+            lockout::take_back(&state.pool, policy, username, &who).await;
+            Err(Error::InvalidSession)
+        }
+        Err(e) => {
+            lockout::take_back(&state.pool, policy, username, &who).await;
+            Err(e.into())
+        }
+    }
 }

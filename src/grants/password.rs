@@ -15,6 +15,7 @@ use crate::dpop;
 use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
+use crate::store::challenges::Release;
 use crate::store::login::{self, Started};
 use crate::store::login_throttle::Policy;
 use crate::store::proofs::Used;
@@ -161,12 +162,10 @@ impl Checked<'_> {
             Then::Code { code_challenge } => Some(code_challenge),
             Then::Tokens => None,
         };
-        if user.second_factor || code_challenge.is_some() {
-            self.right_password(&user).await?;
-        }
         if user.second_factor {
             // A flow the client could never finish is no use to it.
             if !client.may_use(GrantType::AuthorizationCode) {
+                self.right_password(&user).await?;
                 return Err(Error::UnauthorizedClient(
                     "this user has a second factor: the client must log in through the challenge endpoint (grant type authorization_code)",
                 ));
@@ -178,12 +177,20 @@ impl Checked<'_> {
                 code_challenge,
                 dpop_jkt: jkt,
             };
-            let token = challenge::start(state, start, now).await?;
+            // The right password's attempt is taken back with it (see
+            // `right_password`).
+            let release = Release {
+                username: self.username.as_str(),
+                who: self.who.attempter(),
+                policy: self.policy,
+            };
+            let token = challenge::start(state, start, release, now).await?;
             return Err(Error::InsufficientAuthorization {
                 auth_session: token.expose().to_owned(),
             });
         }
         if let Some(code_challenge) = code_challenge {
+            self.right_password(&user).await?;
             let code = challenge::CodeFor {
                 client_id: client.id(),
                 user_id: user.id,

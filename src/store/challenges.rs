@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::login_throttle::{Attempter, Policy};
 use crate::domain::TokenHash;
 
 pub struct NewChallenge<'a> {
@@ -18,11 +19,28 @@ pub struct NewChallenge<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn create(pool: &PgPool, new: NewChallenge<'_>, now: DateTime<Utc>) -> sqlx::Result<()> {
+/// Whose login attempt to take back as the challenge is created: the
+/// password was right, so it is no failure (the failures before it stay:
+/// see `grants::password`).
+pub struct Release<'a> {
+    pub username: &'a str,
+    pub who: Attempter<'a>,
+    pub policy: Policy,
+}
+
+/// Creates a challenge and takes back the attempt of its right password,
+/// in one statement.
+pub async fn create(
+    pool: &PgPool,
+    new: NewChallenge<'_>,
+    release: Release<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO login_challenges
+        "WITH released AS (SELECT login_release($10, $11, $12, $13, $14))
+         INSERT INTO login_challenges
              (id, token_hash, client_id, user_id, scope, code_challenge, dpop_jkt, expires_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM released",
         Uuid::new_v4(),
         new.token.as_bytes(),
         new.client_id,
@@ -32,6 +50,11 @@ pub async fn create(pool: &PgPool, new: NewChallenge<'_>, now: DateTime<Utc>) ->
         new.dpop_jkt,
         new.expires_at,
         now,
+        release.username,
+        release.who.source,
+        release.who.trusted,
+        release.policy.threshold(),
+        release.policy.username_threshold(),
     )
     .execute(pool)
     .await?;
@@ -49,6 +72,9 @@ pub struct ChallengeRow {
     pub code_challenge: Option<String>,
     pub dpop_jkt: Option<String>,
     pub user_disabled: bool,
+    /// The user's confirmed TOTP secret, sealed, read with the flow so
+    /// that checking a code costs no more round trips.
+    pub totp_sealed: Option<Vec<u8>>,
 }
 
 /// The challenge named by this `auth_session`, if it is unfinished and
@@ -62,8 +88,9 @@ pub async fn live(
     sqlx::query_as!(
         ChallengeRow,
         r#"SELECT c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
-                  u.disabled AS user_disabled
+                  u.disabled AS user_disabled, t.secret_sealed AS "totp_sealed?"
            FROM login_challenges c JOIN users u ON u.id = c.user_id
+           LEFT JOIN user_totp t ON t.user_id = c.user_id AND t.confirmed_at IS NOT NULL
            WHERE c.token_hash = $1 AND c.finished_at IS NULL AND c.expires_at > $2
              AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < c.created_at)"#,
         token.as_bytes(),
@@ -113,6 +140,79 @@ pub async fn finish_with_code(
     insert_code(&mut tx, code, now).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// A flow finished with a TOTP code: the step to spend, the code to store,
+/// and whose failures to forgive.
+pub struct TotpFinish<'a> {
+    pub flow_id: Uuid,
+    pub step: i64,
+    pub code: NewCode<'a>,
+    pub forgive: Release<'a>,
+}
+
+/// What `finish_with_totp` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finished {
+    Done,
+    /// A code of this step (or a later one) was accepted before: a replay.
+    StepUsed,
+    /// Another request finished the flow first.
+    FlowGone,
+}
+
+/// Spends the TOTP step, finishes the flow, stores its code and forgives
+/// the source's failures, in one statement: nothing but the step is
+/// written unless the flow was still open, and nothing at all unless the
+/// step was unspent (on any instance).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn finish_with_totp(
+    pool: &PgPool,
+    finish: TotpFinish<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Finished> {
+    let code = &finish.code;
+    let row = sqlx::query!(
+        r#"WITH step AS (
+               UPDATE user_totp SET last_step = $3
+               WHERE user_id = $2 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $3)
+               RETURNING user_id
+           ), flow AS (
+               UPDATE login_challenges SET finished_at = $4
+               WHERE id = $1 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM step)
+               RETURNING id
+           ), code AS (
+               INSERT INTO authorization_codes
+                   (code_hash, client_id, user_id, scope, code_challenge, dpop_jkt, amr, expires_at, created_at)
+               SELECT $5, $6, $2, $7, $8, $9, $10, $11, $4 FROM flow
+           ), forgiven AS (
+               SELECT login_forgive($12, $13, $14, $15) FROM flow
+           )
+           SELECT EXISTS (SELECT 1 FROM step) AS "step_spent!", EXISTS (SELECT 1 FROM flow) AS "finished!"
+           FROM (VALUES (1)) AS one (x) LEFT JOIN forgiven ON true"#,
+        finish.flow_id,
+        code.user_id,
+        finish.step,
+        now,
+        code.code.as_bytes(),
+        code.client_id,
+        code.scope,
+        code.code_challenge,
+        code.dpop_jkt,
+        code.amr as &[&str],
+        code.expires_at,
+        finish.forgive.username,
+        finish.forgive.who.source,
+        finish.forgive.who.trusted,
+        finish.forgive.policy.username_threshold(),
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(match (row.step_spent, row.finished) {
+        (true, true) => Finished::Done,
+        (true, false) => Finished::FlowGone,
+        (false, _) => Finished::StepUsed,
+    })
 }
 
 pub struct NewCode<'a> {
