@@ -74,6 +74,10 @@ pub enum Error {
         "a second factor is required: send the code from the authenticator app with this auth_session"
     )]
     InsufficientAuthorization { auth_session: String },
+    /// The login behind the access token is older than this call allows
+    /// (RFC 9470): log in again.
+    #[error("log in again: this needs a login from the last {} minutes", max_age.as_secs() / 60)]
+    StaleLogin { max_age: std::time::Duration },
     /// The `auth_session` is unknown, expired, finished or exhausted.
     #[error("auth_session is unknown, expired or used up: start the login again")]
     InvalidSession,
@@ -215,6 +219,7 @@ impl Error {
             Error::UseDpopNonce(_) => "use_dpop_nonce",
             Error::InsufficientAuthorization { .. } => "insufficient_authorization",
             Error::InvalidSession => "invalid_session",
+            Error::StaleLogin { .. } => "insufficient_user_authentication",
             Error::InvalidToken | Error::MissingToken => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::NotFound(_) => "not_found",
@@ -268,7 +273,8 @@ impl ResponseError for Error {
             Error::InvalidClient
             | Error::InvalidToken
             | Error::MissingToken
-            | Error::ProofRefused(_) => StatusCode::UNAUTHORIZED,
+            | Error::ProofRefused(_)
+            | Error::StaleLogin { .. } => StatusCode::UNAUTHORIZED,
             Error::InsufficientScope | Error::InsufficientAuthorization { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -322,6 +328,15 @@ impl ResponseError for Error {
                         header::WWW_AUTHENTICATE,
                         dpop_challenge(Some("invalid_token")),
                     ));
+            }
+            Error::StaleLogin { max_age } => {
+                let challenge = format!(
+                    "Bearer realm=\"tessera\", error=\"insufficient_user_authentication\", max_age=\"{}\"",
+                    max_age.as_secs()
+                );
+                if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+                    response.insert_header((header::WWW_AUTHENTICATE, challenge));
+                }
             }
             Error::ProofRefused(_) => {
                 response.insert_header((
@@ -403,6 +418,7 @@ mod tests {
             (Error::ProofRefused("x".into()), StatusCode::UNAUTHORIZED, "invalid_dpop_proof"),
             (Error::InsufficientAuthorization { auth_session: "tsa_x".into() }, StatusCode::FORBIDDEN, "insufficient_authorization"),
             (Error::InvalidSession, StatusCode::BAD_REQUEST, "invalid_session"),
+            (Error::StaleLogin { max_age: std::time::Duration::from_secs(600) }, StatusCode::UNAUTHORIZED, "insufficient_user_authentication"),
             (Error::MissingToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
             (Error::InsufficientScope, StatusCode::FORBIDDEN, "insufficient_scope"),

@@ -20,6 +20,11 @@ use crate::throttle::lockout::{self, Contender};
 /// Recovery codes per set.
 const RECOVERY_CODES: usize = 10;
 
+/// How recent the login behind the access token must be to turn a second
+/// factor on: a token copied later from the phone (refreshed, so fresh
+/// itself) must not be enough to plant the thief's own authenticator.
+pub const ENROLL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// What a new enrollment shows the user, once.
 pub struct Enrollment {
     pub secret: String,
@@ -45,6 +50,8 @@ pub struct Typist {
     pub user_id: Uuid,
     pub username: Username,
     pub address: Option<IpAddr>,
+    /// The session of the access token they called with, if any.
+    pub session: Option<Uuid>,
 }
 
 impl Typist {
@@ -52,6 +59,7 @@ impl Typist {
     pub async fn of(
         state: &AppState,
         user_id: Uuid,
+        session: Option<Uuid>,
         address: Option<IpAddr>,
     ) -> Result<Typist, Error> {
         let user = users::find_by_id(&mut *state.pool.acquire().await?, user_id)
@@ -61,7 +69,24 @@ impl Typist {
             user_id,
             username: Username::parse(&user.username).map_err(|_| Error::InvalidToken)?,
             address,
+            session,
         })
+    }
+
+    /// 401 `insufficient_user_authentication` (RFC 9470, with `max_age`)
+    /// unless the login behind the token is recent.
+    async fn logged_in_recently(&self, state: &AppState, now: DateTime<Utc>) -> Result<(), Error> {
+        let max_age = chrono::Duration::from_std(ENROLL_MAX_AGE).map_err(anyhow::Error::from)?;
+        let logged_in = match self.session {
+            Some(session) => mfa::login_time(&state.pool, session).await?,
+            None => None,
+        };
+        match logged_in {
+            Some(at) if now - at <= max_age => Ok(()),
+            _ => Err(Error::StaleLogin {
+                max_age: ENROLL_MAX_AGE,
+            }),
+        }
     }
 }
 
@@ -71,6 +96,7 @@ pub async fn begin(
     who: &Typist,
     now: DateTime<Utc>,
 ) -> Result<Enrollment, Error> {
+    who.logged_in_recently(state, now).await?;
     let user_id = who.user_id;
     let secret = TotpSecret::generate();
     let sealed = state.sealer.seal(&label(user_id), secret.as_bytes())?;
@@ -97,6 +123,7 @@ pub async fn confirm(
     code: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, Error> {
+    who.logged_in_recently(state, now).await?;
     let pending = mfa::totp_of(&state.pool, who.user_id)
         .await?
         .filter(|t| !t.confirmed)

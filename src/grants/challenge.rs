@@ -178,6 +178,7 @@ pub async fn go_on(
                 user_id: flow.user_id,
                 username,
                 address: request.address,
+                session: None,
             };
             if mfa::check(state, &typist, &request.typed, now).await? {
                 let row = code_for.row(&hash, now)?;

@@ -26,7 +26,14 @@ struct Codes {
 async fn typist(req: &HttpRequest, state: &AppState) -> Result<Typist, Error> {
     let claims = bearer::require_user(req, state).await?;
     let user_id = Uuid::parse_str(&claims.sub).map_err(|_| Error::InvalidToken)?;
-    Typist::of(state, user_id, client_ip(req, &state.settings.http)).await
+    let session = claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+    Typist::of(
+        state,
+        user_id,
+        session,
+        client_ip(req, &state.settings.http),
+    )
+    .await
 }
 
 fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {

@@ -150,3 +150,14 @@ pub async fn is_on(pool: &PgPool, user_id: Uuid) -> sqlx::Result<bool> {
     .fetch_one(pool)
     .await
 }
+
+/// When the login of this session took place (its start), while the
+/// session is live; `None` otherwise.
+pub async fn login_time(pool: &PgPool, session_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!(
+        "SELECT created_at FROM sessions WHERE id = $1 AND revoked_at IS NULL",
+        session_id,
+    )
+    .fetch_optional(pool)
+    .await
+}

@@ -726,3 +726,42 @@ async fn a_right_password_does_not_wipe_the_wrong_codes_before_it() {
     let response = app.password_grant("app", "alice", PASSWORD).await;
     assert_eq!(response.status(), 429);
 }
+
+#[tokio::test]
+async fn turning_it_on_needs_a_recent_login_not_just_a_fresh_token() {
+    let app = spawn_app().await;
+    app.seed_first_party().await;
+    let login = app.login().await;
+    // Eleven minutes on, a refresh gives a fresh access token of the same
+    // (old) login: a copied token cannot plant the copier's authenticator.
+    app.advance_clock(Duration::from_secs(11 * 60));
+    let refreshed: Value = app
+        .refresh("mobile", login["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stale = app
+        .http
+        .post(format!("{}/auth/mfa/totp", app.address))
+        .bearer_auth(refreshed["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let challenge = stale.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\"")
+            && challenge.contains("max_age=\"600\""),
+        "{challenge}"
+    );
+    assert_oauth_error(stale, 401, "insufficient_user_authentication").await;
+    // A new login may.
+    let fresh = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.enroll(&fresh).await;
+}
