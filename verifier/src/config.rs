@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
+use url::Url;
 
 use crate::Error;
 
@@ -258,7 +259,7 @@ impl Config {
 
     fn validate_dpop(&self) -> Result<(), Error> {
         if let Some(base) = &self.external_url {
-            crate::dpop::parse_base(base)?;
+            parse_base(base)?;
         } else if self.require_dpop {
             return Err(Error::Config(
                 "require_dpop needs external_url, to check the proofs' htu".into(),
@@ -285,4 +286,27 @@ impl Config {
     pub(crate) fn base_url(&self) -> &str {
         self.issuer.trim_end_matches('/')
     }
+}
+
+/// `external_url`, checked: an http(s) URL without query or fragment.
+pub(crate) fn parse_base(base: &str) -> Result<Url, Error> {
+    let refused = || {
+        Error::Config(
+            "external_url must be an http(s) URL without query or fragment, e.g. https://api.example.com"
+                .into(),
+        )
+    };
+    let url = Url::parse(base).map_err(|_| refused())?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.has_host()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if !plain {
+        return Err(refused());
+    }
+    Ok(url)
+}
+
+pub(crate) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use tessera_dpop::{Expected, Nonces, Proof, ReplayCache, ReplayRefused};
 use url::Url;
 
-use crate::config::Config;
-use crate::inner::secs;
+use crate::config::{Config, parse_base, secs};
 use crate::{Claims, Error, Invalid, ProofInvalid};
 
 /// Keeps the resource server's nonces apart from any other use of the
@@ -75,25 +74,6 @@ pub(crate) fn authorization(value: Option<&str>) -> Result<(Scheme, &str), Error
         return Err(Error::MissingToken);
     }
     Ok((scheme, token))
-}
-
-/// `external_url`, checked: an http(s) URL without query or fragment.
-pub(crate) fn parse_base(base: &str) -> Result<Url, Error> {
-    let refused = || {
-        Error::Config(
-            "external_url must be an http(s) URL without query or fragment, e.g. https://api.example.com"
-                .into(),
-        )
-    };
-    let url = Url::parse(base).map_err(|_| refused())?;
-    let plain = matches!(url.scheme(), "http" | "https")
-        && url.has_host()
-        && url.query().is_none()
-        && url.fragment().is_none();
-    if !plain {
-        return Err(refused());
-    }
-    Ok(url)
 }
 
 /// The DPoP settings and state of one verifier.

@@ -10,7 +10,7 @@ use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
 use tokio::sync::OnceCell;
 
-use crate::config::DEFAULT_MAX_TOKEN_LIFETIME;
+use crate::config::{DEFAULT_MAX_TOKEN_LIFETIME, secs};
 use crate::denylist::{Denylist, Entry};
 use crate::dpop::{Dpop, Presented, Scheme, authorization};
 use crate::issuer::{Endpoints, Issuer};
@@ -244,10 +244,6 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The header of a JWT access token: `typ` is `at+jwt` (RFC 9068 §4) and
