@@ -19,9 +19,11 @@ use crate::domain::{AuthorizationCode, ChallengeToken, Scope, TokenHash, Usernam
 use crate::error::Error;
 use crate::mfa::{self, Typed, Typist};
 use crate::state::AppState;
-use crate::store::challenges::{self, Finished, NewChallenge, NewCode, Release, TotpFinish};
-use crate::store::login_throttle::Attempter;
-use crate::throttle::lockout::{self, Contender};
+use crate::store::challenges::{
+    self, Finished, FlowQuery, NewChallenge, NewCode, Release, TotpFinish,
+};
+use crate::store::login_throttle::Policy;
+use crate::throttle::lockout::{self, Admitted, Contender};
 
 /// How long a login may wait for its second factor.
 const FLOW_TTL: Duration = Duration::from_secs(5 * 60);
@@ -121,7 +123,36 @@ pub async fn go_on(
     request: Continue<'_>,
     now: DateTime<Utc>,
 ) -> Result<AuthorizationCode, Error> {
-    let flow = challenges::live(&state.pool, &TokenHash::of(request.auth_session), now)
+    let token = TokenHash::of(request.auth_session);
+    if let Typed::Totp(typed) = request.typed {
+        // The common case: the flow read and the attempt counted in one
+        // statement, then one more to finish it.
+        let who = Contender::new(None, request.address);
+        let policy = lockout::policy(&state.settings.login);
+        let attempt = lockout::enter(&state.addresses, &who)?;
+        let query = FlowQuery {
+            token: &token,
+            client_id: client.id(),
+            jkt: request.dpop_jkt,
+            has_code_challenge: request.code_challenge.is_some(),
+        };
+        if let Some((flow, admission)) =
+            challenges::live_admitted(&state.pool, query, who.attempter(), policy, now).await?
+        {
+            let admitted = lockout::admitted(attempt, admission, now)?;
+            let guess = TotpGuess {
+                typed,
+                who: &who,
+                policy,
+                admitted,
+            };
+            let second = Second::Totp(Box::new(guess));
+            return finish(state, client, &request, flow, second, now).await;
+        }
+    }
+    // A recovery code, or a request the common case refused: read the flow
+    // (counting nothing) to say why.
+    let flow = challenges::live(&state.pool, &token, now)
         .await?
         // Another client's flow is as good as unknown to this one.
         .filter(|f| f.client_id == client.id() && !f.user_disabled)
@@ -133,6 +164,35 @@ pub async fn go_on(
             "this login started with a DPoP proof: send a proof by the same key".into(),
         ));
     }
+    if flow.code_challenge.is_none() && request.code_challenge.is_none() {
+        return Err(Error::invalid_request(
+            "code_challenge (S256) is required to finish the login",
+        ));
+    }
+    match request.typed {
+        Typed::Recovery(_) => finish(state, client, &request, flow, Second::Recovery, now).await,
+        // Only if the flow changed between the two reads.
+        Typed::Totp(_) => Err(Error::InvalidSession),
+    }
+}
+
+/// How the second factor of a flow is checked.
+enum Second<'a> {
+    /// A TOTP code, its attempt already counted.
+    Totp(Box<TotpGuess<'a>>),
+    /// A recovery code (counted by `mfa::check`).
+    Recovery,
+}
+
+/// Checks the second factor and, if right, finishes the flow with its code.
+async fn finish(
+    state: &AppState,
+    client: &Client,
+    request: &Continue<'_>,
+    flow: challenges::ChallengeRow,
+    second: Second<'_>,
+    now: DateTime<Utc>,
+) -> Result<AuthorizationCode, Error> {
     let code_challenge = flow
         .code_challenge
         .as_deref()
@@ -151,29 +211,22 @@ pub async fn go_on(
         dpop_jkt: flow.dpop_jkt.as_deref().or(request.dpop_jkt),
         amr: mfa::methods(&request.typed),
     };
-    let right = match request.typed {
-        Typed::Totp(typed) => {
-            let finish = TotpFinish {
-                flow_id: flow.id,
-                step: 0,
-                code: code_for.row(&hash, now)?,
-                forgive: Release {
-                    username: username.as_str(),
-                    who: Attempter {
-                        source: "",
-                        trusted: false,
-                    },
-                    policy: lockout::policy(&state.settings.login),
-                },
-            };
-            let guess = TotpGuess {
-                sealed: flow.totp_sealed.as_deref(),
-                typed,
-                address: request.address,
-            };
-            totp(state, &username, flow.user_id, guess, finish, now).await?
+    let right = match second {
+        Second::Totp(guess) => {
+            let sealed = flow.totp_sealed.as_deref();
+            totp(
+                state,
+                &username,
+                flow.id,
+                flow.user_id,
+                sealed,
+                *guess,
+                code_for.row(&hash, now)?,
+                now,
+            )
+            .await?
         }
-        Typed::Recovery(_) => {
+        Second::Recovery => {
             let typist = Typist {
                 user_id: flow.user_id,
                 username,
@@ -205,43 +258,53 @@ pub async fn go_on(
     )
 }
 
-/// A TOTP code typed for a flow.
+/// A TOTP code typed for a flow, its attempt counted.
 struct TotpGuess<'a> {
-    /// The user's confirmed secret, sealed (read with the flow).
-    sealed: Option<&'a [u8]>,
     typed: &'a str,
-    address: Option<IpAddr>,
+    who: &'a Contender,
+    policy: Policy,
+    admitted: Admitted<'a>,
 }
 
-/// The common case of a second factor, in as few round trips as the rules
-/// allow: the attempt counted (one statement, as for a password), then the
-/// step spent, the flow finished, its code stored and the failures forgiven
-/// (one more). True when the code was right and the flow is finished;
-/// false for a wrong or replayed code (counted as a failure).
+/// Spends the step of a right TOTP code, finishes the flow, stores its
+/// code and forgives the failures, in one statement. True when the code
+/// was right and the flow is finished; false for a wrong or replayed code
+/// (counted as a failure).
+#[allow(clippy::too_many_arguments)]
 async fn totp(
     state: &AppState,
     username: &Username,
+    flow_id: Uuid,
     user_id: Uuid,
+    sealed: Option<&[u8]>,
     guess: TotpGuess<'_>,
-    mut finish: TotpFinish<'_>,
+    code: NewCode<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, Error> {
-    let who = Contender::new(None, guess.address);
-    let policy = finish.forgive.policy;
-    let admitted =
-        lockout::admit(&state.pool, &state.addresses, policy, username, &who, now).await?;
-    let step = match guess.sealed {
-        Some(sealed) => {
-            mfa::open(state, user_id, sealed)?.matching_step(guess.typed, now.timestamp())
-        }
+    let TotpGuess {
+        typed,
+        who,
+        policy,
+        admitted,
+    } = guess;
+    let step = match sealed {
+        Some(sealed) => mfa::open(state, user_id, sealed)?.matching_step(typed, now.timestamp()),
         None => None,
     };
     let Some(step) = step else {
         admitted.failed();
         return Ok(false);
     };
-    finish.step = step;
-    finish.forgive.who = who.attempter();
+    let finish = TotpFinish {
+        flow_id,
+        step,
+        code,
+        forgive: Release {
+            username: username.as_str(),
+            who: who.attempter(),
+            policy,
+        },
+    };
     match challenges::finish_with_totp(&state.pool, finish, now).await {
         Ok(Finished::Done) => Ok(true),
         Ok(Finished::StepUsed) => {
@@ -250,11 +313,11 @@ async fn totp(
         }
         // The code was right, but another request finished the flow.
         Ok(Finished::FlowGone) => {
-            lockout::take_back(&state.pool, policy, username, &who).await;
+            lockout::take_back(&state.pool, policy, username, who).await;
             Err(Error::InvalidSession)
         }
         Err(e) => {
-            lockout::take_back(&state.pool, policy, username, &who).await;
+            lockout::take_back(&state.pool, policy, username, who).await;
             Err(e.into())
         }
     }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::login::Admission;
 use super::login_throttle::{Attempter, Policy};
 use crate::domain::TokenHash;
 
@@ -98,6 +99,85 @@ pub async fn live(
     )
     .fetch_optional(pool)
     .await
+}
+
+/// The challenge named by this `auth_session`, if it is this client's,
+/// unfinished and unexpired at `now`, its DPoP key is `jkt` (when it has
+/// one) and it has or gets a PKCE challenge; and, in the same statement,
+/// one attempt of `who` counted against its username, as a password's is
+/// (`login_attempt`). Nothing is counted when there is no such challenge.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn live_admitted(
+    pool: &PgPool,
+    flow: FlowQuery<'_>,
+    who: Attempter<'_>,
+    policy: Policy,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<(ChallengeRow, Admission)>> {
+    let row = sqlx::query!(
+        r#"WITH c AS (
+               SELECT c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
+                      u.disabled AS user_disabled, t.secret_sealed AS totp_sealed
+               FROM login_challenges c JOIN users u ON u.id = c.user_id
+               LEFT JOIN user_totp t ON t.user_id = c.user_id AND t.confirmed_at IS NOT NULL
+               WHERE c.token_hash = $1 AND c.client_id = $2 AND c.finished_at IS NULL AND c.expires_at > $3
+                 AND NOT u.disabled
+                 AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < c.created_at)
+                 AND (c.dpop_jkt IS NULL OR c.dpop_jkt = $4)
+                 AND (c.code_challenge IS NOT NULL OR $5)
+           )
+           SELECT c.id AS "id!", c.client_id AS "client_id!", c.user_id AS "user_id!",
+                  c.username AS "username!", c.scope AS "scope!", c.code_challenge, c.dpop_jkt,
+                  c.user_disabled AS "user_disabled!", c.totp_sealed AS "totp_sealed?",
+                  a.admitted AS "admitted!", a.locked_until
+           FROM c, LATERAL login_attempt(c.username, $6, $7, $3, $8, $9, $10, $11, $12) AS a"#,
+        flow.token.as_bytes(),
+        flow.client_id,
+        now,
+        flow.jkt,
+        flow.has_code_challenge,
+        who.source,
+        who.trusted,
+        policy.threshold(),
+        policy.username_threshold(),
+        policy.base.as_secs_f64(),
+        policy.max.as_secs_f64(),
+        policy.reset.as_secs_f64(),
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| {
+        let admission = if row.admitted {
+            Admission::Admitted(None)
+        } else {
+            Admission::Locked(
+                row.locked_until
+                    .unwrap_or(now + chrono::Duration::seconds(1)),
+            )
+        };
+        let flow = ChallengeRow {
+            id: row.id,
+            client_id: row.client_id,
+            user_id: row.user_id,
+            username: row.username,
+            scope: row.scope,
+            code_challenge: row.code_challenge,
+            dpop_jkt: row.dpop_jkt,
+            user_disabled: row.user_disabled,
+            totp_sealed: row.totp_sealed,
+        };
+        (flow, admission)
+    }))
+}
+
+/// Which challenge a request names, and what it brings.
+pub struct FlowQuery<'a> {
+    pub token: &'a TokenHash,
+    pub client_id: &'a str,
+    /// The key of the request's DPoP proof, if any.
+    pub jkt: Option<&'a str>,
+    /// The request gives a PKCE challenge of its own.
+    pub has_code_challenge: bool,
 }
 
 /// Counts a wrong code; at `max` the challenge is finished (exhausted).

@@ -82,12 +82,31 @@ pub async fn admit<'a>(
     who: &Contender,
     now: DateTime<Utc>,
 ) -> Result<Admitted<'a>, Error> {
-    let attempt = who
-        .source
+    let attempt = enter(addresses, who)?;
+    let admission = login::admit(pool, username, who.attempter(), policy, now).await?;
+    admitted(attempt, admission, now)
+}
+
+/// The in-memory half of `admit`: the source's bucket, before anything is
+/// counted in Postgres (a refusal here counts nothing there).
+pub fn enter<'a>(
+    addresses: &'a AddressLimiter,
+    who: &Contender,
+) -> Result<Option<Attempt<'a>>, Error> {
+    who.source
         .map(|source| addresses.admit(source))
         .transpose()
-        .map_err(|wait| throttled("address", wait))?;
-    match login::admit(pool, username, who.attempter(), policy, now).await? {
+        .map_err(|wait| throttled("address", wait))
+}
+
+/// The other half: what Postgres said when it counted the attempt (in a
+/// statement of the caller's, which may read more at the same time).
+pub fn admitted<'a>(
+    attempt: Option<Attempt<'a>>,
+    admission: Admission,
+    now: DateTime<Utc>,
+) -> Result<Admitted<'a>, Error> {
+    match admission {
         Admission::Locked(locked_until) => {
             let wait = (locked_until - now).to_std().unwrap_or_default();
             Err(throttled("account", coarse(wait)))
