@@ -213,18 +213,8 @@ async fn finish(
     };
     let right = match second {
         Second::Totp(guess) => {
-            let sealed = flow.totp_sealed.as_deref();
-            totp(
-                state,
-                &username,
-                flow.id,
-                flow.user_id,
-                sealed,
-                *guess,
-                code_for.row(&hash, now)?,
-                now,
-            )
-            .await?
+            let code = code_for.row(&hash, now)?;
+            totp(state, &flow, &username, *guess, code, now).await?
         }
         Second::Recovery => {
             let typist = Typist {
@@ -270,13 +260,10 @@ struct TotpGuess<'a> {
 /// code and forgives the failures, in one statement. True when the code
 /// was right and the flow is finished; false for a wrong or replayed code
 /// (counted as a failure).
-#[allow(clippy::too_many_arguments)]
 async fn totp(
     state: &AppState,
+    flow: &challenges::ChallengeRow,
     username: &Username,
-    flow_id: Uuid,
-    user_id: Uuid,
-    sealed: Option<&[u8]>,
     guess: TotpGuess<'_>,
     code: NewCode<'_>,
     now: DateTime<Utc>,
@@ -287,8 +274,10 @@ async fn totp(
         policy,
         admitted,
     } = guess;
-    let step = match sealed {
-        Some(sealed) => mfa::open(state, user_id, sealed)?.matching_step(typed, now.timestamp()),
+    let step = match &flow.totp_sealed {
+        Some(sealed) => {
+            mfa::open(state, flow.user_id, sealed)?.matching_step(typed, now.timestamp())
+        }
         None => None,
     };
     let Some(step) = step else {
@@ -296,7 +285,7 @@ async fn totp(
         return Ok(false);
     };
     let finish = TotpFinish {
-        flow_id,
+        flow_id: flow.id,
         step,
         code,
         forgive: Release {
