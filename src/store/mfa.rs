@@ -141,16 +141,6 @@ pub async fn remove(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<bool
     Ok(removed.rows_affected() == 1)
 }
 
-/// Whether the user has a confirmed second factor.
-pub async fn is_on(pool: &PgPool, user_id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM user_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL) AS "on!""#,
-        user_id,
-    )
-    .fetch_one(pool)
-    .await
-}
-
 /// When the login of this session took place (its start), while the
 /// session is live; `None` otherwise.
 pub async fn login_time(pool: &PgPool, session_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
