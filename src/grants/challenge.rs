@@ -136,15 +136,23 @@ pub async fn go_on(
             jkt: request.dpop_jkt,
             has_code_challenge: request.code_challenge.is_some(),
         };
-        if let Some((flow, admission)) =
-            challenges::live_admitted(&state.pool, query, who.attempter(), policy, now).await?
-        {
+        let taken = challenges::live_admitted(
+            &state.pool,
+            query,
+            who.attempter(),
+            policy,
+            MAX_WRONG_CODES,
+            now,
+        )
+        .await?;
+        if let Some((flow, admission, tries)) = taken {
             let admitted = lockout::admitted(attempt, admission, now)?;
             let guess = TotpGuess {
                 typed,
                 who: &who,
                 policy,
                 admitted,
+                last_try: tries >= MAX_WRONG_CODES,
             };
             let second = Second::Totp(Box::new(guess));
             return finish(state, client, &request, flow, second, now).await;
@@ -211,6 +219,10 @@ async fn finish(
         dpop_jkt: flow.dpop_jkt.as_deref().or(request.dpop_jkt),
         amr: mfa::methods(&request.typed),
     };
+    let totp_last_try = match &second {
+        Second::Totp(guess) => Some(guess.last_try),
+        Second::Recovery => None,
+    };
     let right = match second {
         Second::Totp(guess) => {
             let code = code_for.row(&hash, now)?;
@@ -237,6 +249,16 @@ async fn finish(
     if right {
         return Ok(code);
     }
+    if let Some(last_try) = totp_last_try {
+        // Its try was taken before the guess was checked.
+        if last_try {
+            challenges::exhaust(&state.pool, flow.id, now).await?;
+            return Err(Error::InvalidSession);
+        }
+        return Err(Error::InsufficientAuthorization {
+            auth_session: request.auth_session.to_owned(),
+        });
+    }
     Err(
         if challenges::fail(&state.pool, flow.id, MAX_WRONG_CODES, now).await? {
             Error::InsufficientAuthorization {
@@ -248,12 +270,14 @@ async fn finish(
     )
 }
 
-/// A TOTP code typed for a flow, its attempt counted.
+/// A TOTP code typed for a flow, its attempt counted and its try taken.
 struct TotpGuess<'a> {
     typed: &'a str,
     who: &'a Contender,
     policy: Policy,
     admitted: Admitted<'a>,
+    /// The flow's last try: a wrong code ends it.
+    last_try: bool,
 }
 
 /// Spends the step of a right TOTP code, finishes the flow, stores its
@@ -273,6 +297,7 @@ async fn totp(
         who,
         policy,
         admitted,
+        ..
     } = guess;
     let step = match &flow.totp_sealed {
         Some(sealed) => {

@@ -103,33 +103,38 @@ pub async fn live(
 
 /// The challenge named by this `auth_session`, if it is this client's,
 /// unfinished and unexpired at `now`, its DPoP key is `jkt` (when it has
-/// one) and it has or gets a PKCE challenge; and, in the same statement,
-/// one attempt of `who` counted against its username, as a password's is
+/// one), it has or gets a PKCE challenge and has a try left (fewer than
+/// `max_tries` taken): that try is taken by this statement, so concurrent
+/// guesses cannot exceed it. And, in the same statement, one attempt of
+/// `who` counted against its username, as a password's is
 /// (`login_attempt`). Nothing is counted when there is no such challenge.
+/// Returns the tries taken, this one included.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn live_admitted(
     pool: &PgPool,
     flow: FlowQuery<'_>,
     who: Attempter<'_>,
     policy: Policy,
+    max_tries: i32,
     now: DateTime<Utc>,
-) -> sqlx::Result<Option<(ChallengeRow, Admission)>> {
+) -> sqlx::Result<Option<(ChallengeRow, Admission, i32)>> {
     let row = sqlx::query!(
         r#"WITH c AS (
-               SELECT c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
-                      u.disabled AS user_disabled, t.secret_sealed AS totp_sealed
-               FROM login_challenges c JOIN users u ON u.id = c.user_id
-               LEFT JOIN user_totp t ON t.user_id = c.user_id AND t.confirmed_at IS NOT NULL
+               UPDATE login_challenges c SET failures = c.failures + 1
+               FROM users u LEFT JOIN user_totp t ON t.user_id = u.id AND t.confirmed_at IS NOT NULL
                WHERE c.token_hash = $1 AND c.client_id = $2 AND c.finished_at IS NULL AND c.expires_at > $3
-                 AND NOT u.disabled
+                 AND c.failures < $13
+                 AND u.id = c.user_id AND NOT u.disabled
                  AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < c.created_at)
                  AND (c.dpop_jkt IS NULL OR c.dpop_jkt = $4)
                  AND (c.code_challenge IS NOT NULL OR $5)
+               RETURNING c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
+                         u.disabled AS user_disabled, t.secret_sealed AS totp_sealed, c.failures
            )
            SELECT c.id AS "id!", c.client_id AS "client_id!", c.user_id AS "user_id!",
                   c.username AS "username!", c.scope AS "scope!", c.code_challenge, c.dpop_jkt,
                   c.user_disabled AS "user_disabled!", c.totp_sealed AS "totp_sealed?",
-                  a.admitted AS "admitted!", a.locked_until
+                  c.failures AS "tries!", a.admitted AS "admitted!", a.locked_until
            FROM c, LATERAL login_attempt(c.username, $6, $7, $3, $8, $9, $10, $11, $12) AS a"#,
         flow.token.as_bytes(),
         flow.client_id,
@@ -143,6 +148,7 @@ pub async fn live_admitted(
         policy.base.as_secs_f64(),
         policy.max.as_secs_f64(),
         policy.reset.as_secs_f64(),
+        max_tries,
     )
     .fetch_optional(pool)
     .await?;
@@ -166,7 +172,7 @@ pub async fn live_admitted(
             user_disabled: row.user_disabled,
             totp_sealed: row.totp_sealed,
         };
-        (flow, admission)
+        (flow, admission, row.tries)
     }))
 }
 
@@ -178,6 +184,18 @@ pub struct FlowQuery<'a> {
     pub jkt: Option<&'a str>,
     /// The request gives a PKCE challenge of its own.
     pub has_code_challenge: bool,
+}
+
+/// Ends a flow whose tries are used up (the last one was wrong).
+pub async fn exhaust(pool: &PgPool, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE login_challenges SET finished_at = $2 WHERE id = $1 AND finished_at IS NULL",
+        id,
+        now,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Counts a wrong code; at `max` the challenge is finished (exhausted).

@@ -765,3 +765,48 @@ async fn turning_it_on_needs_a_recent_login_not_just_a_fresh_token() {
         .to_owned();
     app.enroll(&fresh).await;
 }
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_take_more_than_a_flows_tries() {
+    let app = spawn_app_with(|s| {
+        s.login.lockout_threshold = 100;
+        s.login.username_lockout_threshold = 100;
+        s.login.address_burst = 100;
+    })
+    .await;
+    app.seed_first_party().await;
+    let access = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.enroll(&access).await;
+    let (_, challenge) = pkce();
+    let auth_session = app.flow_wanting_otp(&challenge).await;
+    let guesses = (0..12).map(|i| {
+        let guess = format!("{:06}", 100_000 + i);
+        let auth_session = auth_session.clone();
+        let app = &app;
+        async move { app.send_otp(&auth_session, &guess).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let asked_again = statuses.iter().filter(|s| **s == 403).count();
+    assert!(asked_again <= 4, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 403 || *s == 400),
+        "{statuses:?}"
+    );
+    // Tries taken: at most five, however many guesses raced; and only the
+    // guesses that got a try were checked (and counted in the lockout).
+    let failures: i32 = sqlx::query_scalar("SELECT failures FROM login_challenges")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(failures <= 5, "{failures}");
+    let checked: i32 = sqlx::query_scalar(
+        "SELECT failures FROM login_throttle WHERE username = 'alice' AND source = '*'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(checked <= 5, "{checked} guesses were checked");
+}
