@@ -163,10 +163,7 @@ impl Dpop {
     /// instance recorded it before. One short insert: the calls that take
     /// a token (admin API, feed, introspection) are few.
     pub async fn record_everywhere(&self, pool: &sqlx::PgPool, proof: &Proof) -> Result<(), Error> {
-        let used = Used {
-            key: proof_key(proof),
-            until: self.remember_until(proof),
-        };
+        let used = self.used(proof);
         let mut conn = pool.acquire().await?;
         if proofs::record(&mut conn, &used).await? {
             Ok(())
@@ -206,16 +203,19 @@ impl Dpop {
             .then(|| self.nonces.issue(now.timestamp()))
     }
 
-    /// Until when a proof must be remembered: after that its `iat` is out
-    /// of the window anyway.
-    pub fn remember_until(&self, proof: &Proof) -> DateTime<Utc> {
-        // Plus the skew allowed between instances: another instance's clock
-        // may still accept this `iat` when this one prunes the row.
+    /// A proof as Postgres records it: its identity, kept until its `iat`
+    /// is out of the window anyway, plus the skew allowed between
+    /// instances (another instance's clock may still accept this `iat`
+    /// when this one prunes the row).
+    pub fn used(&self, proof: &Proof) -> Used {
         let until = proof
             .iat
             .saturating_add(self.window)
             .saturating_add(CLOCK_LEEWAY_SECS);
-        DateTime::from_timestamp(until, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+        Used {
+            key: proof.identity().to_vec(),
+            until: DateTime::from_timestamp(until, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
     }
 
     /// Proofs remembered on this instance.
@@ -287,13 +287,3 @@ impl Dpop {
 
 const ONE_HEADER: &str = "send exactly one DPoP header";
 pub const REPLAYED: &str = "the DPoP proof was already used; make a new one for every request";
-
-/// The key a proof is recorded under in Postgres: SHA-256 of its key
-/// thumbprint and `jti`, as the in-memory cache keys it.
-pub fn proof_key(proof: &Proof) -> Vec<u8> {
-    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    context.update(proof.jkt.as_bytes());
-    context.update(&[0]);
-    context.update(proof.jti.as_bytes());
-    context.finish().as_ref().to_vec()
-}

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::totp::TotpSecret;
-use crate::domain::{RecoveryCode, Username};
+use crate::domain::{RecoveryCode, TokenHash, Username};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::{mfa, users};
@@ -136,20 +136,14 @@ pub async fn confirm(
     })
     .await?
     .ok_or_else(|| Error::invalid_request("the code is wrong or too old"))?;
-    let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)
-        .map(|_| RecoveryCode::generate())
-        .collect();
-    let hashes: Vec<_> = codes
-        .iter()
-        .filter_map(|c| state.recovery.hash(who.user_id, c.expose()))
-        .collect();
+    let (codes, hashes) = recovery_codes(state, who.user_id);
     let mut tx = state.pool.begin().await?;
     if !mfa::confirm(&mut tx, who.user_id, &pending.secret_sealed, step, now).await? {
         return Err(Error::Conflict("the enrollment changed meanwhile"));
     }
     mfa::replace_recovery_codes(&mut tx, who.user_id, &hashes).await?;
     tx.commit().await?;
-    Ok(codes.iter().map(|c| c.expose().to_owned()).collect())
+    Ok(codes)
 }
 
 /// Turns the second factor off, with a current code or a recovery code.
@@ -178,17 +172,11 @@ pub async fn new_recovery_codes(
     if !check(state, who, &Typed::Totp(code), now).await? {
         return Err(Error::invalid_request("the code is wrong or was used"));
     }
-    let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)
-        .map(|_| RecoveryCode::generate())
-        .collect();
-    let hashes: Vec<_> = codes
-        .iter()
-        .filter_map(|c| state.recovery.hash(who.user_id, c.expose()))
-        .collect();
+    let (codes, hashes) = recovery_codes(state, who.user_id);
     let mut tx = state.pool.begin().await?;
     mfa::replace_recovery_codes(&mut tx, who.user_id, &hashes).await?;
     tx.commit().await?;
-    Ok(codes.iter().map(|c| c.expose().to_owned()).collect())
+    Ok(codes)
 }
 
 /// Whether `typed` is a good code of the user's confirmed second factor,
@@ -270,6 +258,17 @@ where
             Err(e)
         }
     }
+}
+
+/// A new set of recovery codes for the user: as shown (once), and as stored.
+fn recovery_codes(state: &AppState, user_id: Uuid) -> (Vec<String>, Vec<TokenHash>) {
+    (0..RECOVERY_CODES)
+        .map(|_| RecoveryCode::generate())
+        .filter_map(|code| {
+            let hash = state.recovery.hash(user_id, code.expose())?;
+            Some((code.expose().to_owned(), hash))
+        })
+        .unzip()
 }
 
 /// The AAD a user's TOTP secret is sealed with: it opens for that user only.

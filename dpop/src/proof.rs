@@ -91,6 +91,26 @@ struct Claims {
     nonce: Option<String>,
 }
 
+impl Proof {
+    /// What identifies this proof for replay (see [`identity`]).
+    pub fn identity(&self) -> [u8; 32] {
+        identity(&self.jkt, &self.jti)
+    }
+}
+
+/// What identifies a proof for replay: SHA-256 of its key's thumbprint and
+/// its `jti` (one `jti` under two keys is two proofs). The replay cache
+/// and the issuer's table of used proofs both key by it.
+pub fn identity(jkt: &str, jti: &str) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(jkt.as_bytes());
+    context.update(&[0]);
+    context.update(jti.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
+
 /// `ath`: the base64url SHA-256 of the access token's ASCII bytes.
 pub fn token_hash(access_token: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());

@@ -22,7 +22,6 @@ use crate::error::Error;
 use crate::revocation;
 use crate::state::AppState;
 use crate::store::challenges::{self, Redeem, Redemption};
-use crate::store::proofs::Used;
 
 const INVALID: &str = "the code is invalid, expired or used, or the code_verifier does not match";
 
@@ -60,10 +59,7 @@ pub async fn grant(
     let hash = TokenHash::of(code);
     let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
     let jkt = proof.map(|p| p.jkt.as_str());
-    let used = proof.map(|p| Used {
-        key: dpop::proof_key(p),
-        until: state.dpop.remember_until(p),
-    });
+    let used = proof.map(|p| state.dpop.used(p));
     let refresh_token = client
         .may_use(GrantType::RefreshToken)
         .then(RefreshToken::generate);

@@ -18,7 +18,6 @@ use crate::state::AppState;
 use crate::store::challenges::Release;
 use crate::store::login::{self, Started};
 use crate::store::login_throttle::Policy;
-use crate::store::proofs::Used;
 use crate::store::users::{self, UserRow};
 use crate::telemetry;
 use crate::throttle::lockout::{self, Admitted, Contender};
@@ -315,10 +314,7 @@ impl Checked<'_> {
                 .map(|p| p.jkt.as_str()),
         };
         let first = refresh_token.as_ref().map(RefreshToken::hash);
-        let proof = self.proof.map(|p| Used {
-            key: dpop::proof_key(p),
-            until: state.dpop.remember_until(p),
-        });
+        let proof = self.proof.map(|p| state.dpop.used(p));
         // It also forgets the source's failures: the right password was given.
         let session =
             match login::start_session(&state.pool, session, first.as_ref(), proof.as_ref(), now)

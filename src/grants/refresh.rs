@@ -71,10 +71,7 @@ pub async fn grant(
     let child = RefreshToken::generate();
     let proof = proof.map(|p| Presented {
         jkt: &p.jkt,
-        used: Used {
-            key: dpop::proof_key(p),
-            until: state.dpop.remember_until(p),
-        },
+        used: state.dpop.used(p),
     });
     let proof = proof.as_ref();
     if let Some(response) = tokio::time::timeout(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 /// A DPoP proof used by a request, to record.
 pub struct Used {
-    /// `dpop::proof_key`.
+    /// The proof's identity (`tessera_dpop::identity`).
     pub key: Vec<u8>,
     /// When its window ends: the row is needed until then.
     pub until: DateTime<Utc>,
