@@ -253,7 +253,7 @@ where
         }
         Err(e) => {
             if e.is_server_error() {
-                lockout::take_back(&state.pool, policy, &who.username, &contender).await;
+                lockout::take_back(&state.pool, policy, &who.username, contender.attempter()).await;
             }
             Err(e)
         }

@@ -20,9 +20,9 @@ use crate::error::Error;
 use crate::mfa::{self, Typed, Typist};
 use crate::state::AppState;
 use crate::store::challenges::{
-    self, Finished, FlowQuery, NewChallenge, NewCode, Release, TotpFinish,
+    self, Finished, FlowQuery, Forgive, NewChallenge, NewCode, Paid, Taken, TotpFinish,
 };
-use crate::store::login_throttle::Policy;
+use crate::store::login_throttle::{Attempter, Policy};
 use crate::throttle::lockout::{self, Admitted, Contender};
 
 /// How long a login may wait for its second factor.
@@ -42,12 +42,12 @@ pub struct Start<'a> {
     pub dpop_jkt: Option<&'a str>,
 }
 
-/// Starts a challenge for a right password, taking back that password's
-/// attempt (`release`) in the same statement.
+/// Starts a challenge for a right password. The attempt `paid` counted
+/// for it stays counted: it pays for the flow's first code.
 pub async fn start(
     state: &AppState,
     start: Start<'_>,
-    release: Release<'_>,
+    paid: Attempter<'_>,
     now: DateTime<Utc>,
 ) -> Result<ChallengeToken, Error> {
     let token = ChallengeToken::generate();
@@ -61,7 +61,7 @@ pub async fn start(
         dpop_jkt: start.dpop_jkt,
         expires_at: now + chrono::Duration::from_std(FLOW_TTL).map_err(anyhow::Error::from)?,
     };
-    challenges::create(&state.pool, new, release, now).await?;
+    challenges::create(&state.pool, new, paid, now).await?;
     Ok(token)
 }
 
@@ -145,11 +145,17 @@ pub async fn go_on(
             now,
         )
         .await?;
-        if let Some((flow, admission, tries)) = taken {
+        if let Some(Taken {
+            flow,
+            admission,
+            tries,
+            paid_by,
+        }) = taken
+        {
             let admitted = lockout::admitted(attempt, admission, now)?;
             let guess = TotpGuess {
                 typed,
-                who: &who,
+                counted: paid_by.as_ref().map_or(who.attempter(), Paid::attempter),
                 policy,
                 admitted,
                 last_try: tries >= MAX_WRONG_CODES,
@@ -273,7 +279,8 @@ async fn finish(
 /// A TOTP code typed for a flow, its attempt counted and its try taken.
 struct TotpGuess<'a> {
     typed: &'a str,
-    who: &'a Contender,
+    /// The source whose attempt was counted for it.
+    counted: Attempter<'a>,
     policy: Policy,
     admitted: Admitted<'a>,
     /// The flow's last try: a wrong code ends it.
@@ -294,7 +301,7 @@ async fn totp(
 ) -> Result<bool, Error> {
     let TotpGuess {
         typed,
-        who,
+        counted,
         policy,
         admitted,
         ..
@@ -313,9 +320,9 @@ async fn totp(
         flow_id: flow.id,
         step,
         code,
-        forgive: Release {
+        forgive: Forgive {
             username: username.as_str(),
-            who: who.attempter(),
+            who: counted,
             policy,
         },
     };
@@ -327,11 +334,11 @@ async fn totp(
         }
         // The code was right, but another request finished the flow.
         Ok(Finished::FlowGone) => {
-            lockout::take_back(&state.pool, policy, username, who).await;
+            lockout::take_back(&state.pool, policy, username, counted).await;
             Err(Error::InvalidSession)
         }
         Err(e) => {
-            lockout::take_back(&state.pool, policy, username, who).await;
+            lockout::take_back(&state.pool, policy, username, counted).await;
             Err(e.into())
         }
     }

@@ -15,7 +15,6 @@ use crate::dpop;
 use crate::error::Error;
 use crate::hashing::HashError;
 use crate::state::AppState;
-use crate::store::challenges::Release;
 use crate::store::login::{self, Started};
 use crate::store::login_throttle::Policy;
 use crate::store::users::{self, UserRow};
@@ -120,7 +119,7 @@ pub async fn login(
     };
     match checked.finish(password, admitted).await {
         Err(e) if e.is_server_error() => {
-            lockout::take_back(&state.pool, policy, &username, &who).await;
+            lockout::take_back(&state.pool, policy, &username, who.attempter()).await;
             Err(e)
         }
         result => result,
@@ -176,14 +175,9 @@ impl Checked<'_> {
                 code_challenge,
                 dpop_jkt: jkt,
             };
-            // The right password's attempt is taken back with it (see
-            // `right_password`).
-            let release = Release {
-                username: self.username.as_str(),
-                who: self.who.attempter(),
-                policy: self.policy,
-            };
-            let token = challenge::start(state, start, release, now).await?;
+            // The right password's attempt stays counted: it pays for the
+            // flow's first code, and a right code forgives it.
+            let token = challenge::start(state, start, self.who.attempter(), now).await?;
             return Err(Error::InsufficientAuthorization {
                 auth_session: token.expose().to_owned(),
             });
@@ -255,7 +249,7 @@ impl Checked<'_> {
     async fn right_password(&self, user: &UserRow) -> Result<(), Error> {
         let (pool, policy) = (&self.state.pool, self.policy);
         if user.second_factor {
-            lockout::take_back(pool, policy, self.username, self.who).await;
+            lockout::take_back(pool, policy, self.username, self.who.attempter()).await;
             Ok(())
         } else {
             lockout::forgive(pool, policy, self.username, self.who).await

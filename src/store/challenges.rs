@@ -20,28 +20,27 @@ pub struct NewChallenge<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Whose login attempt to take back as the challenge is created: the
-/// password was right, so it is no failure (the failures before it stay:
-/// see `grants::password`).
-pub struct Release<'a> {
+/// Whose failures a right second factor forgives.
+pub struct Forgive<'a> {
     pub username: &'a str,
     pub who: Attempter<'a>,
     pub policy: Policy,
 }
 
-/// Creates a challenge and takes back the attempt of its right password,
-/// in one statement.
+/// Creates a challenge. The attempt of its right password stays counted
+/// and pays for the flow's first code (`live_admitted`), so the common
+/// login runs the lockout's functions twice, not four times.
 pub async fn create(
     pool: &PgPool,
     new: NewChallenge<'_>,
-    release: Release<'_>,
+    paid: Attempter<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "WITH released AS (SELECT login_release($10, $11, $12, $13, $14))
-         INSERT INTO login_challenges
-             (id, token_hash, client_id, user_id, scope, code_challenge, dpop_jkt, expires_at, created_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM released",
+        "INSERT INTO login_challenges
+             (id, token_hash, client_id, user_id, scope, code_challenge, dpop_jkt, expires_at, created_at,
+              paid_source, paid_trusted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         Uuid::new_v4(),
         new.token.as_bytes(),
         new.client_id,
@@ -51,11 +50,8 @@ pub async fn create(
         new.dpop_jkt,
         new.expires_at,
         now,
-        release.username,
-        release.who.source,
-        release.who.trusted,
-        release.policy.threshold(),
-        release.policy.username_threshold(),
+        paid.source,
+        paid.trusted,
     )
     .execute(pool)
     .await?;
@@ -105,10 +101,10 @@ pub async fn live(
 /// unfinished and unexpired at `now`, its DPoP key is `jkt` (when it has
 /// one), it has or gets a PKCE challenge and has a try left (fewer than
 /// `max_tries` taken): that try is taken by this statement, so concurrent
-/// guesses cannot exceed it. And, in the same statement, one attempt of
-/// `who` counted against its username, as a password's is
+/// guesses cannot exceed it. The flow's first try was paid for by its
+/// password's attempt (`create`); any later one counts an attempt of `who`
+/// against its username in the same statement, as a password's is
 /// (`login_attempt`). Nothing is counted when there is no such challenge.
-/// Returns the tries taken, this one included.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn live_admitted(
     pool: &PgPool,
@@ -117,7 +113,9 @@ pub async fn live_admitted(
     policy: Policy,
     max_tries: i32,
     now: DateTime<Utc>,
-) -> sqlx::Result<Option<(ChallengeRow, Admission, i32)>> {
+) -> sqlx::Result<Option<Taken>> {
+    // OFFSET 0 keeps the lateral subquery whole, so its condition gates the
+    // function (a one-time filter) instead of filtering what it returned.
     let row = sqlx::query!(
         r#"WITH c AS (
                UPDATE login_challenges c SET failures = c.failures + 1
@@ -129,13 +127,18 @@ pub async fn live_admitted(
                  AND (c.dpop_jkt IS NULL OR c.dpop_jkt = $4)
                  AND (c.code_challenge IS NOT NULL OR $5)
                RETURNING c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
-                         u.disabled AS user_disabled, t.secret_sealed AS totp_sealed, c.failures
+                         u.disabled AS user_disabled, t.secret_sealed AS totp_sealed, c.failures,
+                         CASE WHEN c.failures = 1 THEN c.paid_source END AS paid_source, c.paid_trusted
            )
            SELECT c.id AS "id!", c.client_id AS "client_id!", c.user_id AS "user_id!",
                   c.username AS "username!", c.scope AS "scope!", c.code_challenge, c.dpop_jkt,
                   c.user_disabled AS "user_disabled!", c.totp_sealed AS "totp_sealed?",
-                  c.failures AS "tries!", a.admitted AS "admitted!", a.locked_until
-           FROM c, LATERAL login_attempt(c.username, $6, $7, $3, $8, $9, $10, $11, $12) AS a"#,
+                  c.failures AS "tries!", c.paid_source AS "paid_source?", c.paid_trusted AS "paid_trusted!",
+                  COALESCE(a.admitted, true) AS "admitted!", a.locked_until AS "locked_until?"
+           FROM c LEFT JOIN LATERAL (
+               SELECT * FROM login_attempt(c.username, $6, $7, $3, $8, $9, $10, $11, $12)
+               WHERE c.paid_source IS NULL OFFSET 0
+           ) AS a ON true"#,
         flow.token.as_bytes(),
         flow.client_id,
         now,
@@ -172,8 +175,42 @@ pub async fn live_admitted(
             user_disabled: row.user_disabled,
             totp_sealed: row.totp_sealed,
         };
-        (flow, admission, row.tries)
+        Taken {
+            flow,
+            admission,
+            tries: row.tries,
+            paid_by: row.paid_source.map(|source| Paid {
+                source,
+                trusted: row.paid_trusted,
+            }),
+        }
     }))
+}
+
+/// A try taken by `live_admitted`.
+pub struct Taken {
+    pub flow: ChallengeRow,
+    pub admission: Admission,
+    /// The tries taken, this one included.
+    pub tries: i32,
+    /// The source whose password's attempt paid for this try, if it was
+    /// the first: that source's failures are the ones a right code forgives.
+    pub paid_by: Option<Paid>,
+}
+
+/// A source that paid for a try, as stored.
+pub struct Paid {
+    pub source: String,
+    pub trusted: bool,
+}
+
+impl Paid {
+    pub fn attempter(&self) -> Attempter<'_> {
+        Attempter {
+            source: &self.source,
+            trusted: self.trusted,
+        }
+    }
 }
 
 /// Which challenge a request names, and what it brings.
@@ -246,7 +283,7 @@ pub struct TotpFinish<'a> {
     pub flow_id: Uuid,
     pub step: i64,
     pub code: NewCode<'a>,
-    pub forgive: Release<'a>,
+    pub forgive: Forgive<'a>,
 }
 
 /// What `finish_with_totp` did.
@@ -284,7 +321,13 @@ pub async fn finish_with_totp(
                    (code_hash, client_id, user_id, scope, code_challenge, dpop_jkt, amr, expires_at, created_at)
                SELECT $5, $6, $2, $7, $8, $9, $10, $11, $4 FROM flow
            ), forgiven AS (
-               SELECT login_forgive($12, $13, $14, $15) FROM flow
+               -- Attempts that paid for the user's other untried flows
+               -- from this source stay counted (see `live_admitted`).
+               SELECT login_forgive($12, $13, $14, $15, (
+                   SELECT count(*)::integer FROM login_challenges p
+                   WHERE p.user_id = $2 AND p.paid_source = $13 AND p.failures = 0
+                     AND p.finished_at IS NULL AND p.expires_at > $4 AND p.id <> $1))
+               FROM flow
            )
            SELECT EXISTS (SELECT 1 FROM step) AS "step_spent!", EXISTS (SELECT 1 FROM flow) AS "finished!"
            FROM (VALUES (1)) AS one (x) LEFT JOIN forgiven ON true"#,

@@ -143,8 +143,8 @@ pub async fn forgive(
 /// database stalled): the attempt is taken back, so users retrying through
 /// an incident do not lock themselves out. Best effort: the database may be
 /// what failed.
-pub async fn take_back(pool: &PgPool, policy: Policy, username: &Username, who: &Contender) {
-    if let Err(e) = login_throttle::release(pool, username.as_str(), who.attempter(), policy).await
+pub async fn take_back(pool: &PgPool, policy: Policy, username: &Username, who: Attempter<'_>) {
+    if let Err(e) = login_throttle::release(pool, username.as_str(), who, policy).await
     {
         tracing::warn!(error = %e, "could not take back a login attempt that failed on the server's side");
     }

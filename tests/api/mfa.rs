@@ -501,6 +501,30 @@ async fn wrong_codes_count_in_the_lockout_shared_by_two_instances() {
 }
 
 #[tokio::test]
+async fn a_login_left_at_its_second_factor_counts_until_a_right_code() {
+    let app = spawn_app_with(|s| s.login.lockout_threshold = 3).await;
+    app.seed_first_party().await;
+    let access = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (secret, _) = app.enroll(&access).await;
+    let (_, challenge) = pkce();
+    // A right password alone is not a login: each attempt stays counted,
+    // and three lock the source.
+    let _left = app.flow_wanting_otp(&challenge).await;
+    let _also_left = app.flow_wanting_otp(&challenge).await;
+    let third = app.flow_wanting_otp(&challenge).await;
+    assert_eq!(app.start_flow(&challenge).await.status(), 429);
+    // A right code forgives its own flow's attempt (and lifts the lock),
+    // but not those of the two flows never tried.
+    let code = totp(&secret, app.now_unix() + 30);
+    assert_eq!(app.send_otp(&third, &code).await.status(), 200);
+    let _fourth = app.flow_wanting_otp(&challenge).await;
+    assert_eq!(app.start_flow(&challenge).await.status(), 429);
+}
+
+#[tokio::test]
 async fn a_flow_started_with_a_dpop_proof_stays_bound_to_its_key() {
     let app = spawn_app().await;
     app.seed_first_party().await;
