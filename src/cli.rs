@@ -272,7 +272,7 @@ impl Operator {
             hasher: PasswordHasher::new(&settings.password, 1)?,
             keys: KeyRing::new(
                 KeyEncryptionKey::new(&settings.encryption_key()?)?,
-                settings.tokens.access_ttl,
+                settings.tokens.longest_access(),
             )?,
             actor: Actor::Cli { os_user: os_user() },
             now: Clock::default().now(),

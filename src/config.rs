@@ -121,12 +121,39 @@ pub struct KeySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSettings {
+    /// An access token's lifetime, unless its client or resource sets one.
     #[serde(with = "duration")]
     pub access_ttl: Duration,
+    /// How long a login's session lives at most, unless its client sets it.
     #[serde(with = "duration")]
     pub refresh_ttl: Duration,
     #[serde(with = "duration")]
     pub refresh_grace: Duration,
+    /// A session unused this long ends, unless its client sets it; none by
+    /// default (sessions end at `refresh_ttl`).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub refresh_idle: Option<Duration>,
+    /// The longest access-token lifetime a client or resource may be given
+    /// (default: `access_ttl`). Every check of how long a token may live
+    /// uses it: any token up to it may legitimately exist.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub max_access_ttl: Option<Duration>,
+    /// The longest session (`refresh_ttl`) or idle time a client may be
+    /// given (default: `refresh_ttl`).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub max_refresh_ttl: Option<Duration>,
+}
+
+impl TokenSettings {
+    /// The longest an access token of this deployment may live.
+    pub fn longest_access(&self) -> Duration {
+        self.max_access_ttl.unwrap_or(self.access_ttl)
+    }
+
+    /// The longest a session (and its refresh tokens) may live.
+    pub fn longest_refresh(&self) -> Duration {
+        self.max_refresh_ttl.unwrap_or(self.refresh_ttl)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -406,6 +433,20 @@ impl Settings {
                 self.min_rotation_delay().as_secs()
             );
         }
+        let tokens = &self.tokens;
+        if tokens.longest_access() < tokens.access_ttl {
+            bail!("configuration: tokens.max_access_ttl must be at least tokens.access_ttl");
+        }
+        if tokens.longest_refresh() < tokens.refresh_ttl {
+            bail!("configuration: tokens.max_refresh_ttl must be at least tokens.refresh_ttl");
+        }
+        if let Some(idle) = tokens.refresh_idle
+            && (idle.is_zero() || idle > tokens.longest_refresh())
+        {
+            bail!(
+                "configuration: tokens.refresh_idle must be greater than zero and at most tokens.max_refresh_ttl"
+            );
+        }
         if self.tokens.refresh_grace >= self.tokens.refresh_ttl {
             bail!("configuration: tokens.refresh_grace must be shorter than tokens.refresh_ttl");
         }
@@ -611,6 +652,11 @@ pub mod duration {
                 ))
             }),
         }
+    }
+
+    /// An optional duration (absent: `None`).
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        deserialize(d).map(Some)
     }
 
     pub fn parse(text: &str) -> Option<Duration> {

@@ -54,6 +54,10 @@ pub enum Error {
     UnsupportedGrantType,
     #[error("{0}")]
     InvalidScope(&'static str),
+    /// A `resource` that is not registered, not allowed to the client, or
+    /// repeated (RFC 8707 §2).
+    #[error("{0}")]
+    InvalidTarget(&'static str),
     /// A token request's DPoP proof is missing (for a client that must
     /// send one), malformed, replayed or not for this request (RFC 9449 §5).
     #[error("{0}")]
@@ -154,6 +158,8 @@ invalid_request_from!(
     crate::domain::client_id::InvalidClientId,
     crate::domain::grant_type::UnknownGrantType,
     crate::domain::opaque::WeakClientSecret,
+    crate::domain::resource::InvalidResource,
+    crate::domain::attributes::InvalidAttributes,
 );
 
 impl From<anyhow::Error> for Error {
@@ -215,6 +221,7 @@ impl Error {
             Error::UnauthorizedClient(_) => "unauthorized_client",
             Error::UnsupportedGrantType => "unsupported_grant_type",
             Error::InvalidScope(_) => "invalid_scope",
+            Error::InvalidTarget(_) => "invalid_target",
             Error::InvalidDpopProof(_) | Error::ProofRefused(_) => "invalid_dpop_proof",
             Error::UseDpopNonce(_) => "use_dpop_nonce",
             Error::InsufficientAuthorization { .. } => "insufficient_authorization",
@@ -413,6 +420,7 @@ mod tests {
             (Error::UnauthorizedClient("x"), StatusCode::BAD_REQUEST, "unauthorized_client"),
             (Error::UnsupportedGrantType, StatusCode::BAD_REQUEST, "unsupported_grant_type"),
             (Error::InvalidScope("x"), StatusCode::BAD_REQUEST, "invalid_scope"),
+            (Error::InvalidTarget("x"), StatusCode::BAD_REQUEST, "invalid_target"),
             (Error::InvalidDpopProof("x".into()), StatusCode::BAD_REQUEST, "invalid_dpop_proof"),
             (Error::UseDpopNonce("n".into()), StatusCode::BAD_REQUEST, "use_dpop_nonce"),
             (Error::ProofRefused("x".into()), StatusCode::UNAUTHORIZED, "invalid_dpop_proof"),

@@ -70,7 +70,7 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Ok(rows) => tracing::debug!(rows, "pruned expired login challenges and codes"),
         Err(e) => tracing::warn!(error = %e, "pruning login challenges failed"),
     }
-    let Ok(lifetime) = chrono::Duration::from_std(state.settings.tokens.access_ttl) else {
+    let Ok(lifetime) = chrono::Duration::from_std(state.settings.tokens.longest_access()) else {
         return;
     };
     let before = now - lifetime;

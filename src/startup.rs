@@ -82,7 +82,7 @@ impl Application {
             }
         });
         let dpop = Arc::new(Dpop::new(&settings, &admin_url, &secret));
-        let keys = Arc::new(KeyRing::new(kek, settings.tokens.access_ttl)?);
+        let keys = Arc::new(KeyRing::new(kek, settings.tokens.longest_access())?);
         let hasher = PasswordHasher::new(&settings.password, settings.hashing_slots())?;
         let pool = store::pool(&settings.database)?;
         let denylist = Arc::new(Denylist::new(settings.database.request_timeout));
@@ -93,7 +93,7 @@ impl Application {
             keys: keys.clone(),
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
-            max_lifetime: settings.tokens.access_ttl,
+            max_lifetime: settings.tokens.longest_access(),
             verified: Arc::default(),
         };
         let stream_slots = Arc::new(Slots::new(

@@ -67,8 +67,9 @@ impl AppState {
             verifier: &self.verifier,
             denylist: &self.denylist,
             clients: &self.clients,
-            revocable_for: self.settings.tokens.refresh_ttl,
-            access_ttl: self.settings.tokens.access_ttl,
+            revocable_for: self.settings.tokens.longest_refresh(),
+            access_ttl: self.settings.tokens.longest_access(),
+            refresh_idle: self.settings.tokens.refresh_idle,
             issuer: &self.settings.issuer,
             audience: &self.settings.audience,
         }

@@ -60,6 +60,10 @@ pub struct AccessClaims {
     /// after a second factor); none for a client acting as itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amr: Option<Vec<String>>,
+    /// The user's attributes that the client picked (`set-claims`): never
+    /// a registered claim name (see `attributes`).
+    #[serde(flatten)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// RFC 7800 confirmation: the SHA-256 JWK thumbprint (RFC 7638) of the key.
@@ -92,6 +96,7 @@ impl AccessClaims {
             nbf: None,
             cnf: None,
             amr: None,
+            attributes: serde_json::Map::new(),
         }
     }
 
@@ -117,8 +122,11 @@ pub enum InvalidToken {
     Malformed,
     #[error("signed by a key we do not publish")]
     UnknownKey,
-    #[error("signature, issuer or audience does not verify")]
+    #[error("signature or issuer does not verify")]
     BadSignature,
+    /// Ours, but for another audience (a resource's token at Tessera's own API).
+    #[error("issued for another audience")]
+    OtherAudience,
     #[error("expired")]
     Expired,
     /// `iat` or `nbf` ahead of our clock, or a lifetime longer than we issue:
@@ -170,8 +178,23 @@ impl Verified {
 }
 
 impl AccessTokenVerifier {
-    /// A token of ours that is valid at `now`.
+    /// A token of ours for our own audience (Tessera's APIs) that is valid
+    /// at `now`: a token for a resource is not accepted here.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, InvalidToken> {
+        let claims = self.verify_any_audience(token, now)?;
+        if claims.aud != self.audience {
+            return Err(InvalidToken::OtherAudience);
+        }
+        Ok(claims)
+    }
+
+    /// A token of ours, for whichever audience, that is valid at `now`
+    /// (introspection answers for every resource).
+    pub fn verify_any_audience(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, InvalidToken> {
         let claims = self.verify_issued(token, now)?;
         if claims.exp <= now.timestamp() {
             return Err(InvalidToken::Expired);
@@ -179,7 +202,7 @@ impl AccessTokenVerifier {
         Ok(claims)
     }
 
-    /// A token of ours, also one that expired at most `expired_for` ago:
+    /// A token of ours (any audience), also one that expired at most `expired_for` ago:
     /// revoking a stale access token must still end its login, whose
     /// refresh token may live on.
     pub fn verify_revocable(
@@ -232,22 +255,21 @@ impl AccessTokenVerifier {
                 None => Err(InvalidToken::UnknownKey),
             };
         }
-        let (kid, claims) = decode(token, self.keys.as_ref(), &self.issuer, &self.audience, now)?;
+        let (kid, claims) = decode(token, self.keys.as_ref(), &self.issuer, now)?;
         self.verified.insert(hash, kid, claims.clone());
         Ok(claims)
     }
 }
 
 /// Verifies signature (with the key named by `kid`, and only with that
-/// key's algorithm), `typ`, issuer and audience, of a token no longer than
-/// `MAX_TOKEN_LEN` (checked by the caller, before hashing it). Expiry and
-/// bounds are the caller's; revocation is checked separately (see
-/// `revocation::Denylist`).
+/// key's algorithm), `typ` and issuer, of a token no longer than
+/// `MAX_TOKEN_LEN` (checked by the caller, before hashing it). Audience,
+/// expiry and bounds are the caller's; revocation is checked separately
+/// (see `revocation::Denylist`).
 fn decode(
     token: &str,
     keys: &dyn VerifyingKeys,
     issuer: &str,
-    audience: &str,
     now: DateTime<Utc>,
 ) -> Result<(String, AccessClaims), InvalidToken> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
@@ -266,7 +288,9 @@ fn decode(
     validation.validate_exp = false;
     validation.required_spec_claims.clear();
     validation.set_issuer(&[issuer]);
-    validation.set_audience(&[audience]);
+    // Every audience is one we issued for; which one a caller takes is its
+    // own check (`verify`).
+    validation.validate_aud = false;
     jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
         .map(|data| (kid, data.claims))
         .map_err(|_| InvalidToken::BadSignature)

@@ -14,7 +14,8 @@ use subtle::ConstantTimeEq;
 use tessera_dpop::Proof;
 
 use super::client::Client;
-use super::{Issuance, TokenResponse, issue};
+use super::target::no_common_scope;
+use super::{Issuance, Target, TokenResponse, issue};
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{GrantType, RefreshToken, Scope, TokenHash, Username};
 use crate::dpop;
@@ -39,6 +40,7 @@ pub async fn grant(
     client: &Client,
     code: SecretString,
     verifier: String,
+    target: &Target<'_>,
     proof: Option<&Proof>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
@@ -63,17 +65,23 @@ pub async fn grant(
     let refresh_token = client
         .may_use(GrantType::RefreshToken)
         .then(RefreshToken::generate);
-    let ttl = match refresh_token {
-        Some(_) => state.settings.tokens.refresh_ttl,
-        None => state.settings.tokens.access_ttl,
-    };
+    let ttl = target.session_ttl(client, &state.settings.tokens, refresh_token.is_some());
     let first = refresh_token.as_ref().map(RefreshToken::hash);
     let client_scopes = client.scopes.tokens();
+    // What a token for the resource could carry: the code is redeemed only
+    // if what it stands for has one of these.
+    let overlapping = target
+        .accepted()
+        .map(|accepted| client.scopes.intersection(accepted).tokens());
+    if overlapping.as_ref().is_some_and(Vec::is_empty) {
+        return Err(no_common_scope());
+    }
     let redemption = Redemption {
         code: &hash,
         client_id: client.id(),
         client_scopes: &client_scopes,
         code_challenge: &challenge,
+        overlapping: overlapping.as_deref(),
         jkt,
         // As at the password grant: a public client's session is bound to
         // the key; a confidential client's to its secret.
@@ -87,20 +95,29 @@ pub async fn grant(
         Redeem::Redeemed(redeemed) => redeemed,
         Redeem::ProofReplayed => return Err(Error::InvalidDpopProof(dpop::REPLAYED.into())),
         Redeem::NotFresh => {
-            return Err(refused(state, &mut conn, client, &hash, &challenge, jkt, now).await);
+            let presented = Presented {
+                hash: &hash,
+                challenge: &challenge,
+                jkt,
+                overlapping: overlapping.as_deref(),
+            };
+            return Err(refused(state, &mut conn, client, presented, now).await);
         }
     };
     let scope = Scope::parse(&redeemed.scope).map_err(|_| Error::InvalidGrant(INVALID))?;
+    let scope = target.narrow(&scope)?;
     let mut response = issue(
         state,
         Issuance {
             subject: redeemed.user_id.to_string(),
             session: Some(redeemed.session_id),
-            client_id: client.id(),
+            client,
+            target,
             scope: &scope,
             refresh_token: refresh_token.as_ref(),
             jkt,
             amr: Some(&redeemed.amr),
+            attributes: Some(&redeemed.attributes),
             now,
         },
     )?;
@@ -112,6 +129,16 @@ pub async fn grant(
     Ok(response)
 }
 
+/// A code as the token request presents it.
+struct Presented<'a> {
+    hash: &'a TokenHash,
+    /// The S256 challenge of the request's verifier.
+    challenge: &'a str,
+    jkt: Option<&'a str>,
+    /// The scopes a token for the requested resource could carry, if any.
+    overlapping: Option<&'a [String]>,
+}
+
 /// Why a code was not redeemed, decided under its row lock: a code used
 /// before ends the session its first use started (whoever redeemed it
 /// first may not be the app).
@@ -119,11 +146,15 @@ async fn refused(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     client: &Client,
-    hash: &TokenHash,
-    challenge: &str,
-    jkt: Option<&str>,
+    presented: Presented<'_>,
     now: DateTime<Utc>,
 ) -> Error {
+    let Presented {
+        hash,
+        challenge,
+        jkt,
+        overlapping,
+    } = presented;
     let decided = async {
         let mut tx = conn.begin().await?;
         let Some(row) = challenges::lock_code(&mut tx, hash).await? else {
@@ -134,7 +165,7 @@ async fn refused(
         }
         if row.used_at.is_some() {
             if let Some(session) = row.session_id {
-                let ttl = state.settings.tokens.access_ttl;
+                let ttl = state.settings.tokens.longest_access();
                 revocation::end_session(&mut tx, session, "code reuse", now, ttl).await?;
                 revocation::commit(tx, &state.pool, &state.denylist, now).await?;
                 tracing::warn!(session_id = %session, "authorization code reused; its session revoked");
@@ -150,6 +181,23 @@ async fn refused(
             return Ok(Error::InvalidDpopProof(
                 "the code is bound to a DPoP key: send a proof signed by that key".into(),
             ));
+        }
+        // A good code for a resource that accepts none of its scopes:
+        // unspent, it can still be redeemed for another.
+        if let Some(overlapping) = overlapping
+            && row.expires_at > now
+            && !row.user_gone
+            && row
+                .dpop_jkt
+                .as_deref()
+                .is_none_or(|bound| Some(bound) == jkt)
+            && bool::from(challenge.as_bytes().ct_eq(row.code_challenge.as_bytes()))
+            && !row
+                .scope
+                .split(' ')
+                .any(|s| overlapping.iter().any(|o| o == s))
+        {
+            return Ok(no_common_scope());
         }
         Ok::<Error, Error>(Error::InvalidGrant(INVALID))
     };

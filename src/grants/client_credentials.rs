@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::client::Client;
-use super::{Issuance, TokenResponse, issue};
+use super::{Issuance, Target, TokenResponse, issue};
 use tessera_dpop::Proof;
 
 use crate::domain::Scope;
@@ -15,6 +15,7 @@ pub fn grant(
     state: &AppState,
     client: &Client,
     requested: Option<Scope>,
+    target: &Target<'_>,
     proof: Option<&Proof>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
@@ -28,6 +29,7 @@ pub fn grant(
         client.scopes.clone().grant(requested).map_err(|_| {
             Error::InvalidScope("requested scope exceeds what this client may have")
         })?;
+    let scope = target.narrow(&scope)?;
     // Only now: only an authenticated, allowed request may use up room in
     // the replay cache.
     if let Some(proof) = proof {
@@ -38,11 +40,13 @@ pub fn grant(
         Issuance {
             subject: client.id().to_owned(),
             session: None,
-            client_id: client.id(),
+            client,
+            target,
             scope: &scope,
             refresh_token: None,
             jkt: proof.map(|p| p.jkt.as_str()),
             amr: None,
+            attributes: None,
             now,
         },
     )

@@ -7,12 +7,15 @@ pub mod client;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh;
+pub mod target;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use target::Target;
+
 use crate::domain::access_token::Confirmation;
-use crate::domain::{AccessClaims, RefreshToken, Scope};
+use crate::domain::{AccessClaims, Attributes, Client, RefreshToken, Scope};
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -49,7 +52,10 @@ pub struct Issuance<'a> {
     pub subject: String,
     /// The session it belongs to (its `sid`), if any.
     pub session: Option<uuid::Uuid>,
-    pub client_id: &'a str,
+    pub client: &'a Client,
+    /// Where the access token goes: its `aud` and lifetime.
+    pub target: &'a Target<'a>,
+    /// The access token's scope, already narrowed by `target`.
     pub scope: &'a Scope,
     /// The refresh token to hand out with it, if any.
     pub refresh_token: Option<&'a RefreshToken>,
@@ -57,6 +63,9 @@ pub struct Issuance<'a> {
     pub jkt: Option<&'a str>,
     /// How the user authenticated (`amr`); `None` for a client itself.
     pub amr: Option<&'a [String]>,
+    /// The user's attributes, as read with the user: the token carries
+    /// those the client picked. `None` for a client itself.
+    pub attributes: Option<&'a Attributes>,
     pub now: DateTime<Utc>,
 }
 
@@ -66,26 +75,31 @@ pub fn issue(state: &AppState, issuance: Issuance<'_>) -> Result<TokenResponse, 
     let Issuance {
         subject,
         session,
-        client_id,
+        client,
+        target,
         scope,
         refresh_token,
         jkt,
         amr,
+        attributes,
         now,
     } = issuance;
     let settings = &state.settings;
-    let ttl = settings.tokens.access_ttl;
+    let ttl = target.access_ttl(client, &settings.tokens);
     let mut claims = AccessClaims::new(
         &settings.issuer,
-        &settings.audience,
+        target.audience(&settings.audience),
         subject.clone(),
-        client_id,
+        client.id(),
         scope.to_string(),
         now,
         ttl,
     );
     claims.sid = session.map(|s| s.to_string());
     claims.amr = amr.map(<[String]>::to_vec);
+    if let Some(attributes) = attributes {
+        claims.attributes = attributes.pick(&client.claims);
+    }
     claims.cnf = jkt.map(|jkt| Confirmation {
         jkt: jkt.to_owned(),
     });

@@ -8,7 +8,7 @@ use tessera_dpop::Proof;
 
 use super::challenge;
 use super::client::Client;
-use super::{Issuance, TokenResponse, issue};
+use super::{Issuance, Target, TokenResponse, issue};
 use crate::domain::password::Verified;
 use crate::domain::{AuthorizationCode, GrantType, PlainPassword, RefreshToken, Scope, Username};
 use crate::dpop;
@@ -43,8 +43,8 @@ pub struct Login {
 /// What a right password leads to.
 #[derive(Clone, Copy)]
 pub enum Then<'a> {
-    /// Tokens (the password grant).
-    Tokens,
+    /// Tokens (the password grant), for this audience.
+    Tokens(&'a Target<'a>),
     /// An authorization code for this PKCE challenge (the challenge
     /// endpoint).
     Code { code_challenge: &'a str },
@@ -62,9 +62,10 @@ pub async fn grant(
     state: &AppState,
     client: &Client,
     login: Login,
+    target: &Target<'_>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, Error> {
-    match self::login(state, client, login, Then::Tokens, now).await? {
+    match self::login(state, client, login, Then::Tokens(target), now).await? {
         Outcome::Tokens(response) => Ok(response),
         Outcome::Code(_) => Err(Error::Internal(anyhow::anyhow!(
             "a password grant ended with a code"
@@ -156,9 +157,9 @@ impl Checked<'_> {
         let scope = self.grant_scope(&user).await?;
         let (state, client, now) = (self.state, self.client, self.now);
         let jkt = self.proof.map(|p| p.jkt.as_str());
-        let code_challenge = match self.then {
-            Then::Code { code_challenge } => Some(code_challenge),
-            Then::Tokens => None,
+        let (code_challenge, target) = match self.then {
+            Then::Code { code_challenge } => (Some(code_challenge), None),
+            Then::Tokens(target) => (None, Some(target)),
         };
         if user.second_factor {
             // A flow the client could never finish is no use to it.
@@ -196,7 +197,19 @@ impl Checked<'_> {
                 challenge::issue_code(state, code, now).await?,
             ));
         }
-        match self.start_session(&user, &scope).await? {
+        let target =
+            target.ok_or_else(|| anyhow::anyhow!("a login for tokens without a target"))?;
+        let access_scope = match target.narrow(&scope) {
+            Ok(narrowed) => narrowed,
+            Err(e) => {
+                self.right_password(&user).await?;
+                return Err(e);
+            }
+        };
+        match self
+            .start_session(&user, &scope, target, &access_scope)
+            .await?
+        {
             Some(response) => Ok(Outcome::Tokens(response)),
             None => {
                 admitted.failed();
@@ -273,10 +286,14 @@ impl Checked<'_> {
     /// Starts the login's session and issues its tokens; `None` when the
     /// password changed, the user was disabled or logged out everywhere
     /// while this login was being checked.
+    /// The session keeps the whole `scope`; the access token carries
+    /// `access_scope`, narrowed for its `target`.
     async fn start_session(
         &self,
         user: &UserRow,
         scope: &Scope,
+        target: &Target<'_>,
+        access_scope: &Scope,
     ) -> Result<Option<TokenResponse>, Error> {
         let (state, client, now) = (self.state, self.client, self.now);
         // Every login is a session (its `sid` is how logging out reaches its
@@ -285,10 +302,7 @@ impl Checked<'_> {
         let refresh_token = client
             .may_use(GrantType::RefreshToken)
             .then(RefreshToken::generate);
-        let ttl = match refresh_token {
-            Some(_) => state.settings.tokens.refresh_ttl,
-            None => state.settings.tokens.access_ttl,
-        };
+        let ttl = target.session_ttl(client, &state.settings.tokens, refresh_token.is_some());
         let ttl = chrono::Duration::from_std(ttl).map_err(anyhow::Error::from)?;
         let scope_text = scope.to_string();
         let session = login::NewSession {
@@ -327,11 +341,13 @@ impl Checked<'_> {
             Issuance {
                 subject: user.id.to_string(),
                 session: Some(session),
-                client_id: client.id(),
-                scope,
+                client,
+                target,
+                scope: access_scope,
                 refresh_token: refresh_token.as_ref(),
                 jkt: self.proof.map(|p| p.jkt.as_str()),
                 amr: Some(&[PASSWORD_AMR.to_owned()]),
+                attributes: Some(&user.attributes),
                 now,
             },
         )?;

@@ -16,7 +16,8 @@ use sqlx::{Connection, PgConnection};
 use tessera_dpop::Proof;
 
 use super::client::Client;
-use super::{Issuance, TokenResponse, issue};
+use super::target::refresh_idle;
+use super::{Issuance, Target, TokenResponse, issue};
 use crate::domain::opaque::MAX_OPAQUE_LEN;
 use crate::domain::{RefreshToken, Scope, TokenHash};
 use crate::dpop;
@@ -24,7 +25,7 @@ use crate::error::Error;
 use crate::revocation;
 use crate::state::AppState;
 use crate::store::proofs::{self, Used};
-use crate::store::refresh::{self, Fresh};
+use crate::store::refresh::{self, Fresh, Refreshable};
 
 const INVALID: &str = "refresh token is invalid, expired or revoked";
 
@@ -58,6 +59,7 @@ pub async fn grant(
     client: &Client,
     presented: SecretString,
     requested: Option<Scope>,
+    target: &Target<'_>,
     proof: Option<&Proof>,
 ) -> Result<TokenResponse, Error> {
     if presented.expose_secret().is_empty() || presented.expose_secret().len() > MAX_OPAQUE_LEN {
@@ -76,7 +78,7 @@ pub async fn grant(
     let proof = proof.as_ref();
     if let Some(response) = tokio::time::timeout(
         limit + ANSWER_MARGIN,
-        rotate_fresh(state, &mut conn, client, &hash, &requested, &child, proof),
+        rotate_fresh(state, &mut conn, client, &hash, &requested, target, &child, proof),
     )
     .await
     .map_err(|_| {
@@ -91,7 +93,9 @@ pub async fn grant(
     // Dropping the unfinished transaction rolls it back: nothing is spent.
     tokio::time::timeout(
         limit,
-        rotate(state, &mut conn, client, &hash, requested, &child, proof),
+        rotate(
+            state, &mut conn, client, &hash, requested, target, &child, proof,
+        ),
     )
     .await
     .map_err(|_| abandoned())?
@@ -110,19 +114,33 @@ fn abandoned() -> Error {
 
 /// The common case, in one statement that writes nothing unless all is
 /// well. Whatever could refuse the request after that statement committed
-/// is checked before it: the requested scope against the client's, and
+/// is checked before it: the requested scope against the client's and the
+/// resource's (by the statement, where it depends on the session's), and
 /// that there is a key to sign with. `None`: not the common case.
+#[allow(clippy::too_many_arguments)]
 async fn rotate_fresh(
     state: &AppState,
     conn: &mut PgConnection,
     client: &Client,
     hash: &TokenHash,
     requested: &Option<Scope>,
+    target: &Target<'_>,
     child: &RefreshToken,
     proof: Option<&Presented<'_>>,
 ) -> Result<Option<TokenResponse>, Error> {
     let wanted = requested.as_ref().filter(|r| !r.is_empty());
     if wanted.is_some_and(|r| !r.is_subset(&client.scopes)) {
+        return Ok(None); // refused after reuse detection, under the lock
+    }
+    // What a token for the resource could carry: the statement refreshes
+    // only a session that has one of these.
+    let overlapping = target.accepted().map(|accepted| {
+        wanted
+            .unwrap_or(&client.scopes)
+            .intersection(accepted)
+            .tokens()
+    });
+    if overlapping.as_ref().is_some_and(Vec::is_empty) {
         return Ok(None); // refused after reuse detection, under the lock
     }
     let before = state.clock.now();
@@ -134,9 +152,13 @@ async fn rotate_fresh(
         conn,
         hash,
         client.id(),
-        wanted.as_deref(),
         &child.hash(),
         proof.map(|p| (p.jkt, &p.used)),
+        Refreshable {
+            requested: wanted.as_deref(),
+            overlapping: overlapping.as_deref(),
+            idle: refresh_idle(client, &state.settings.tokens),
+        },
         before,
     )
     .await?
@@ -146,29 +168,33 @@ async fn rotate_fresh(
         Fresh::ProofReplayed => return Err(Error::InvalidDpopProof(dpop::REPLAYED.into())),
     };
     tracing::Span::current().record("session_id", tracing::field::display(rotated.session_id));
-    let scope = refreshed_scope(&rotated.scope, client, requested.clone())?;
+    let scope = target.narrow(&refreshed_scope(&rotated.scope, client, requested.clone())?)?;
     issue(
         state,
         Issuance {
             subject: rotated.user_id.to_string(),
             session: Some(rotated.session_id),
-            client_id: client.id(),
+            client,
+            target,
             scope: &scope,
             refresh_token: Some(child),
             jkt: proof.map(|p| p.jkt),
             amr: Some(&rotated.amr),
+            attributes: Some(&rotated.attributes),
             now: state.clock.now(),
         },
     )
     .map(Some)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn rotate(
     state: &AppState,
     conn: &mut PgConnection,
     client: &Client,
     hash: &TokenHash,
     requested: Option<Scope>,
+    target: &Target<'_>,
     child: &RefreshToken,
     proof: Option<&Presented<'_>>,
 ) -> Result<TokenResponse, Error> {
@@ -197,6 +223,13 @@ async fn rotate(
     if session.user_disabled {
         return Err(Error::InvalidGrant(INVALID));
     }
+    // Unused for longer than its client's sessions may idle: over.
+    if let Some(idle) = refresh_idle(client, &state.settings.tokens)
+        && session.last_active + chrono::Duration::from_std(idle).map_err(anyhow::Error::from)?
+            <= now
+    {
+        return Err(Error::InvalidGrant(INVALID));
+    }
     // Before reuse detection: whoever cannot prove the key cannot use the
     // token, and must not be able to end the session by replaying it.
     if let Some(bound) = &session.dpop_jkt
@@ -214,6 +247,7 @@ async fn rotate(
     // Only now, so that a replayed token cannot dodge reuse detection by
     // asking for too much; failing here rolls back and spends nothing.
     let scope = refreshed_scope(&session.scope, client, requested)?;
+    let scope = target.narrow(&scope)?;
     match spend {
         Spend::Rotate => refresh::mark_used(&mut tx, session.id, token.id, now).await?,
         Spend::ReplaceChild(child) => {
@@ -228,11 +262,13 @@ async fn rotate(
         Issuance {
             subject: session.user_id.to_string(),
             session: Some(session.id),
-            client_id: client.id(),
+            client,
+            target,
             scope: &scope,
             refresh_token: Some(child),
             jkt: proof.map(|p| p.jkt),
             amr: Some(&session.amr),
+            attributes: Some(&session.attributes),
             now,
         },
     )?;
@@ -274,7 +310,7 @@ async fn reused(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Error {
     let ended = async {
-        let ttl = state.settings.tokens.access_ttl;
+        let ttl = state.settings.tokens.longest_access();
         revocation::end_session(&mut tx, session_id, "reuse", now, ttl).await?;
         revocation::commit(tx, &state.pool, &state.denylist, now).await
     };

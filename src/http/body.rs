@@ -100,6 +100,13 @@ fn malformed(kind: &str, e: &dyn std::fmt::Display) -> Error {
         .nth(1)
         .filter(|f| f.len() <= 32 && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     let detail = match field {
+        // One audience per access token (RFC 8707 §2 lets a server refuse
+        // more than one with `invalid_target`).
+        Some("resource") if message.starts_with("duplicate field") => {
+            return Error::InvalidTarget(
+                "one resource per token request: ask for each API's token in turn",
+            );
+        }
         Some(field) if message.starts_with("duplicate field") => {
             format!("parameter `{field}` is repeated")
         }

@@ -12,7 +12,7 @@ use super::client_ip::client_ip;
 use super::proof;
 use crate::domain::{GrantType, Scope};
 use crate::error::{DPOP_NONCE, Error};
-use crate::grants::client;
+use crate::grants::{Target, client};
 use crate::grants::{authorization_code, client_credentials, password, refresh};
 use crate::state::AppState;
 use crate::telemetry;
@@ -32,6 +32,8 @@ struct TokenRequest {
     /// authorization_code (from the challenge endpoint) and its PKCE verifier.
     code: Option<SecretString>,
     code_verifier: Option<String>,
+    /// RFC 8707: the one API the access token is for.
+    resource: Option<String>,
 }
 
 #[tracing::instrument(level = "debug", name = "token", skip_all)]
@@ -70,6 +72,7 @@ pub async fn token(
         .map(|s| Scope::parse(&s))
         .transpose()
         .map_err(|_| Error::InvalidScope("scope is malformed"))?;
+    let target = Target::of(&client, request.resource.as_deref())?;
 
     let response = match grant_type {
         GrantType::Password => {
@@ -87,16 +90,16 @@ pub async fn token(
                 address: client_ip(&req, &state.settings.http),
                 proof,
             };
-            password::grant(&state, &client, login, now).await?
+            password::grant(&state, &client, login, &target, now).await?
         }
         GrantType::ClientCredentials => {
-            client_credentials::grant(&state, &client, scope, proof.as_ref(), now)?
+            client_credentials::grant(&state, &client, scope, &target, proof.as_ref(), now)?
         }
         GrantType::RefreshToken => {
             let token = request
                 .refresh_token
                 .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
-            refresh::grant(&state, &client, token, scope, proof.as_ref()).await?
+            refresh::grant(&state, &client, token, scope, &target, proof.as_ref()).await?
         }
         GrantType::AuthorizationCode => {
             let code = request
@@ -105,7 +108,16 @@ pub async fn token(
             let verifier = request
                 .code_verifier
                 .ok_or_else(|| Error::invalid_request("code_verifier is required"))?;
-            authorization_code::grant(&state, &client, code, verifier, proof.as_ref(), now).await?
+            authorization_code::grant(
+                &state,
+                &client,
+                code,
+                verifier,
+                &target,
+                proof.as_ref(),
+                now,
+            )
+            .await?
         }
     };
     record_on_request(&req, "user_id", &response.subject);

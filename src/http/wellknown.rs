@@ -18,7 +18,7 @@ pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 
 /// Served at both well-known names, rendered once per key set. It lists
 /// only what is implemented: no authorization endpoint, so no response types.
-/// `tessera_max_access_token_lifetime` (seconds, `tokens.access_ttl`) is
+/// `tessera_max_access_token_lifetime` (seconds, `tokens.max_access_ttl`) is
 /// Tessera's own (RFC 8414 §2 allows more): no access token it issues has
 /// a longer `exp - iat`, so verifiers can refuse any that does.
 pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -31,7 +31,7 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         render_metadata(
             settings.issuer.trim_end_matches('/'),
             &algorithms,
-            settings.tokens.access_ttl.as_secs(),
+            settings.tokens.longest_access().as_secs(),
         )
     });
     serve(&req, &rendered, "public, max-age=3600".to_owned())

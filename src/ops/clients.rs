@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use super::{Actor, Ops, Reason};
-use crate::domain::{ClientId, ClientSecret, GrantType, Scope};
+use crate::domain::client::Lifetimes;
+use crate::domain::{AttributeName, ClientId, ClientSecret, GrantType, ResourceUri, Scope};
 use crate::error::Error;
 use crate::revocation;
 use crate::store::clients::{self, CreateClientError};
+use crate::store::resources;
 
 /// Where a confidential client's secret comes from.
 pub enum SecretChoice {
@@ -145,7 +147,7 @@ impl Ops<'_> {
         reason: &Reason,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let ttl = self.settings.tokens.access_ttl;
+        let ttl = self.settings.tokens.longest_access();
         let why = reason.as_deref().unwrap_or("client tokens revoked");
         revocation::end_client_tokens(tx, id.as_str(), why, now, ttl).await?;
         self.audit(
@@ -262,7 +264,162 @@ impl Ops<'_> {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Replaces the resources a client may ask tokens for (RFC 8707), each
+    /// registered; none: the default audience only. Audited as
+    /// `client.set_resources`; applies from its next token request.
+    pub async fn set_client_resources(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        uris: &[String],
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let id = ClientId::parse(client_id)?;
+        let mut uris = uris
+            .iter()
+            .map(|u| ResourceUri::parse(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        uris.sort();
+        uris.dedup();
+        if uris.len() > MAX_RESOURCES {
+            return Err(Error::invalid_request(format!(
+                "a client may have at most {MAX_RESOURCES} resources"
+            )));
+        }
+        let mut tx = self.begin().await?;
+        if clients::lock_is_confidential(&mut tx, &id).await?.is_none() {
+            return Err(Error::NotFound("no such client"));
+        }
+        let unknown = resources::unknown(&mut tx, &uris).await?;
+        if !unknown.is_empty() {
+            return Err(Error::invalid_request(format!(
+                "not registered (tessera resource create): {}",
+                unknown.join(" ")
+            )));
+        }
+        resources::set_for_client(&mut tx, &id, &uris).await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "client.set_resources",
+            Some(id.as_str()),
+            reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a client's own lifetimes, each within the server's maximum
+    /// (unset: the server's default). Audited as `client.set_lifetimes`;
+    /// read whenever a token is issued, so it applies from the next one.
+    pub async fn set_client_lifetimes(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        lifetimes: Lifetimes,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let id = ClientId::parse(client_id)?;
+        let tokens = &self.settings.tokens;
+        for (name, value, maximum_name, maximum) in [
+            (
+                "access_ttl",
+                lifetimes.access,
+                "tokens.max_access_ttl",
+                tokens.longest_access(),
+            ),
+            (
+                "refresh_idle",
+                lifetimes.refresh_idle,
+                "tokens.max_refresh_ttl",
+                tokens.longest_refresh(),
+            ),
+            (
+                "refresh_max",
+                lifetimes.refresh_max,
+                "tokens.max_refresh_ttl",
+                tokens.longest_refresh(),
+            ),
+        ] {
+            if let Some(value) = value {
+                self.check_lifetime(name, value, maximum_name, maximum)?;
+            }
+        }
+        if lifetimes
+            .refresh_max
+            .is_some_and(|max| max <= tokens.refresh_grace)
+        {
+            return Err(Error::invalid_request(
+                "refresh_max must be longer than tokens.refresh_grace",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        if !clients::set_lifetimes(&mut tx, &id, lifetimes).await? {
+            return Err(Error::NotFound("no such client"));
+        }
+        self.audit(
+            &mut tx,
+            actor,
+            "client.set_lifetimes",
+            Some(id.as_str()),
+            reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Chooses which user attributes the client's access tokens carry
+    /// (none by default). Audited as `client.set_claims`.
+    pub async fn set_client_claims(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        names: &[String],
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let id = ClientId::parse(client_id)?;
+        let mut names = names
+            .iter()
+            .map(|n| AttributeName::parse(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        names.dedup();
+        if names.len() > MAX_CLAIMS {
+            return Err(Error::invalid_request(format!(
+                "a client may pick at most {MAX_CLAIMS} attributes"
+            )));
+        }
+        let mut tx = self.begin().await?;
+        if !clients::set_claims(&mut tx, &id, &names).await? {
+            return Err(Error::NotFound("no such client"));
+        }
+        self.audit(
+            &mut tx,
+            actor,
+            "client.set_claims",
+            Some(id.as_str()),
+            reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
+
+/// Most resources one client may be allowed (each is held in memory on
+/// every instance, and scanned per token request).
+const MAX_RESOURCES: usize = 64;
+/// Most attributes one client may pick.
+const MAX_CLAIMS: usize = 32;
 
 fn needs_secret() -> Error {
     Error::invalid_request("client_credentials needs a confidential client (one with a secret)")

@@ -6,6 +6,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod resources;
 mod tokens;
 mod users;
 
@@ -15,6 +16,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 pub use audit::{AuditRow, Outcome, Refusal};
 pub use clients::{NewClient, SecretChoice};
 pub use keys::RotateKey;
+pub use resources::NewResource;
 pub use users::{NewUser, UserPage};
 
 use crate::config::Settings;

@@ -26,7 +26,7 @@ impl Ops<'_> {
             Presented::Unknown => None,
         };
         let mut tx = self.begin().await?;
-        let ttl = self.settings.tokens.access_ttl;
+        let ttl = self.settings.tokens.longest_access();
         let kind = revocation::revoke(&mut tx, &presented, "admin revoked token", ttl, now).await?;
         self.audit(
             &mut tx,

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{Actor, Ops, Reason};
-use crate::domain::{PlainPassword, Scope, Username};
+use crate::domain::{Attributes, PlainPassword, Scope, Username};
 use crate::error::Error;
 use crate::revocation;
 use crate::store::refresh;
@@ -119,7 +119,7 @@ impl Ops<'_> {
             return Err(Error::NotFound(NO_USER));
         }
         let action = if disabled {
-            let ttl = self.settings.tokens.access_ttl;
+            let ttl = self.settings.tokens.longest_access();
             revocation::log_out_everywhere(&mut tx, id, "user disabled", now, ttl).await?;
             "user.disable"
         } else {
@@ -149,7 +149,7 @@ impl Ops<'_> {
         if !users::set_password_hash(&mut tx, id, &hash, now).await? {
             return Err(Error::NotFound(NO_USER));
         }
-        let ttl = self.settings.tokens.access_ttl;
+        let ttl = self.settings.tokens.longest_access();
         revocation::log_out_everywhere(&mut tx, id, "password changed", now, ttl).await?;
         self.audit(
             &mut tx,
@@ -176,7 +176,7 @@ impl Ops<'_> {
         if users::find_by_id(&mut tx, id).await?.is_none() {
             return Err(Error::NotFound(NO_USER));
         }
-        let ttl = self.settings.tokens.access_ttl;
+        let ttl = self.settings.tokens.longest_access();
         let sessions =
             revocation::log_out_everywhere(&mut tx, id, "admin revoked", now, ttl).await?;
         self.audit(
@@ -226,7 +226,7 @@ impl Ops<'_> {
         {
             return Err(Error::NotFound(NO_SESSION));
         }
-        let ttl = self.settings.tokens.access_ttl;
+        let ttl = self.settings.tokens.longest_access();
         revocation::deny_session_tokens(&mut tx, session, now, ttl).await?;
         let target = format!("{user}/{session}");
         self.audit(&mut tx, actor, "session.revoke", Some(&target), reason, now)
@@ -251,6 +251,38 @@ impl Ops<'_> {
             &mut tx,
             actor,
             "user.unlock",
+            Some(&id.to_string()),
+            reason,
+            now,
+        )
+        .await?;
+        let user = users::find_by_id(&mut tx, id)
+            .await?
+            .ok_or(Error::NotFound(NO_USER))?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Replaces a user's attributes (at most 2 KiB; see
+    /// `domain::attributes`), audited as `user.set_claims`. The next access
+    /// token (the next refresh) of a client that picks them carries them.
+    pub async fn set_user_claims(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        claims: serde_json::Value,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<UserView, Error> {
+        let attributes = Attributes::parse(claims)?;
+        let mut tx = self.begin().await?;
+        if !users::set_claims(&mut tx, id, &attributes, now).await? {
+            return Err(Error::NotFound(NO_USER));
+        }
+        self.audit(
+            &mut tx,
+            actor,
+            "user.set_claims",
             Some(&id.to_string()),
             reason,
             now,

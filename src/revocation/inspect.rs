@@ -31,6 +31,9 @@ pub struct Active {
     /// How the user authenticated (RFC 8176), for access tokens of users.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amr: Option<Vec<String>>,
+    /// The user attributes the access token carries.
+    #[serde(flatten)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Presented {
@@ -84,22 +87,31 @@ pub async fn introspect(
                 aud: claims.aud,
                 cnf: claims.cnf,
                 amr: claims.amr,
+                attributes: claims.attributes,
             })
         }
-        Presented::Refresh(status) if status.is_active(now) => Some(Active {
-            token_type: None,
-            token_use: "refresh_token",
-            sub: status.user_id.to_string(),
-            client_id: status.client_id,
-            scope: status.scope,
-            exp: status.expires_at.timestamp(),
-            iat: status.created_at.timestamp(),
-            jti: status.token_id.to_string(),
-            iss: lookup.issuer.to_owned(),
-            aud: lookup.audience.to_owned(),
-            cnf: None,
-            amr: None,
-        }),
+        Presented::Refresh(status) => {
+            // Its client's sessions may end sooner, unused.
+            let client = lookup.clients.find(lookup.pool, &status.client_id).await?;
+            let idle = client
+                .and_then(|c| c.lifetimes.refresh_idle)
+                .or(lookup.refresh_idle);
+            status.is_active(now, idle).then(|| Active {
+                token_type: None,
+                token_use: "refresh_token",
+                sub: status.user_id.to_string(),
+                client_id: status.client_id,
+                scope: status.scope,
+                exp: status.expires_at.timestamp(),
+                iat: status.created_at.timestamp(),
+                jti: status.token_id.to_string(),
+                iss: lookup.issuer.to_owned(),
+                aud: lookup.audience.to_owned(),
+                cnf: None,
+                amr: None,
+                attributes: serde_json::Map::new(),
+            })
+        }
         _ => None,
     })
 }

@@ -192,8 +192,11 @@ pub struct Lookup<'a> {
     /// How long after its expiry an access token may still be revoked (to
     /// end its session): as long as a refresh token can live.
     pub revocable_for: std::time::Duration,
-    /// How long an access token lives (`tokens.access_ttl`).
+    /// The longest an access token lives (`tokens.max_access_ttl`).
     pub access_ttl: std::time::Duration,
+    /// How long a session may go unused, unless its client says otherwise
+    /// (`tokens.refresh_idle`).
+    pub refresh_idle: Option<std::time::Duration>,
     /// Who issues tokens and for whom, as introspection reports them.
     pub issuer: &'a str,
     pub audience: &'a str,
@@ -217,7 +220,7 @@ pub async fn identify(
             return Err(Error::TemporarilyUnavailable);
         }
         let verified = match purpose {
-            Purpose::Introspect => lookup.verifier.verify(token, now),
+            Purpose::Introspect => lookup.verifier.verify_any_audience(token, now),
             Purpose::Revoke => lookup
                 .verifier
                 .verify_revocable(token, now, lookup.revocable_for),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::login::Admission;
 use super::login_throttle::{Attempter, Policy};
-use crate::domain::TokenHash;
+use crate::domain::{Attributes, TokenHash};
 
 pub struct NewChallenge<'a> {
     pub token: &'a TokenHash,
@@ -478,6 +478,9 @@ pub struct Redemption<'a> {
     pub client_scopes: &'a [String],
     /// `BASE64URL(SHA-256(code_verifier))`, to equal the stored challenge.
     pub code_challenge: &'a str,
+    /// The code's scope must share one of these (the scopes a token for
+    /// the requested resource may carry), if set.
+    pub overlapping: Option<&'a [String]>,
     /// The key of the request's DPoP proof, if any.
     pub jkt: Option<&'a str>,
     /// The session to start: its key binding, expiry and first refresh token.
@@ -495,6 +498,7 @@ pub struct Redeemed {
     pub username: String,
     pub scope: String,
     pub amr: Vec<String>,
+    pub attributes: Attributes,
 }
 
 #[derive(Debug)]
@@ -527,7 +531,8 @@ pub async fn redeem_fresh(
                  AND c.code_challenge = $5 AND (c.dpop_jkt IS NULL OR c.dpop_jkt = $6)
                  AND u.id = c.user_id AND NOT u.disabled
                  AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < c.created_at)
-               RETURNING c.user_id, u.username, c.amr,
+                 AND ($14::text[] IS NULL OR string_to_array(c.scope, ' ') && $14)
+               RETURNING c.user_id, u.username, c.amr, u.claims,
                    array_to_string(ARRAY(
                        SELECT unnest(string_to_array(c.scope, ' '))
                        INTERSECT SELECT unnest($7::text[]) ORDER BY 1), ' ') AS scope
@@ -542,7 +547,8 @@ pub async fn redeem_fresh(
                INSERT INTO dpop_proofs (proof_key, expires_at)
                SELECT $12, $13 FROM code WHERE $12::bytea IS NOT NULL
            )
-           SELECT user_id AS "user_id!", username AS "username!", amr AS "amr!", scope AS "scope!"
+           SELECT user_id AS "user_id!", username AS "username!", amr AS "amr!", scope AS "scope!",
+                  claims AS "claims!"
            FROM code"#,
         now,
         session_id,
@@ -557,6 +563,7 @@ pub async fn redeem_fresh(
         r.first.map(TokenHash::as_bytes),
         r.proof.map(|p| p.key.as_slice()),
         r.proof.map(|p| p.until),
+        r.overlapping,
     )
     .fetch_optional(conn)
     .await;
@@ -571,6 +578,7 @@ pub async fn redeem_fresh(
             username: row.username,
             scope: row.scope,
             amr: row.amr,
+            attributes: Attributes::from_stored(row.claims),
         }),
         None => Redeem::NotFresh,
     })

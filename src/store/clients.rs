@@ -1,7 +1,10 @@
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::domain::{Client, ClientId, GrantType, Scope};
+use crate::domain::client::Lifetimes;
+use crate::domain::{AttributeName, Client, ClientId, GrantType, Resource, ResourceUri, Scope};
 
 struct ClientRow {
     pub client_id: String,
@@ -10,6 +13,26 @@ struct ClientRow {
     pub scopes: Vec<String>,
     pub disabled: bool,
     pub dpop_bound_access_tokens: bool,
+    pub access_ttl_secs: Option<i32>,
+    pub refresh_idle_secs: Option<i32>,
+    pub refresh_max_secs: Option<i32>,
+    pub claims: Vec<String>,
+    /// Its resources, as `StoredResource`s.
+    pub resources: serde_json::Value,
+}
+
+/// A resource as the client query aggregates it.
+#[derive(serde::Deserialize)]
+struct StoredResource {
+    uri: String,
+    scopes: Vec<String>,
+    access_ttl_secs: Option<i32>,
+}
+
+/// Seconds as stored (positive, by a check constraint).
+pub(crate) fn stored_secs(secs: Option<i32>) -> Option<Duration> {
+    secs.and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +86,14 @@ pub const CHANNEL: &str = "tessera_clients";
 pub async fn all(pool: &PgPool) -> anyhow::Result<Vec<Client>> {
     sqlx::query_as!(
         ClientRow,
-        "SELECT client_id, secret_hash, grant_types, scopes, disabled, dpop_bound_access_tokens FROM clients",
+        r#"SELECT c.client_id, c.secret_hash, c.grant_types, c.scopes, c.disabled, c.dpop_bound_access_tokens,
+                  c.access_ttl_secs, c.refresh_idle_secs, c.refresh_max_secs, c.claims,
+                  COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                                'uri', r.uri, 'scopes', r.scopes, 'access_ttl_secs', r.access_ttl_secs)
+                                ORDER BY r.uri)
+                            FROM client_resources cr JOIN resources r ON r.uri = cr.uri
+                            WHERE cr.client_id = c.client_id), '[]') AS "resources!"
+           FROM clients c"#,
     )
     .fetch_all(pool)
     .await?
@@ -77,7 +107,14 @@ pub async fn all(pool: &PgPool) -> anyhow::Result<Vec<Client>> {
 pub async fn find_many(pool: &PgPool, client_ids: &[String]) -> anyhow::Result<Vec<Client>> {
     sqlx::query_as!(
         ClientRow,
-        "SELECT client_id, secret_hash, grant_types, scopes, disabled, dpop_bound_access_tokens FROM clients WHERE client_id = ANY($1)",
+        r#"SELECT c.client_id, c.secret_hash, c.grant_types, c.scopes, c.disabled, c.dpop_bound_access_tokens,
+                  c.access_ttl_secs, c.refresh_idle_secs, c.refresh_max_secs, c.claims,
+                  COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                                'uri', r.uri, 'scopes', r.scopes, 'access_ttl_secs', r.access_ttl_secs)
+                                ORDER BY r.uri)
+                            FROM client_resources cr JOIN resources r ON r.uri = cr.uri
+                            WHERE cr.client_id = c.client_id), '[]') AS "resources!"
+           FROM clients c WHERE c.client_id = ANY($1)"#,
         client_ids,
     )
     .fetch_all(pool)
@@ -147,6 +184,47 @@ pub async fn set_dpop_bound(
     Ok(updated.rows_affected() == 1)
 }
 
+/// Sets a client's own lifetimes (`None`: the server's). False when there
+/// is no such client.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_lifetimes(
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
+    lifetimes: Lifetimes,
+) -> sqlx::Result<bool> {
+    let secs = |d: Option<Duration>| d.map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
+    let updated = sqlx::query!(
+        "UPDATE clients SET access_ttl_secs = $2, refresh_idle_secs = $3, refresh_max_secs = $4
+         WHERE client_id = $1",
+        client_id.as_str(),
+        secs(lifetimes.access),
+        secs(lifetimes.refresh_idle),
+        secs(lifetimes.refresh_max),
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Sets the user attributes a client's access tokens carry. False when
+/// there is no such client.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn set_claims(
+    conn: &mut sqlx::PgConnection,
+    client_id: &ClientId,
+    names: &[AttributeName],
+) -> sqlx::Result<bool> {
+    let names: Vec<&str> = names.iter().map(AttributeName::as_str).collect();
+    let updated = sqlx::query!(
+        "UPDATE clients SET claims = $2 WHERE client_id = $1",
+        client_id.as_str(),
+        &names as &[&str],
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// Locks a client's row for a change; whether it is confidential, or
 /// `None` when there is no such client.
 pub async fn lock_is_confidential(
@@ -186,7 +264,14 @@ pub async fn set_grants(
 pub async fn find(pool: &PgPool, client_id: &str) -> anyhow::Result<Option<Client>> {
     let row = sqlx::query_as!(
         ClientRow,
-        "SELECT client_id, secret_hash, grant_types, scopes, disabled, dpop_bound_access_tokens FROM clients WHERE client_id = $1",
+        r#"SELECT c.client_id, c.secret_hash, c.grant_types, c.scopes, c.disabled, c.dpop_bound_access_tokens,
+                  c.access_ttl_secs, c.refresh_idle_secs, c.refresh_max_secs, c.claims,
+                  COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                                'uri', r.uri, 'scopes', r.scopes, 'access_ttl_secs', r.access_ttl_secs)
+                                ORDER BY r.uri)
+                            FROM client_resources cr JOIN resources r ON r.uri = cr.uri
+                            WHERE cr.client_id = c.client_id), '[]') AS "resources!"
+           FROM clients c WHERE c.client_id = $1"#,
         client_id,
     )
     .fetch_optional(pool)
@@ -206,6 +291,18 @@ impl TryFrom<ClientRow> for Client {
             .map_err(|e| anyhow::anyhow!("client {}: stored grant type: {e}", row.client_id))?;
         let scopes = Scope::from_tokens(&row.scopes)
             .map_err(|e| anyhow::anyhow!("client {}: stored scopes: {e}", row.client_id))?;
+        let resources = serde_json::from_value::<Vec<StoredResource>>(row.resources)
+            .map_err(|e| anyhow::anyhow!("client {}: stored resources: {e}", row.client_id))?
+            .into_iter()
+            .map(|r| {
+                Ok(Resource {
+                    scopes: Scope::from_tokens(&r.scopes)
+                        .map_err(|e| anyhow::anyhow!("resource {}: stored scopes: {e}", r.uri))?,
+                    uri: ResourceUri::from_stored(r.uri),
+                    access_ttl: stored_secs(r.access_ttl_secs),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Client {
             id: ClientId::from_stored(row.client_id),
             secret_hash: row.secret_hash,
@@ -213,6 +310,17 @@ impl TryFrom<ClientRow> for Client {
             scopes,
             disabled: row.disabled,
             dpop_bound_access_tokens: row.dpop_bound_access_tokens,
+            resources,
+            lifetimes: Lifetimes {
+                access: stored_secs(row.access_ttl_secs),
+                refresh_idle: stored_secs(row.refresh_idle_secs),
+                refresh_max: stored_secs(row.refresh_max_secs),
+            },
+            claims: row
+                .claims
+                .into_iter()
+                .map(AttributeName::from_stored)
+                .collect(),
         })
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::login_throttle::{Attempter, Policy};
 use super::proofs::Used;
 use super::users::UserRow;
-use crate::domain::{TokenHash, Username};
+use crate::domain::{Attributes, TokenHash, Username};
 
 /// What the database says before the password is checked.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub async fn admit(
     let row = sqlx::query!(
         r#"SELECT a.admitted AS "admitted!", a.locked_until,
                   u.id AS "id?", u.username AS "username?", u.password_hash AS "password_hash?",
-                  u.scopes AS "scopes?", u.disabled AS "disabled?",
+                  u.scopes AS "scopes?", u.disabled AS "disabled?", u.claims AS "claims?",
                   EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
                       AS "second_factor!"
            FROM login_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9) AS a
@@ -69,6 +69,7 @@ pub async fn admit(
         (Some(id), Some(username), Some(password_hash), Some(scopes), Some(disabled)) => {
             let mut user = UserRow::from_stored(id, username, password_hash, &scopes, disabled)?;
             user.second_factor = row.second_factor;
+            user.attributes = Attributes::from_stored(row.claims.unwrap_or_default());
             Some(user)
         }
         _ => None,

@@ -19,6 +19,7 @@ pub mod login_throttle;
 pub mod mfa;
 pub mod proofs;
 pub mod refresh;
+pub mod resources;
 pub mod revocations;
 pub mod users;
 

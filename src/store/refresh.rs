@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::proofs::Used;
-use crate::domain::{Scope, TokenHash};
+use crate::domain::{Attributes, Scope, TokenHash};
 
 #[derive(Debug, Clone)]
 pub struct SessionRow {
@@ -21,6 +21,10 @@ pub struct SessionRow {
     pub dpop_jkt: Option<String>,
     /// How its login was authenticated (RFC 8176).
     pub amr: Vec<String>,
+    /// When it was last used (refreshed), or started.
+    pub last_active: DateTime<Utc>,
+    /// Its user's attributes now.
+    pub attributes: Attributes,
 }
 
 /// A session row as stored; its scope is parsed once, in `lock_by_token`.
@@ -34,6 +38,8 @@ struct StoredSession {
     user_disabled: bool,
     dpop_jkt: Option<String>,
     amr: Vec<String>,
+    last_active: DateTime<Utc>,
+    claims: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +56,19 @@ pub struct Rotated {
     pub user_id: Uuid,
     pub scope: Scope,
     pub amr: Vec<String>,
+    pub attributes: Attributes,
+}
+
+/// What else a session must satisfy to be refreshed now.
+pub struct Refreshable<'a> {
+    /// The scope asked for (space-separated), which must be within the
+    /// session's, if any.
+    pub requested: Option<&'a str>,
+    /// The session's scope must share one of these (the scopes a token
+    /// for the requested resource may carry), if set.
+    pub overlapping: Option<&'a [String]>,
+    /// It must have been used (or started) less than this long ago, if set.
+    pub idle: Option<std::time::Duration>,
 }
 
 /// What the one-statement refresh did.
@@ -87,10 +106,10 @@ pub async fn rotate_fresh(
     conn: &mut PgConnection,
     presented: &TokenHash,
     client_id: &str,
-    requested: Option<&str>,
     child: &TokenHash,
     // The request's DPoP proof: its key's thumbprint, and what to record.
     proof: Option<(&str, &Used)>,
+    refreshable: Refreshable<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Fresh> {
     let row = sqlx::query!(
@@ -104,7 +123,10 @@ pub async fn rotate_fresh(
                  AND f.client_id = $2 AND f.revoked_at IS NULL AND f.expires_at > $3
                  AND ($4::text IS NULL OR string_to_array($4, ' ') <@ string_to_array(f.scope, ' '))
                  AND (f.dpop_jkt IS NULL OR f.dpop_jkt = $7)
-               RETURNING f.id, f.user_id, f.scope, f.amr
+                 AND ($10::text[] IS NULL OR string_to_array(f.scope, ' ') && $10)
+                 AND ($11::float8 IS NULL
+                      OR COALESCE(f.last_used_at, f.created_at) > $3 - make_interval(secs => $11))
+               RETURNING f.id, f.user_id, f.scope, f.amr, u.claims
            ), spent AS (
                UPDATE refresh_tokens t
                SET used_at = $3::timestamptz + (clock_timestamp() - statement_timestamp())
@@ -119,17 +141,19 @@ pub async fn rotate_fresh(
                SELECT $8, $9 FROM spent WHERE $8::bytea IS NOT NULL
            )
            SELECT sess.id AS "session_id!", sess.user_id AS "user_id!", sess.scope AS "scope!",
-                  sess.amr AS "amr!"
+                  sess.amr AS "amr!", sess.claims AS "claims!"
            FROM sess JOIN spent ON spent.session_id = sess.id"#,
         presented.as_bytes(),
         client_id,
         now,
-        requested,
+        refreshable.requested,
         Uuid::new_v4(),
         child.as_bytes(),
         proof.map(|(jkt, _)| jkt),
         proof.map(|(_, used)| used.key.as_slice()),
         proof.map(|(_, used)| used.until),
+        refreshable.overlapping,
+        refreshable.idle.map(|idle| idle.as_secs_f64()),
     )
     .fetch_optional(conn)
     .await;
@@ -145,6 +169,7 @@ pub async fn rotate_fresh(
         session_id: row.session_id,
         user_id: row.user_id,
         amr: row.amr,
+        attributes: Attributes::from_stored(row.claims),
     }))
 }
 
@@ -166,9 +191,10 @@ pub async fn lock_by_token(
     };
     let stored = sqlx::query_as!(
         StoredSession,
-        "SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled, f.dpop_jkt, f.amr
+        r#"SELECT f.id, f.user_id, f.client_id, f.scope, f.expires_at, f.revoked_at, u.disabled AS user_disabled, f.dpop_jkt, f.amr,
+                COALESCE(f.last_used_at, f.created_at) AS "last_active!", u.claims
          FROM sessions f JOIN users u ON u.id = f.user_id
-         WHERE f.id = $1 FOR UPDATE OF f",
+         WHERE f.id = $1 FOR UPDATE OF f"#,
         session_id,
     )
     .fetch_one(&mut *conn)
@@ -183,6 +209,8 @@ pub async fn lock_by_token(
         user_disabled: stored.user_disabled,
         dpop_jkt: stored.dpop_jkt,
         amr: stored.amr,
+        last_active: stored.last_active,
+        attributes: Attributes::from_stored(stored.claims),
     };
     let token = sqlx::query_as!(
         TokenRow,
@@ -425,16 +453,22 @@ pub struct TokenStatus {
     pub revoked_at: Option<DateTime<Utc>>,
     pub session_revoked_at: Option<DateTime<Utc>>,
     pub user_disabled: bool,
+    /// When its session was last used (refreshed), or started.
+    pub last_active: DateTime<Utc>,
 }
 
 impl TokenStatus {
-    /// Usable right now by its client.
-    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+    /// Usable right now by its client, whose sessions end after `idle`
+    /// unused (if set).
+    pub fn is_active(&self, now: DateTime<Utc>, idle: Option<std::time::Duration>) -> bool {
         self.used_at.is_none()
             && self.revoked_at.is_none()
             && self.session_revoked_at.is_none()
             && !self.user_disabled
             && self.expires_at > now
+            && idle.is_none_or(|idle| {
+                chrono::Duration::from_std(idle).is_ok_and(|idle| self.last_active + idle > now)
+            })
     }
 }
 
@@ -442,10 +476,11 @@ impl TokenStatus {
 pub async fn status(pool: &PgPool, hash: &TokenHash) -> sqlx::Result<Option<TokenStatus>> {
     sqlx::query_as!(
         TokenStatus,
-        "SELECT t.id AS token_id, f.id AS session_id, f.user_id, f.client_id, f.scope, t.created_at, f.expires_at,
-                t.used_at, t.revoked_at, f.revoked_at AS session_revoked_at, u.disabled AS user_disabled
+        r#"SELECT t.id AS token_id, f.id AS session_id, f.user_id, f.client_id, f.scope, t.created_at, f.expires_at,
+                t.used_at, t.revoked_at, f.revoked_at AS session_revoked_at, u.disabled AS user_disabled,
+                COALESCE(f.last_used_at, f.created_at) AS "last_active!"
          FROM refresh_tokens t JOIN sessions f ON f.id = t.session_id JOIN users u ON u.id = f.user_id
-         WHERE t.token_hash = $1",
+         WHERE t.token_hash = $1"#,
         hash.as_bytes(),
     )
     .fetch_optional(pool)

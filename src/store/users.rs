@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{Scope, Username};
+use crate::domain::{Attributes, Scope, Username};
 
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -14,6 +14,8 @@ pub struct UserRow {
     pub disabled: bool,
     /// A confirmed second factor (TOTP): a password alone does not log in.
     pub second_factor: bool,
+    /// What access tokens may carry of them (the client picks).
+    pub attributes: Attributes,
 }
 
 impl UserRow {
@@ -32,6 +34,7 @@ impl UserRow {
             password_hash,
             disabled,
             second_factor: false,
+            attributes: Attributes::default(),
         })
     }
 }
@@ -112,6 +115,9 @@ pub struct UserView {
     pub locked_until: Option<DateTime<Utc>>,
     /// A confirmed second factor (never the secret).
     pub second_factor: bool,
+    /// The user's attributes (`claims`), for access tokens of clients that
+    /// pick them.
+    pub claims: serde_json::Value,
 }
 
 #[tracing::instrument(level = "debug", skip(conn))]
@@ -121,7 +127,8 @@ pub async fn find_by_id(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result
         r#"SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
                 COALESCE(t.failures, 0) AS "failed_logins!",
                 (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until,
-                EXISTS (SELECT 1 FROM user_totp m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) AS "second_factor!"
+                EXISTS (SELECT 1 FROM user_totp m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) AS "second_factor!",
+                u.claims
          FROM users u LEFT JOIN login_throttle t ON t.username = u.username AND t.source = '*'
          WHERE u.id = $1"#,
         id,
@@ -144,7 +151,8 @@ pub async fn page(
         r#"SELECT u.id, u.username, u.scopes, u.disabled, u.created_at, u.updated_at,
                 COALESCE(t.failures, 0) AS "failed_logins!",
                 (SELECT max(l.locked_until) FROM login_throttle l WHERE l.username = u.username) AS locked_until,
-                EXISTS (SELECT 1 FROM user_totp m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) AS "second_factor!"
+                EXISTS (SELECT 1 FROM user_totp m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) AS "second_factor!",
+                u.claims
          FROM users u LEFT JOIN login_throttle t ON t.username = u.username AND t.source = '*'
          WHERE ($1::text IS NULL OR u.username = $1) AND ($2::text IS NULL OR u.username > $2)
          ORDER BY u.username LIMIT $3"#,
@@ -154,6 +162,28 @@ pub async fn page(
     )
     .fetch_all(pool)
     .await
+}
+
+/// Replaces a user's attributes (validated). False when there is no such
+/// user. The next access token carries them: login and refresh read them
+/// with the user.
+#[tracing::instrument(level = "debug", skip(conn, attributes))]
+pub async fn set_claims(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    attributes: &Attributes,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let value = serde_json::Value::Object(attributes.as_map().clone());
+    let done = sqlx::query!(
+        "UPDATE users SET claims = $2, updated_at = $3 WHERE id = $1",
+        id,
+        value,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Returns false when there is no such user.

@@ -144,8 +144,7 @@ pub async fn forgive(
 /// an incident do not lock themselves out. Best effort: the database may be
 /// what failed.
 pub async fn take_back(pool: &PgPool, policy: Policy, username: &Username, who: Attempter<'_>) {
-    if let Err(e) = login_throttle::release(pool, username.as_str(), who, policy).await
-    {
+    if let Err(e) = login_throttle::release(pool, username.as_str(), who, policy).await {
         tracing::warn!(error = %e, "could not take back a login attempt that failed on the server's side");
     }
 }
