@@ -35,6 +35,7 @@ mod password_grant;
 mod postgres;
 mod readme;
 mod refresh_grant;
+mod resources;
 mod revocation;
 mod revocation_stream;
 mod statements;

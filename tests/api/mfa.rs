@@ -51,7 +51,7 @@ fn the_tests_totp_gives_rfc6238_appendix_b() {
 }
 
 /// A PKCE verifier and its S256 challenge.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -67,7 +67,7 @@ impl TestApp {
     }
 
     /// alice, and `app`: a public client of the challenge flow.
-    async fn seed_first_party(&self) {
+    pub(crate) async fn seed_first_party(&self) {
         self.seed().await;
         self.create_public_client(
             "app",
@@ -88,7 +88,7 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    async fn start_flow(&self, challenge: &str) -> reqwest::Response {
+    pub(crate) async fn start_flow(&self, challenge: &str) -> reqwest::Response {
         self.challenge(
             &[
                 ("client_id", "app"),
@@ -103,7 +103,7 @@ impl TestApp {
         .await
     }
 
-    async fn redeem(&self, code: &str, verifier: &str) -> reqwest::Response {
+    pub(crate) async fn redeem(&self, code: &str, verifier: &str) -> reqwest::Response {
         self.post_token(&[
             ("grant_type", "authorization_code"),
             ("client_id", "app"),

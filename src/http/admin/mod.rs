@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clients;
 pub mod keys;
 pub mod refusals;
+pub mod resources;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

@@ -183,6 +183,36 @@ pub async fn revoke_everywhere(
         .json(json!({"sessions_revoked": sessions, "not_before": admin.now.timestamp()})))
 }
 
+/// The body of `PUT /admin/users/{id}/claims`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsChange {
+    pub claims: Option<serde_json::Value>,
+    pub reason: Option<String>,
+}
+
+/// Replaces the user's attributes; answers with the user.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn set_claims(
+    admin: Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let id = parse_id(&path, NO_USER)?;
+    let body: ClaimsChange = json(&req, payload, &state, false).await?;
+    let claims = body
+        .claims
+        .ok_or_else(|| Error::invalid_request("claims (a JSON object) is required"))?;
+    let reason = Reason::parse(body.reason)?;
+    let user = state
+        .ops()
+        .set_user_claims(&admin.actor, id, claims, &reason, admin.now)
+        .await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
 /// Turns the user's second factor off (a lost phone).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn reset_mfa(
