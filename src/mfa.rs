@@ -239,6 +239,7 @@ where
         policy,
         &who.username,
         &contender,
+        None,
         now,
     )
     .await?;

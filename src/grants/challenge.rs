@@ -32,37 +32,50 @@ pub const CODE_TTL: Duration = Duration::from_secs(60);
 /// Wrong codes one flow may take before it is used up.
 const MAX_WRONG_CODES: i32 = 5;
 
-/// A login whose password was right, to go on with a second factor.
-pub struct Start<'a> {
-    pub client_id: &'a str,
-    pub user_id: Uuid,
-    pub scope: &'a Scope,
+/// A flow to start with a login's attempt, for a user with a second
+/// factor (`store::login::admit`): its token is handed out only if the
+/// password is right.
+pub struct Flow<'a> {
+    pub token: ChallengeToken,
+    hash: TokenHash,
+    client_id: &'a str,
+    /// What the login asked for, or the client's scopes: the flow reads it
+    /// back within the user's.
+    scope: String,
     /// Fixed by the request that starts the flow, if it had one.
-    pub code_challenge: Option<&'a str>,
-    pub dpop_jkt: Option<&'a str>,
+    code_challenge: Option<&'a str>,
+    expires_at: DateTime<Utc>,
 }
 
-/// Starts a challenge for a right password. The attempt `paid` counted
-/// for it stays counted: it pays for the flow's first code.
-pub async fn start(
-    state: &AppState,
-    start: Start<'_>,
-    paid: Attempter<'_>,
-    now: DateTime<Utc>,
-) -> Result<ChallengeToken, Error> {
-    let token = ChallengeToken::generate();
-    let scope = start.scope.to_string();
-    let new = NewChallenge {
-        token: &token.hash(),
-        client_id: start.client_id,
-        user_id: start.user_id,
-        scope: &scope,
-        code_challenge: start.code_challenge,
-        dpop_jkt: start.dpop_jkt,
-        expires_at: now + chrono::Duration::from_std(FLOW_TTL).map_err(anyhow::Error::from)?,
-    };
-    challenges::create(&state.pool, new, paid, now).await?;
-    Ok(token)
+impl<'a> Flow<'a> {
+    pub fn new(
+        client: &'a Client,
+        code_challenge: Option<&'a str>,
+        requested: Option<&Scope>,
+        now: DateTime<Utc>,
+    ) -> Result<Flow<'a>, Error> {
+        let token = ChallengeToken::generate();
+        Ok(Flow {
+            hash: token.hash(),
+            token,
+            client_id: client.id(),
+            scope: requested.unwrap_or(&client.scopes).to_string(),
+            code_challenge,
+            expires_at: now + chrono::Duration::from_std(FLOW_TTL).map_err(anyhow::Error::from)?,
+        })
+    }
+
+    /// Its row, bound to the login's DPoP key if any.
+    pub fn row<'b>(&'b self, dpop_jkt: Option<&'b str>) -> NewChallenge<'b> {
+        NewChallenge {
+            token: &self.hash,
+            client_id: self.client_id,
+            scope: &self.scope,
+            code_challenge: self.code_challenge,
+            dpop_jkt,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// What a finished login's code stands for.

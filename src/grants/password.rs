@@ -105,8 +105,28 @@ pub async fn login(
     let password = PlainPassword::for_login(login.password, state.settings.password.max_length)?;
     let who = Contender::new(device, login.address);
     let policy = lockout::policy(&state.settings.login);
-    let admitted =
-        lockout::admit(&state.pool, &state.addresses, policy, &username, &who, now).await?;
+    // A login that can go on at the challenge endpoint starts its flow in
+    // the statement that counts the attempt; the flow's token is handed out
+    // only if the password is right and the user has a second factor.
+    let flow = match then {
+        Then::Code { code_challenge } => Some(Some(code_challenge)),
+        // Only a client that can redeem the code can go on.
+        Then::Tokens(_) => client.may_use(GrantType::AuthorizationCode).then_some(None),
+    }
+    .map(|code_challenge| challenge::Flow::new(client, code_challenge, login.scope.as_ref(), now))
+    .transpose()?;
+    let jkt = login.proof.as_ref().map(|p| p.jkt.as_str());
+    let flow_row = flow.as_ref().map(|f| f.row(jkt));
+    let admitted = lockout::admit(
+        &state.pool,
+        &state.addresses,
+        policy,
+        &username,
+        &who,
+        flow_row,
+        now,
+    )
+    .await?;
     let checked = Checked {
         state,
         client,
@@ -116,6 +136,7 @@ pub async fn login(
         scope: login.scope,
         proof: login.proof.as_ref(),
         then,
+        flow,
         now,
     };
     match checked.finish(password, admitted).await {
@@ -137,6 +158,8 @@ struct Checked<'a> {
     scope: Option<Scope>,
     proof: Option<&'a Proof>,
     then: Then<'a>,
+    /// The flow started for a user with a second factor, if one could be.
+    flow: Option<challenge::Flow<'a>>,
     now: DateTime<Utc>,
 }
 
@@ -169,18 +192,13 @@ impl Checked<'_> {
                     "this user has a second factor: the client must log in through the challenge endpoint (grant type authorization_code)",
                 ));
             }
-            let start = challenge::Start {
-                client_id: client.id(),
-                user_id: user.id,
-                scope: &scope,
-                code_challenge,
-                dpop_jkt: jkt,
-            };
-            // The right password's attempt stays counted: it pays for the
-            // flow's first code, and a right code forgives it.
-            let token = challenge::start(state, start, self.who.attempter(), now).await?;
+            // Started with the attempt, which stays counted: it pays for
+            // the flow's first code, and a right code forgives it.
+            let flow = self.flow.ok_or_else(|| {
+                anyhow::anyhow!("a user with a second factor, but no flow was started")
+            })?;
             return Err(Error::InsufficientAuthorization {
-                auth_session: token.expose().to_owned(),
+                auth_session: flow.token.expose().to_owned(),
             });
         }
         if let Some(code_challenge) = code_challenge {

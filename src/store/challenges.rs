@@ -10,10 +10,13 @@ use super::login::Admission;
 use super::login_throttle::{Attempter, Policy};
 use crate::domain::{Attributes, TokenHash};
 
+/// A challenge flow to start for a login's user, if they have a second
+/// factor (`login::admit`).
 pub struct NewChallenge<'a> {
     pub token: &'a TokenHash,
     pub client_id: &'a str,
-    pub user_id: Uuid,
+    /// What the login asked for (or the client's scopes): read back
+    /// within the user's scopes as they are then.
     pub scope: &'a str,
     pub code_challenge: Option<&'a str>,
     pub dpop_jkt: Option<&'a str>,
@@ -25,37 +28,6 @@ pub struct Forgive<'a> {
     pub username: &'a str,
     pub who: Attempter<'a>,
     pub policy: Policy,
-}
-
-/// Creates a challenge. The attempt of its right password stays counted
-/// and pays for the flow's first code (`live_admitted`), so the common
-/// login runs the lockout's functions twice, not four times.
-pub async fn create(
-    pool: &PgPool,
-    new: NewChallenge<'_>,
-    paid: Attempter<'_>,
-    now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "INSERT INTO login_challenges
-             (id, token_hash, client_id, user_id, scope, code_challenge, dpop_jkt, expires_at, created_at,
-              paid_source, paid_trusted)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        Uuid::new_v4(),
-        new.token.as_bytes(),
-        new.client_id,
-        new.user_id,
-        new.scope,
-        new.code_challenge,
-        new.dpop_jkt,
-        new.expires_at,
-        now,
-        paid.source,
-        paid.trusted,
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// A live challenge and its user as they are now.
@@ -84,7 +56,10 @@ pub async fn live(
 ) -> sqlx::Result<Option<ChallengeRow>> {
     sqlx::query_as!(
         ChallengeRow,
-        r#"SELECT c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
+        r#"SELECT c.id, c.client_id, c.user_id, u.username,
+                  array_to_string(ARRAY(SELECT unnest(string_to_array(c.scope, ' '))
+                                        INTERSECT SELECT unnest(u.scopes) ORDER BY 1), ' ') AS "scope!",
+                  c.code_challenge, c.dpop_jkt,
                   u.disabled AS user_disabled, t.secret_sealed AS "totp_sealed?"
            FROM login_challenges c JOIN users u ON u.id = c.user_id
            LEFT JOIN user_totp t ON t.user_id = c.user_id AND t.confirmed_at IS NOT NULL
@@ -126,7 +101,10 @@ pub async fn live_admitted(
                  AND (u.sessions_revoked_at IS NULL OR u.sessions_revoked_at < c.created_at)
                  AND (c.dpop_jkt IS NULL OR c.dpop_jkt = $4)
                  AND (c.code_challenge IS NOT NULL OR $5)
-               RETURNING c.id, c.client_id, c.user_id, u.username, c.scope, c.code_challenge, c.dpop_jkt,
+               RETURNING c.id, c.client_id, c.user_id, u.username,
+                         array_to_string(ARRAY(SELECT unnest(string_to_array(c.scope, ' '))
+                                               INTERSECT SELECT unnest(u.scopes) ORDER BY 1), ' ') AS scope,
+                         c.code_challenge, c.dpop_jkt,
                          u.disabled AS user_disabled, t.secret_sealed AS totp_sealed, c.failures,
                          CASE WHEN c.failures = 1 THEN c.paid_source END AS paid_source, c.paid_trusted
            )

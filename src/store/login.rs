@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::challenges::NewChallenge;
 use super::login_throttle::{Attempter, Policy};
 use super::proofs::Used;
 use super::users::UserRow;
@@ -25,22 +26,41 @@ pub enum Admission {
 /// checked, in the statement that reads the user, so that concurrent
 /// attempts cannot all slip under a threshold (`login_attempt` in the
 /// migrations locks the username's rows in one order and decides).
+///
+/// With `flow`, a user with a second factor also gets that challenge
+/// flow, started here rather than in a statement of its own after the
+/// password is checked: its token is handed out only for the right
+/// password (a wrong one leaves a flow nobody can name, pruned when it
+/// expires), and the attempt counted here pays for its first code
+/// (`challenges::live_admitted`). The user has a second factor exactly
+/// when the flow was started: both are read in this one statement.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn admit(
     pool: &PgPool,
     username: &Username,
     who: Attempter<'_>,
     policy: Policy,
+    flow: Option<NewChallenge<'_>>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Admission> {
     let row = sqlx::query!(
-        r#"SELECT a.admitted AS "admitted!", a.locked_until,
+        r#"WITH a AS (
+               SELECT * FROM login_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ), flow AS (
+               INSERT INTO login_challenges
+                   (id, token_hash, client_id, user_id, scope, code_challenge, dpop_jkt, expires_at,
+                    created_at, paid_source, paid_trusted)
+               SELECT $10, $11, $12, u.id, $13, $14, $15, $16, $4, $2, $3
+               FROM a, users u
+               WHERE $11::bytea IS NOT NULL AND a.admitted AND u.username = $1
+                 AND EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
+           )
+           SELECT a.admitted AS "admitted!", a.locked_until,
                   u.id AS "id?", u.username AS "username?", u.password_hash AS "password_hash?",
                   u.scopes AS "scopes?", u.disabled AS "disabled?", u.claims AS "claims?",
                   EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
                       AS "second_factor!"
-           FROM login_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9) AS a
-           LEFT JOIN users u ON u.username = $1"#,
+           FROM a LEFT JOIN users u ON u.username = $1"#,
         username.as_str(),
         who.source,
         who.trusted,
@@ -50,6 +70,13 @@ pub async fn admit(
         policy.base.as_secs_f64(),
         policy.max.as_secs_f64(),
         policy.reset.as_secs_f64(),
+        Uuid::new_v4(),
+        flow.as_ref().map(|f| f.token.as_bytes()),
+        flow.as_ref().map(|f| f.client_id),
+        flow.as_ref().map(|f| f.scope),
+        flow.as_ref().and_then(|f| f.code_challenge),
+        flow.as_ref().and_then(|f| f.dpop_jkt),
+        flow.as_ref().map(|f| f.expires_at),
     )
     .fetch_one(pool)
     .await?;

@@ -15,6 +15,7 @@ use crate::config::LoginSettings;
 use crate::domain::Username;
 use crate::domain::device::Device;
 use crate::error::Error;
+use crate::store::challenges::NewChallenge;
 use crate::store::login::{self, Admission};
 use crate::store::login_throttle::{self, Attempter, Policy};
 use crate::store::users::UserRow;
@@ -74,16 +75,20 @@ pub struct Admitted<'a> {
 /// Admits a login before its password is hashed, or refuses it (429 with
 /// `Retry-After`). Both limits count the attempt before it is decided, so
 /// concurrent guesses cannot all get in under either.
+///
+/// `flow`: the challenge flow a user with a second factor gets (see
+/// `login::admit`).
 pub async fn admit<'a>(
     pool: &PgPool,
     addresses: &'a AddressLimiter,
     policy: Policy,
     username: &Username,
     who: &Contender,
+    flow: Option<NewChallenge<'_>>,
     now: DateTime<Utc>,
 ) -> Result<Admitted<'a>, Error> {
     let attempt = enter(addresses, who)?;
-    let admission = login::admit(pool, username, who.attempter(), policy, now).await?;
+    let admission = login::admit(pool, username, who.attempter(), policy, flow, now).await?;
     admitted(attempt, admission, now)
 }
 

@@ -18,7 +18,7 @@ use crate::helpers::{
 };
 
 /// RFC 6238 with HMAC-SHA1, 6 digits, 30 s steps, from a base32 secret.
-fn totp(secret: &str, unix: i64) -> String {
+pub(crate) fn totp(secret: &str, unix: i64) -> String {
     let mut bits: u64 = 0;
     let mut count = 0;
     let mut key = Vec::new();
@@ -62,7 +62,7 @@ pub(crate) fn pkce() -> (String, String) {
 }
 
 impl TestApp {
-    fn now_unix(&self) -> i64 {
+    pub(crate) fn now_unix(&self) -> i64 {
         self.state.clock.now().timestamp()
     }
 
@@ -116,7 +116,7 @@ impl TestApp {
     /// Enrolls alice's TOTP with `access` and returns the secret and the
     /// recovery codes; then moves the clock to the next step (the
     /// confirming code's step is spent).
-    async fn enroll(&self, access: &str) -> (String, Vec<String>) {
+    pub(crate) async fn enroll(&self, access: &str) -> (String, Vec<String>) {
         let response = self
             .http
             .post(format!("{}/auth/mfa/totp", self.address))
@@ -154,7 +154,7 @@ impl TestApp {
     }
 
     /// Starts alice's flow and expects the second factor to be asked for.
-    async fn flow_wanting_otp(&self, challenge: &str) -> String {
+    pub(crate) async fn flow_wanting_otp(&self, challenge: &str) -> String {
         let response = self.start_flow(challenge).await;
         assert_eq!(response.status(), 403);
         let body: Value = response.json().await.unwrap();
@@ -163,7 +163,7 @@ impl TestApp {
         body["auth_session"].as_str().unwrap().to_owned()
     }
 
-    async fn send_otp(&self, auth_session: &str, otp: &str) -> reqwest::Response {
+    pub(crate) async fn send_otp(&self, auth_session: &str, otp: &str) -> reqwest::Response {
         self.challenge(
             &[
                 ("client_id", "app"),
