@@ -23,7 +23,7 @@ use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::device::DeviceKey;
 use crate::dpop::Dpop;
 use crate::hashing::PasswordHasher;
-use crate::keys::{KeyEncryptionKey, KeyRing};
+use crate::keys::{Distrusted, KeyEncryptionKey, KeyRing};
 use crate::revocation::Denylist;
 use crate::revocation::slots::Slots;
 use crate::state::AppState;
@@ -82,10 +82,15 @@ impl Application {
             }
         });
         let dpop = Arc::new(Dpop::new(&settings, &admin_url, &secret));
-        let keys = Arc::new(KeyRing::new(kek, settings.tokens.longest_access())?);
+        let distrusted = Arc::new(Distrusted::default());
+        let keys = Arc::new(KeyRing::new(
+            kek,
+            settings.tokens.longest_access(),
+            distrusted.clone(),
+        )?);
         let hasher = PasswordHasher::new(&settings.password, settings.hashing_slots())?;
         let pool = store::pool(&settings.database)?;
-        let denylist = Arc::new(Denylist::new(settings.database.request_timeout));
+        let denylist = Arc::new(Denylist::new(settings.database.request_timeout, distrusted));
         let clients = Arc::new(ClientCache::new(settings.database.request_timeout));
         let addresses = Arc::new(AddressLimiter::new(&settings.login)?);
         telemetry::metrics::handle();
@@ -175,6 +180,7 @@ impl Application {
                     pool: state.pool.clone(),
                     denylist: state.denylist.clone(),
                     clients: state.clients.clone(),
+                    keys: state.keys.clone(),
                     clock: state.clock.clone(),
                 },
                 state.settings.revocation.sync_interval,

@@ -24,6 +24,7 @@ use sqlx::postgres::PgListener;
 
 use crate::clients::ClientCache;
 use crate::clock::Clock;
+use crate::keys::KeyRing;
 use crate::revocation::Denylist;
 use crate::store::{clients, revocations};
 
@@ -41,6 +42,8 @@ pub struct Mirrors {
     pub pool: PgPool,
     pub denylist: Arc<Denylist>,
     pub clients: Arc<ClientCache>,
+    /// Reloaded when an entry distrusts a signing key.
+    pub keys: Arc<KeyRing>,
     pub clock: Clock,
 }
 
@@ -76,6 +79,7 @@ async fn listen(m: &Mirrors) -> anyhow::Result<()> {
         .listen_all([revocations::CHANNEL, clients::CHANNEL])
         .await?;
     m.denylist.catch_up(&m.pool, m.clock.now()).await?;
+    m.keys.follow_distrust(&m.pool, m.clock.now()).await?;
     m.clients.reload_all(&m.pool).await?;
     m.clients.confirm(started);
     m.denylist.confirm(started);
@@ -106,6 +110,7 @@ async fn apply_announced(m: &Mirrors, listener: &mut PgListener) -> anyhow::Resu
     }
     if revoked {
         m.denylist.catch_up(&m.pool, m.clock.now()).await?;
+        m.keys.follow_distrust(&m.pool, m.clock.now()).await?;
     }
     if changed.len() > RELOAD_ALL_ABOVE {
         m.clients.reload_all(&m.pool).await?;
@@ -125,6 +130,7 @@ async fn poll_forever(m: &Mirrors, interval: Duration) {
         let result = async {
             revocations::prune(&m.pool, now).await?;
             m.denylist.catch_up(&m.pool, now).await?;
+            m.keys.follow_distrust(&m.pool, now).await?;
             m.clients.reload_all(&m.pool).await
         };
         if let Err(e) = result.await {

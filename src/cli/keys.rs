@@ -26,34 +26,68 @@ pub enum KeysCommand {
         #[arg(long)]
         algorithm: Option<SigningAlgorithm>,
     },
-    /// Show every key with its state and dates.
+    /// Distrust a signing key after a compromise, for good: it leaves the
+    /// JWKS, every instance and every verifier following the revocation
+    /// feed refuses its tokens within a second, and if it was signing, a new
+    /// key signs at once. Refresh tokens live on: apps get tokens of the new
+    /// key at their next refresh.
+    Distrust {
+        kid: String,
+        /// Why (required; kept with the key and in the audit trail).
+        #[arg(long, required = true)]
+        reason: String,
+        /// Also end every session whose current access token the key signed
+        /// (when the key leaked together with data).
+        #[arg(long)]
+        revoke_sessions: bool,
+    },
+    /// Show every key with its state and dates, distrusted ones last.
     List,
 }
 
 pub async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     let cx = Operator::new(settings).await?;
     let ops = cx.ops(settings);
-    if let KeysCommand::Rotate {
-        delay,
-        force,
-        algorithm,
-    } = command
-    {
-        let algorithm = algorithm.unwrap_or(settings.keys.algorithm);
-        let delay = delay.unwrap_or(settings.keys.rotation_delay);
-        let rotate = RotateKey {
-            delay: Some(delay),
+    match command {
+        KeysCommand::Rotate {
+            delay,
             force,
-            algorithm: Some(algorithm),
-        };
-        let kid = ops
-            .rotate_key(&cx.actor, rotate, &Reason::none(), cx.now)
-            .await?;
-        println!(
-            "new {} key {kid} activates in {}s",
-            algorithm.as_str(),
-            delay.as_secs()
-        );
+            algorithm,
+        } => {
+            let algorithm = algorithm.unwrap_or(settings.keys.algorithm);
+            let delay = delay.unwrap_or(settings.keys.rotation_delay);
+            let rotate = RotateKey {
+                delay: Some(delay),
+                force,
+                algorithm: Some(algorithm),
+            };
+            let kid = ops
+                .rotate_key(&cx.actor, rotate, &Reason::none(), cx.now)
+                .await?;
+            println!(
+                "new {} key {kid} activates in {}s",
+                algorithm.as_str(),
+                delay.as_secs()
+            );
+        }
+        KeysCommand::Distrust {
+            kid,
+            reason,
+            revoke_sessions,
+        } => {
+            let reason = Reason::parse(Some(reason))?;
+            let done = ops
+                .distrust_key(&cx.actor, &kid, revoke_sessions, &reason, cx.now)
+                .await?;
+            println!("distrusted key {kid}: refused everywhere from now on");
+            if let Some(new) = done.replaced_by {
+                println!("new key {new} signs from now on");
+            }
+            if revoke_sessions {
+                println!("ended {} sessions", done.sessions_ended);
+            }
+        }
+        KeysCommand::List => {}
     }
     let keys = ops.list_keys(&cx.actor, cx.now).await?;
     // Whole seconds in UTC: every date is 20 characters, so columns line up.
@@ -75,6 +109,17 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<()
             date(key.activates_at),
             maybe(key.retired_at),
             maybe(key.expires_at)
+        );
+    }
+    for key in ops.distrusted_keys().await? {
+        println!(
+            "{:<kid_width$}  {:<6}  {:<8}  {:<20}  distrusted {}: {}",
+            key.kid,
+            key.algorithm,
+            "distrusted",
+            date(key.activates_at),
+            date(key.distrusted_at),
+            key.distrust_reason
         );
     }
     Ok(())

@@ -161,6 +161,7 @@ impl Operator {
             keys: KeyRing::new(
                 KeyEncryptionKey::new(&settings.encryption_key()?)?,
                 settings.tokens.longest_access(),
+                std::sync::Arc::default(),
             )?,
             actor: Actor::Cli { os_user: os_user() },
             now: Clock::default().now(),

@@ -1,8 +1,10 @@
 //! The asymmetric algorithms access tokens are signed with, and the key
 //! that signs. Where keys come from and how they rotate is `keys`' business.
 
+use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use anyhow::anyhow;
 use aws_lc_rs::rand::SystemRandom;
@@ -141,5 +143,43 @@ impl std::fmt::Debug for Signer {
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm)
             .finish()
+    }
+}
+
+/// Signing keys distrusted after a compromise, by kid: shared by the key
+/// ring, which stops publishing, trusting and signing with them the moment
+/// one is added, and the revocation mirror, which hears of them from any
+/// instance. It only grows: a distrusted key is never trusted again.
+#[derive(Debug, Default)]
+pub struct Distrusted {
+    kids: RwLock<HashSet<String>>,
+    /// Bumped by every addition, so readers notice one with an atomic load.
+    generation: AtomicU64,
+}
+
+impl Distrusted {
+    /// Adds a kid; whether it was new.
+    pub fn insert(&self, kid: &str) -> bool {
+        let added = self
+            .kids
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kid.to_owned());
+        if added {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        added
+    }
+
+    pub fn contains(&self, kid: &str) -> bool {
+        self.kids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(kid)
+    }
+
+    /// Changes with every addition.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }

@@ -85,6 +85,7 @@ route_table!(admin_routes, ADMIN_ROUTES {
     delete "/admin/resources" => admin::resources::delete,
     get "/admin/keys" => admin::keys::list,
     post "/admin/keys/rotate" => admin::keys::rotate,
+    post "/admin/keys/{kid}/distrust" => admin::keys::distrust,
     get "/admin/audit" => admin::audit::page,
     get "/metrics" => metrics::metrics,
     get "/healthz" => health::healthz,

@@ -38,6 +38,9 @@ struct Feed {
     /// Reject this client's tokens (`client_id` claim) whose `iat` is
     /// before `not_before`.
     revoked_clients: Vec<RevokedClient>,
+    /// Signing keys distrusted after a compromise: reject every token whose
+    /// header names this `kid`, for good, whatever a JWKS says.
+    distrusted_keys: Vec<DistrustedKey>,
     /// Pass as `since` next time.
     next_cursor: String,
     /// More entries are waiting: call again at once with `next_cursor`.
@@ -68,6 +71,11 @@ struct RevokedClient {
     not_before: i64,
 }
 
+#[derive(Serialize)]
+struct DistrustedKey {
+    kid: String,
+}
+
 /// One entry as the stream sends it: a feed item plus its kind.
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -76,11 +84,15 @@ enum Entry {
     Session(RevokedSession),
     User(RevokedUser),
     Client(RevokedClient),
+    DistrustedKey(DistrustedKey),
 }
 
 impl Entry {
     fn of(row: &RevocationRow) -> Option<Entry> {
         let exp = row.expires_at.timestamp();
+        if let Some(kid) = &row.kid {
+            return Some(Entry::DistrustedKey(DistrustedKey { kid: kid.clone() }));
+        }
         match (&row.jti, row.session_id, row.user_id, row.not_before) {
             (Some(jti), _, _, _) => Some(Entry::AccessToken(RevokedToken {
                 jti: jti.clone(),
@@ -118,6 +130,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         revoked_sessions: Vec::new(),
         revoked_users: Vec::new(),
         revoked_clients: Vec::new(),
+        distrusted_keys: Vec::new(),
         next_cursor: page.next_cursor.to_string(),
         has_more: page.has_more,
     };
@@ -127,6 +140,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             Some(Entry::Session(session)) => feed.revoked_sessions.push(session),
             Some(Entry::User(user)) => feed.revoked_users.push(user),
             Some(Entry::Client(client)) => feed.revoked_clients.push(client),
+            Some(Entry::DistrustedKey(key)) => feed.distrusted_keys.push(key),
             None => {}
         }
     }

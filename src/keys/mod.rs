@@ -9,6 +9,7 @@ mod rendered;
 mod schedule;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
@@ -23,7 +24,7 @@ pub use rendered::Rendered;
 pub use schedule::{KeyState, Phase};
 
 use crate::domain::access_token::VerifyingKeys;
-pub use crate::domain::signing::{Signer, SigningAlgorithm, SigningKey};
+pub use crate::domain::signing::{Distrusted, Signer, SigningAlgorithm, SigningKey};
 use crate::store::keys::{self as key_store, StoredKey};
 
 /// A key as `keys list` shows it.
@@ -38,6 +39,7 @@ pub struct KeyInfo {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+#[derive(Clone)]
 struct LoadedKey {
     kid: String,
     algorithm: SigningAlgorithm,
@@ -54,25 +56,64 @@ pub struct KeyRing {
     kek: KeyEncryptionKey,
     access_ttl: chrono::Duration,
     keys: RwLock<Arc<Vec<LoadedKey>>>,
+    /// Keys never to publish, trust or sign with again, whatever the table
+    /// said when it was last read.
+    distrusted: Arc<Distrusted>,
+    /// `distrusted`'s generation that `keys` reflects.
+    seen: AtomicU64,
+    /// `distrusted`'s generation when the table was last read.
+    read_for: AtomicU64,
+    /// The table has been read once: tokens can be told from forgeries
+    /// (even while a distrusted key's replacement is still being loaded).
+    loaded: std::sync::atomic::AtomicBool,
     /// The JWKS and the discovery metadata as served.
     rendered_jwks: rendered::Cache<Vec<LoadedKey>>,
     rendered_metadata: rendered::Cache<Vec<LoadedKey>>,
 }
 
 impl KeyRing {
-    pub fn new(kek: KeyEncryptionKey, access_ttl: std::time::Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        kek: KeyEncryptionKey,
+        access_ttl: std::time::Duration,
+        distrusted: Arc<Distrusted>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             kek,
             access_ttl: chrono::Duration::from_std(access_ttl)
                 .context("tokens.access_ttl is too large")?,
             keys: RwLock::new(Arc::new(Vec::new())),
+            distrusted,
+            seen: AtomicU64::new(0),
+            read_for: AtomicU64::new(0),
+            loaded: std::sync::atomic::AtomicBool::new(false),
             rendered_jwks: rendered::Cache::default(),
             rendered_metadata: rendered::Cache::default(),
         })
     }
 
+    /// The loaded keys, without any distrusted since they were read: a
+    /// distrusted key goes at once, not at the next reload (which brings
+    /// its replacement). A new snapshot also re-renders the JWKS.
     fn snapshot(&self) -> Arc<Vec<LoadedKey>> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let generation = self.distrusted.generation();
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if self.seen.load(Ordering::Acquire) == generation {
+            return keys;
+        }
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let kept: Vec<LoadedKey> = current
+            .iter()
+            .filter(|k| !self.distrusted.contains(&k.kid))
+            .cloned()
+            .collect();
+        *current = Arc::new(kept);
+        self.seen.store(generation, Ordering::Release);
+        current.clone()
+    }
+
+    /// Whether `kid` is distrusted (then never published, trusted or used).
+    pub fn is_distrusted(&self, kid: &str) -> bool {
+        self.distrusted.contains(kid)
     }
 
     fn phases(&self, keys: &[LoadedKey], now: DateTime<Utc>) -> Vec<Phase> {
@@ -83,7 +124,10 @@ impl KeyRing {
     /// Re-reads the key table; decrypts only keys that are pending or active.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reload(&self, pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let stored = key_store::list(pool).await?;
+        let generation = self.distrusted.generation();
+        let mut stored = key_store::list(pool).await?;
+        // The table may have been read just before a distrust committed.
+        stored.retain(|k| !self.distrusted.contains(&k.kid));
         let activations: Vec<_> = stored.iter().map(|k| k.activates_at).collect();
         let phases = schedule::phases(&activations, now, self.access_ttl);
         let mut loaded = Vec::with_capacity(stored.len());
@@ -110,7 +154,20 @@ impl KeyRing {
             });
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        self.seen.store(generation, Ordering::Release);
+        self.read_for.store(generation, Ordering::Release);
+        self.loaded.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Re-reads the table if a key was distrusted since it was last read:
+    /// the key that replaces it (when it was signing) is then loaded within
+    /// a heartbeat of the entry, not at the next periodic reload.
+    pub async fn follow_distrust(&self, pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if self.read_for.load(Ordering::Acquire) == self.distrusted.generation() {
+            return Ok(());
+        }
+        self.reload(pool, now).await
     }
 
     /// The key that signs at `now`, if one is loaded.
@@ -270,7 +327,7 @@ impl KeyRing {
 
 impl VerifyingKeys for KeyRing {
     fn is_loaded(&self) -> bool {
-        !self.snapshot().is_empty()
+        self.loaded.load(Ordering::Acquire)
     }
 
     fn verifying_key(

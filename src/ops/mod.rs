@@ -15,7 +15,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 pub use audit::{AuditRow, Outcome, Refusal};
 pub use clients::{NewClient, SecretChoice};
-pub use keys::RotateKey;
+pub use keys::{KeyDistrusted, RotateKey};
 pub use resources::NewResource;
 pub use users::{NewUser, UserPage};
 

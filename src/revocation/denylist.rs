@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::domain::AccessClaims;
+use crate::domain::signing::Distrusted;
 use crate::store::revocations::{self, RevocationRow};
 
 const PAGE: i64 = 1000;
@@ -40,11 +41,14 @@ pub struct Denylist {
     confirmed: watch::Sender<Option<Instant>>,
     /// How long a check may wait for Postgres (`database.request_timeout`).
     deadline: Duration,
+    /// Distrusted signing keys, shared with the key ring: an entry applied
+    /// here stops the key everywhere on this instance at once.
+    distrusted: Arc<Distrusted>,
 }
 
 impl Default for Denylist {
     fn default() -> Self {
-        Denylist::new(Duration::from_secs(5))
+        Denylist::new(Duration::from_secs(5), Arc::default())
     }
 }
 
@@ -75,13 +79,14 @@ fn keep_latest<K>(
 }
 
 impl Denylist {
-    pub fn new(deadline: Duration) -> Self {
+    pub fn new(deadline: Duration, distrusted: Arc<Distrusted>) -> Self {
         Denylist {
             state: RwLock::default(),
             loaded: AtomicBool::default(),
             events: broadcast::Sender::new(EVENT_BUFFER),
             confirmed: watch::Sender::new(None),
             deadline,
+            distrusted,
         }
     }
 
@@ -194,6 +199,17 @@ impl Denylist {
                     let client = row.client_id.clone().unwrap_or_default();
                     keep_latest(state.clients.entry(client), not_before, row.expires_at);
                 }
+                ("distrusted_key", _) if row.kid.is_some() => {
+                    if self
+                        .distrusted
+                        .insert(row.kid.as_deref().unwrap_or_default())
+                    {
+                        tracing::warn!(
+                            kid = row.kid.as_deref(),
+                            "signing key distrusted: its tokens are refused from now on"
+                        );
+                    }
+                }
                 _ => tracing::warn!(seq = row.seq, "ignoring malformed revocation row"),
             }
             state.seq = state.seq.max(row.seq);
@@ -275,6 +291,7 @@ mod tests {
             not_before: None,
             session_id: None,
             client_id: None,
+            kid: None,
             expires_at: at(expires),
         }
     }

@@ -11,13 +11,13 @@ pub struct StoredKey {
     pub activates_at: DateTime<Utc>,
 }
 
-/// Every key, oldest activation first.
+/// Every key still trusted, oldest activation first.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
     sqlx::query_as!(
         StoredKey,
         "SELECT kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at
-         FROM signing_keys ORDER BY activates_at, created_at, kid",
+         FROM signing_keys WHERE distrusted_at IS NULL ORDER BY activates_at, created_at, kid",
     )
     .fetch_all(pool)
     .await
@@ -67,4 +67,67 @@ pub async fn insert_if_none(pool: &PgPool, key: &StoredKey) -> sqlx::Result<bool
     insert_with(&mut *tx, key).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// A key distrusted after a compromise, as `keys list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DistrustedKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub created_at: DateTime<Utc>,
+    pub activates_at: DateTime<Utc>,
+    pub distrusted_at: DateTime<Utc>,
+    pub distrust_reason: String,
+}
+
+/// Every distrusted key, most recent first.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn distrusted(pool: &PgPool) -> sqlx::Result<Vec<DistrustedKey>> {
+    sqlx::query_as!(
+        DistrustedKey,
+        r#"SELECT kid, algorithm, created_at, activates_at, distrusted_at AS "distrusted_at!",
+                  COALESCE(distrust_reason, '') AS "distrust_reason!"
+           FROM signing_keys WHERE distrusted_at IS NOT NULL ORDER BY distrusted_at DESC, kid"#,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// What `distrust` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Distrust {
+    Distrusted,
+    Already,
+    Unknown,
+}
+
+/// Marks a key distrusted, for good: it is never listed as trusted again.
+#[tracing::instrument(level = "debug", skip(conn, reason))]
+pub async fn distrust(
+    conn: &mut sqlx::PgConnection,
+    kid: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Distrust> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT distrusted_at IS NOT NULL AS "already!" FROM signing_keys WHERE kid = $1 FOR UPDATE"#,
+        kid,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match found {
+        None => Ok(Distrust::Unknown),
+        Some(true) => Ok(Distrust::Already),
+        Some(false) => {
+            sqlx::query!(
+                "UPDATE signing_keys SET distrusted_at = $2, distrust_reason = $3 WHERE kid = $1",
+                kid,
+                now,
+                reason,
+            )
+            .execute(conn)
+            .await?;
+            Ok(Distrust::Distrusted)
+        }
+    }
 }

@@ -486,3 +486,25 @@ pub async fn status(pool: &PgPool, hash: &TokenHash) -> sqlx::Result<Option<Toke
     .fetch_optional(pool)
     .await
 }
+
+/// Live sessions whose latest access token was issued between `from` and
+/// `until` (at login, or at their last refresh): those a key that signed
+/// during that time signed the current token of.
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn sessions_issued_between(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM sessions
+         WHERE revoked_at IS NULL AND expires_at > $3
+           AND COALESCE(last_used_at, created_at) >= $1 AND COALESCE(last_used_at, created_at) <= $2",
+        from,
+        until,
+        now,
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -16,6 +16,8 @@ pub struct RevocationRow {
     pub not_before: Option<DateTime<Utc>>,
     pub session_id: Option<Uuid>,
     pub client_id: Option<String>,
+    /// A distrusted signing key.
+    pub kid: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -141,6 +143,29 @@ pub async fn set_client_not_before(
     Ok(())
 }
 
+/// Every token signed by the key `kid` is refused, for as long as
+/// `expires_at` (no token it signed, or that anyone can forge with it, is
+/// ever valid again: the caller makes that far off).
+#[tracing::instrument(level = "debug", skip(conn))]
+pub async fn distrust_key(
+    conn: &mut PgConnection,
+    kid: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    lock_and_notify(conn).await?;
+    sqlx::query!(
+        "INSERT INTO revocations (kind, kid, expires_at, created_at) VALUES ('distrusted_key', $1, $2, $3)
+         ON CONFLICT (kid) WHERE kind = 'distrusted_key' DO NOTHING",
+        kid,
+        expires_at,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Every access token of a session is revoked.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub async fn deny_session(
@@ -171,7 +196,7 @@ pub async fn live_since(
 ) -> sqlx::Result<Vec<RevocationRow>> {
     sqlx::query_as!(
         RevocationRow,
-        "SELECT seq, kind, jti, user_id, not_before, session_id, client_id, expires_at FROM revocations
+        "SELECT seq, kind, jti, user_id, not_before, session_id, client_id, kid, expires_at FROM revocations
          WHERE seq > $1 AND expires_at > $2 ORDER BY seq LIMIT $3",
         after_seq,
         now,

@@ -16,6 +16,7 @@ mod client_credentials;
 mod database_errors;
 mod deadlines;
 mod deployment;
+mod distrust;
 mod dpop;
 mod faults;
 mod forged_tokens;

@@ -22,8 +22,47 @@ pub struct Rotate {
 
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    let keys = state.ops().list_keys(&admin.actor, admin.now).await?;
-    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+    let ops = state.ops();
+    let keys = ops.list_keys(&admin.actor, admin.now).await?;
+    let distrusted = ops.distrusted_keys().await?;
+    Ok(HttpResponse::Ok().json(json!({ "keys": keys, "distrusted": distrusted })))
+}
+
+/// The body of `POST /admin/keys/{kid}/distrust`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distrust {
+    reason: Option<String>,
+    #[serde(default)]
+    revoke_sessions: bool,
+}
+
+/// Same as `tessera keys distrust`: both call `ops::distrust_key`.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn distrust(
+    admin: Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let body: Distrust = json(&req, payload, &state, false).await?;
+    let reason = Reason::parse(body.reason)?;
+    let done = state
+        .ops()
+        .distrust_key(
+            &admin.actor,
+            &path,
+            body.revoke_sessions,
+            &reason,
+            admin.now,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "kid": done.kid,
+        "replaced_by": done.replaced_by,
+        "sessions_ended": done.sessions_ended,
+    })))
 }
 
 /// Same policy as `tessera keys rotate`: both call `ops::rotate_key`.
