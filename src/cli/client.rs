@@ -83,7 +83,9 @@ pub enum ClientCommand {
     },
     /// Set the client's own lifetimes, each within the configured maximum
     /// (tokens.max_access_ttl, tokens.max_refresh_ttl); an option left out
-    /// goes back to the server's default. From its next token on.
+    /// goes back to the server's default. The access lifetime and the idle
+    /// limit apply from the next token; the longest session, from the next
+    /// login (a session's end is fixed when it starts).
     SetLifetimes {
         client_id: String,
         /// Access tokens (unless a resource sets its own).

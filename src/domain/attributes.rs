@@ -34,6 +34,11 @@ const RESERVED: &[&str] = &[
     "cty",
     "act",
     "may_act",
+    // RFC 7662's introspection response, which carries the attributes too.
+    "active",
+    "token_type",
+    "token_use",
+    "username",
     // OpenID Connect.
     "name",
     "given_name",
@@ -256,6 +261,7 @@ mod tests {
             json!(["roles"]),
             json!({"sub": "someone-else"}),
             json!({"email": "x@example.com"}),
+            json!({"active": false}),
             json!({"tenant": {"id": 1}}),
             json!({"tenant": null}),
             json!({"roles": [1, 2]}),

@@ -53,12 +53,15 @@ impl<'a> Target<'a> {
         self.resource.map_or(default, |r| r.uri.as_str())
     }
 
-    /// The access token's lifetime.
+    /// The access token's lifetime, never above the configured maximum
+    /// (which may have been lowered since a client or resource was set):
+    /// every verifier refuses a token that lives longer.
     pub fn access_ttl(&self, client: &Client, tokens: &TokenSettings) -> Duration {
         self.resource
             .and_then(|r| r.access_ttl)
             .or(client.lifetimes.access)
             .unwrap_or(tokens.access_ttl)
+            .min(tokens.longest_access())
     }
 }
 
@@ -73,7 +76,11 @@ impl Target<'_> {
         refreshable: bool,
     ) -> Duration {
         if refreshable {
-            client.lifetimes.refresh_max.unwrap_or(tokens.refresh_ttl)
+            client
+                .lifetimes
+                .refresh_max
+                .unwrap_or(tokens.refresh_ttl)
+                .min(tokens.longest_refresh())
         } else {
             self.access_ttl(client, tokens)
         }
@@ -82,7 +89,11 @@ impl Target<'_> {
 
 /// How long a session may go unused: the client's, else the server's.
 pub fn refresh_idle(client: &Client, tokens: &TokenSettings) -> Option<Duration> {
-    client.lifetimes.refresh_idle.or(tokens.refresh_idle)
+    client
+        .lifetimes
+        .refresh_idle
+        .or(tokens.refresh_idle)
+        .map(|idle| idle.min(tokens.longest_refresh()))
 }
 
 pub fn no_common_scope() -> Error {

@@ -268,6 +268,7 @@ impl Ops<'_> {
     /// Replaces the resources a client may ask tokens for (RFC 8707), each
     /// registered; none: the default audience only. Audited as
     /// `client.set_resources`; applies from its next token request.
+    /// Returns them as stored (each once, in order).
     pub async fn set_client_resources(
         &self,
         actor: &Actor,
@@ -275,7 +276,7 @@ impl Ops<'_> {
         uris: &[String],
         reason: &Reason,
         now: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let id = ClientId::parse(client_id)?;
         let mut uris = uris
             .iter()
@@ -292,11 +293,13 @@ impl Ops<'_> {
         if clients::lock_is_confidential(&mut tx, &id).await?.is_none() {
             return Err(Error::NotFound("no such client"));
         }
+        // Counted, not echoed: a URI may hold characters an error
+        // description must not (RFC 6749 §5.2).
         let unknown = resources::unknown(&mut tx, &uris).await?;
         if !unknown.is_empty() {
             return Err(Error::invalid_request(format!(
-                "not registered (tessera resource create): {}",
-                unknown.join(" ")
+                "{} of these resources are not registered (tessera resource list; tessera resource create)",
+                unknown.len()
             )));
         }
         resources::set_for_client(&mut tx, &id, &uris).await?;
@@ -310,12 +313,14 @@ impl Ops<'_> {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(uris.iter().map(|u| u.as_str().to_owned()).collect())
     }
 
     /// Sets a client's own lifetimes, each within the server's maximum
-    /// (unset: the server's default). Audited as `client.set_lifetimes`;
-    /// read whenever a token is issued, so it applies from the next one.
+    /// (unset: the server's default). Audited as `client.set_lifetimes`.
+    /// The access lifetime and the idle limit are read whenever a token is
+    /// issued, so they apply from the next one; the longest session is
+    /// fixed when a session starts, so it applies from the next login.
     pub async fn set_client_lifetimes(
         &self,
         actor: &Actor,
@@ -376,7 +381,8 @@ impl Ops<'_> {
     }
 
     /// Chooses which user attributes the client's access tokens carry
-    /// (none by default). Audited as `client.set_claims`.
+    /// (none by default). Audited as `client.set_claims`. Returns them as
+    /// stored (each once, in order).
     pub async fn set_client_claims(
         &self,
         actor: &Actor,
@@ -384,7 +390,7 @@ impl Ops<'_> {
         names: &[String],
         reason: &Reason,
         now: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let id = ClientId::parse(client_id)?;
         let mut names = names
             .iter()
@@ -411,7 +417,7 @@ impl Ops<'_> {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(names.iter().map(|n| n.as_str().to_owned()).collect())
     }
 }
 

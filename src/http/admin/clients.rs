@@ -216,13 +216,13 @@ pub async fn set_resources(
         .resources
         .ok_or_else(|| Error::invalid_request("resources (a list of URIs) is required"))?;
     let reason = Reason::parse(body.reason)?;
-    state
+    let stored = state
         .ops()
         .set_client_resources(&admin.actor, &path, &uris, &reason, admin.now)
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "client_id": path.as_str(),
-        "resources": uris,
+        "resources": stored,
     })))
 }
 
@@ -304,12 +304,12 @@ pub async fn set_claims(
         .claims
         .ok_or_else(|| Error::invalid_request("claims (a list of attribute names) is required"))?;
     let reason = Reason::parse(body.reason)?;
-    state
+    let stored = state
         .ops()
         .set_client_claims(&admin.actor, &path, &names, &reason, admin.now)
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "client_id": path.as_str(),
-        "claims": names,
+        "claims": stored,
     })))
 }

@@ -85,7 +85,7 @@ pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpRespo
 }
 
 #[derive(Deserialize)]
-pub struct Which {
+struct Which {
     uri: Option<String>,
 }
 
@@ -93,10 +93,13 @@ pub struct Which {
 pub async fn delete(
     admin: Admin,
     req: HttpRequest,
-    which: web::Query<Which>,
     payload: Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
+    // Parsed here, not by an extractor: a malformed or repeated `uri` is
+    // an RFC 6749 error like any other.
+    let which: Which = serde_urlencoded::from_str(req.query_string())
+        .map_err(|_| Error::invalid_request("malformed query string: give one uri"))?;
     let uri = which
         .uri
         .as_deref()
