@@ -16,6 +16,9 @@
 #     endpoint, 3 requests) vs password-grant logins, both driven by
 #     examples/dpop_load.rs at the same concurrency; users m0.. get TOTP
 #     (enough for one login per user and 30 s step; MFA_USERS overrides);
+#   tokens for an API (RFC 8707 resource, two user attributes in each
+#     token): password logins and refreshes of client `api` vs the same of
+#     `app`, by the same tools, each between two halves of its baseline;
 #   the verifier kit's DPoP/bearer ratio, from its own bench (cargo bench
 #     -p tessera-verifier --bench verify), when that bench prints one.
 #
@@ -114,6 +117,20 @@ wait
 MFA=1
 "$BIN" client create native --public --grant authorization_code,refresh_token --scope read >/dev/null 2>&1 || MFA=0
 SECRET=$("$BIN" client create svc --grant client_credentials --scope "read introspect" 2>/dev/null | sed -n 's/^client_secret: //p')
+# Tokens for an API (issue 21): client `api` asks for a resource, and its
+# tokens carry two attributes of each user; a build without them skips
+# those rows.
+SHAPED=1 RESOURCE=https://api.bench.example/
+{ "$BIN" client create api --public --grant password,refresh_token --scope read &&
+  "$BIN" resource create "$RESOURCE" --scope read --access-ttl 5m &&
+  "$BIN" client set-resources api "$RESOURCE" &&
+  "$BIN" client set-claims api roles tenant; } >/dev/null 2>&1 || SHAPED=0
+if [ "$SHAPED" = 1 ]; then
+  for i in $(seq 0 $((USERS - 1))); do
+    echo '{"roles": ["support", "billing"], "tenant": "acme"}' |
+      "$BIN" user set-claims "u$i" >/dev/null || SHAPED=0
+  done
+fi
 "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 300); do
@@ -248,6 +265,20 @@ CPU_S[refresh]=$(($(server_ticks) - S0)) CPU_PG[refresh]=$(($(pg_ticks) - P0))
 HWM_REFRESH=$(rss_kib VmHWM)
 PGB_TPS=$(mean "$PGB_BEFORE" "$(pgbench_tps)")
 psql -q -d postgres -c "DROP DATABASE $PGB_DB WITH (FORCE)" >/dev/null
+# Refreshes for an API, between the refresh row and one more half of it.
+refresh_run() { # name, seconds
+  echo "  $1" >&2
+  local s0 p0
+  s0=$(server_ticks) p0=$(pg_ticks)
+  "$EX/refresh_load" "$BASE" "$REFRESH_WORKERS" "$2" "$USERS" >"$WORK/$1.out" 2>&1 || true
+  CPU_S[$1]=$(($(server_ticks) - s0)) CPU_PG[$1]=$(($(pg_ticks) - p0))
+}
+if [ "$SHAPED" = 1 ]; then
+  export BENCH_PUBLIC_CLIENT_ID=api BENCH_RESOURCE=$RESOURCE
+  refresh_run refresh_shaped "$DURATION"
+  unset BENCH_PUBLIC_CLIENT_ID BENCH_RESOURCE
+  refresh_run refresh_plain2 "$HALF"
+fi
 
 argon2_rate() {
   echo "  raw argon2" >&2
@@ -285,6 +316,15 @@ dpop_run login_plain1 password none "$HALF"
 if [ "$MFA" = 1 ]; then
   dpop_run challenge challenge none "$DURATION"
   dpop_run login_plain2 password none "$HALF"
+fi
+# Password logins for an API, between the last half above and one more.
+LOGIN_BEFORE=login_plain1
+[ "$MFA" != 1 ] || LOGIN_BEFORE=login_plain2
+if [ "$SHAPED" = 1 ]; then
+  export BENCH_PUBLIC_CLIENT_ID=api BENCH_RESOURCE=$RESOURCE
+  dpop_run login_shaped password none "$DURATION"
+  unset BENCH_PUBLIC_CLIENT_ID BENCH_RESOURCE
+  dpop_run login_plain3 password none "$HALF"
 fi
 
 # The flood outlasts both probes: refresh workers log in before it starts and
@@ -385,6 +425,15 @@ else
 fi
 # The peak's limit: the login flood's, plus a full replay cache (about 40 bytes an entry).
 DPOP_LIMIT=$((LIMIT + REPLAY_CAPACITY * 40 / 1024))
+if [ "$SHAPED" = 1 ]; then
+  row "password for an API logins/s" "$(field login_shaped rps)" "password logins/s (c=$CONNECTIONS)" \
+    "$(mean "$(field "$LOGIN_BEFORE" rps)" "$(field login_plain3 rps)")" ">=" 0.95 "$(errors_sum login_shaped login_plain3)"
+  row "refresh for an API req/s" "$(field refresh_shaped rps)" "refresh req/s (c=$REFRESH_WORKERS)" \
+    "$(mean "$(field refresh rps)" "$(field refresh_plain2 rps)")" ">=" 0.95 "$(errors_sum refresh_shaped refresh_plain2)"
+else
+  row "password for an API logins/s" - "password logins/s (c=$CONNECTIONS)" - ">=" 0.95
+  row "refresh for an API req/s" - "refresh req/s (c=$REFRESH_WORKERS)" - ">=" 0.95
+fi
 row "DPoP flood: RSS peak MiB" "$(mib "$RSS_DPOP")" - - "<=" "$(mib "$DPOP_LIMIT")" "$(errors_sum dpop_flood)"
 # In memory are client_credentials proofs (password proofs are recorded in
 # Postgres with the session): the row's and the flood's, those still in the window.
@@ -403,12 +452,13 @@ printf '%-30s %12s  %-26s %12s %7s %9s  %s\n' row measured baseline "baseline va
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "refresh (c=$REFRESH_WORKERS): $(cat "$WORK/refresh.out")"
+[ "$SHAPED" != 1 ] || echo "refresh for an API (c=$REFRESH_WORKERS): $(cat "$WORK/refresh_shaped.out"); then without: $(cat "$WORK/refresh_plain2.out")"
 echo "refresh probe during flood (c=$PROBE_WORKERS): $(cat "$WORK/probe_refresh.out")"
 echo "flood ($FLOOD_CONNECTIONS connections): $(rps_of flood) logins/s; $(grep '^status' "$WORK/flood.out"); jwks probe $(rps_of probe_jwks) req/s, $(grep '^status' "$WORK/probe_jwks.out")"
 for name in healthz0 healthz1 healthz2 healthz3 jwks cc introspect password; do
   [ "$(errors_of $name)" -eq 0 ] || echo "$name: $(errors_of $name) failed requests (see wrk: non-2xx or socket errors)"
 done
-for name in cc_plain0 cc_dpop cc_plain1 login_plain0 login_dpop login_plain1 challenge login_plain2 dpop_flood; do
+for name in cc_plain0 cc_dpop cc_plain1 login_plain0 login_dpop login_plain1 challenge login_plain2 login_shaped login_plain3 dpop_flood; do
   [ ! -e "$WORK/$name.out" ] || echo "dpop_load $name: $(cat "$WORK/$name.out" | tr '\n' ' ')"
 done
 if [ -e "$WORK/enroll.out" ]; then
@@ -426,5 +476,6 @@ echo "  $(cpu_line healthz1 "$(requests_of healthz1)"); $(cpu_line jwks "$(reque
 echo "  $(cpu_line introspect "$(requests_of introspect)"); $(cpu_line refresh "$(field refresh ok)"); $(cpu_line password "$(requests_of password)")"
 echo "  $(cpu_line cc_plain0 "$(field cc_plain0 ok)"); $(cpu_line cc_dpop "$(field cc_dpop ok)"); $(cpu_line login_dpop "$(field login_dpop ok)"); $(cpu_line dpop_flood "$(field dpop_flood ok)")"
 [ "$MFA" != 1 ] || echo "  $(cpu_line login_plain1 "$(field login_plain1 ok)"); $(cpu_line challenge "$(field challenge ok)") (a whole 3-request login); $(cpu_line login_plain2 "$(field login_plain2 ok)")"
+[ "$SHAPED" != 1 ] || echo "  $(cpu_line refresh_shaped "$(field refresh_shaped ok)"); $(cpu_line refresh_plain2 "$(field refresh_plain2 ok)"); $(cpu_line login_shaped "$(field login_shaped ok)"); $(cpu_line login_plain3 "$(field login_plain3 ok)")"
 echo "VmHWM after each phase (MiB): wrk rows $(mib "$HWM_WRK"), refresh $(mib "$HWM_REFRESH"), logins $(mib "$HWM_LOGINS"), flood $(mib "$RSS_PEAK"), DPoP flood $(mib "$RSS_DPOP")"
 echo "total: $((SECONDS - START)) s"

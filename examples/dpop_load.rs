@@ -99,6 +99,11 @@ struct Shared {
     client_id: String,
     client_secret: String,
     native_client_id: String,
+    /// `password`: the public client that logs in (`$BENCH_PUBLIC_CLIENT_ID`,
+    /// default `app`), and the RFC 8707 resource it asks for, if any
+    /// (`$BENCH_RESOURCE`).
+    public_client_id: String,
+    resource: Option<String>,
     password: String,
     users: u64,
     /// `challenge`: users not in a login now, least recently used first.
@@ -201,12 +206,18 @@ impl Shared {
             Grant::ClientCredentials => builder
                 .basic_auth(&self.client_id, Some(&self.client_secret))
                 .form(&[("grant_type", "client_credentials")]),
-            Grant::Password => builder.form(&[
-                ("grant_type", "password"),
-                ("client_id", "app"),
-                ("username", &username),
-                ("password", &self.password),
-            ]),
+            Grant::Password => {
+                let mut form = vec![
+                    ("grant_type", "password"),
+                    ("client_id", self.public_client_id.as_str()),
+                    ("username", &username),
+                    ("password", &self.password),
+                ];
+                if let Some(resource) = &self.resource {
+                    form.push(("resource", resource));
+                }
+                builder.form(&form)
+            }
             Grant::Challenge => unreachable!("a challenge login is three requests"),
         };
         if self.with_proof {
@@ -577,6 +588,10 @@ async fn main() {
         client_id: env("BENCH_CLIENT_ID", "svc"),
         client_secret,
         native_client_id: env("BENCH_NATIVE_CLIENT_ID", "native"),
+        public_client_id: env("BENCH_PUBLIC_CLIENT_ID", "app"),
+        resource: std::env::var("BENCH_RESOURCE")
+            .ok()
+            .filter(|r| !r.is_empty()),
         password: env("BENCH_PASSWORD", "bench password 123"),
         users,
         totp_users: Mutex::new(totp_users),

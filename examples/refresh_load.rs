@@ -28,6 +28,10 @@ struct Worker {
     base: Arc<str>,
     username: String,
     password: Arc<str>,
+    /// The public client (`$BENCH_PUBLIC_CLIENT_ID`, default `app`) and the
+    /// RFC 8707 resource every request asks for, if any (`$BENCH_RESOURCE`).
+    client_id: Arc<str>,
+    resource: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -40,21 +44,27 @@ struct Tally {
 
 impl Worker {
     async fn login(&self) -> Result<String, String> {
-        let form = [
+        let mut form = vec![
             ("grant_type", "password"),
-            ("client_id", "app"),
+            ("client_id", &self.client_id),
             ("username", &self.username),
             ("password", &self.password),
         ];
+        if let Some(resource) = &self.resource {
+            form.push(("resource", resource));
+        }
         self.token_request(&form, None).await
     }
 
     async fn refresh(&self, token: &str) -> Result<String, String> {
-        let form = [
+        let mut form = vec![
             ("grant_type", "refresh_token"),
-            ("client_id", "app"),
+            ("client_id", &self.client_id),
             ("refresh_token", token),
         ];
+        if let Some(resource) = &self.resource {
+            form.push(("resource", resource));
+        }
         self.token_request(&form, Some(token)).await
     }
 
@@ -140,6 +150,13 @@ async fn main() {
     let password: Arc<str> = std::env::var("BENCH_PASSWORD")
         .unwrap_or_else(|_| "bench password 123".into())
         .into();
+    let client_id: Arc<str> = std::env::var("BENCH_PUBLIC_CLIENT_ID")
+        .unwrap_or_else(|_| "app".into())
+        .into();
+    let resource: Option<Arc<str>> = std::env::var("BENCH_RESOURCE")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .map(Into::into);
     let http = Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -152,6 +169,8 @@ async fn main() {
                 base: base.clone(),
                 username: format!("u{}", i % users),
                 password: password.clone(),
+                client_id: client_id.clone(),
+                resource: resource.clone(),
             };
             tokio::spawn(async move {
                 let token = worker.login().await;
