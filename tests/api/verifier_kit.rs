@@ -1,7 +1,8 @@
 //! The verifier kit (`tessera-verifier`) end to end against real Tessera
 //! instances: its example resource server refuses revoked tokens within a
 //! second, follows key rotation, resists forged kids and fails closed when
-//! the issuer is gone.
+//! the issuer is gone; a kit configured with one resource URI refuses
+//! tokens issued for another (RFC 8707) and reads the user's attributes.
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,12 @@ use jsonwebtoken::{EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tessera::keys::SigningAlgorithm;
-use tessera_verifier::{Config, Error, Invalid, Verifier};
+use tessera_verifier::{Audience, Config, Error, Invalid, Verifier};
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app_with, spawn_behind_partition, spawn_on};
+use crate::helpers::{
+    PASSWORD, TestApp, spawn_app_with, spawn_behind_partition, spawn_on, time_until,
+};
 use crate::lifecycle::{Server, free_port};
 
 #[allow(dead_code)]
@@ -854,4 +857,190 @@ async fn a_clients_revoked_tokens_are_refused_by_the_kit_within_a_second() {
             .unwrap(),
     );
     assert_eq!(whoami(&service, &fresh).await.status(), 200);
+}
+
+/// Two APIs that take Tessera's tokens (RFC 8707 resources).
+pub(crate) const ORDERS: &str = "https://orders.example.com/";
+pub(crate) const BILLING: &str = "https://billing.example.com/";
+
+async fn admin_put(app: &TestApp, admin: &str, path: &str, body: Value) {
+    let response = app
+        .admin(Method::PUT, path, admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+/// ORDERS (read write) and BILLING (read) registered and allowed to
+/// `mobile`, whose tokens carry the user's `roles` and `tenant`; `user`
+/// (alice) has the role `support` in the tenant `acme`. Waits until the
+/// instance has the client's changes.
+pub(crate) async fn with_resources(app: &TestApp, user: Uuid) {
+    let admin = app.admin_token().await;
+    for (uri, scope) in [(ORDERS, "read write"), (BILLING, "read")] {
+        let created = app
+            .admin(Method::POST, "/admin/resources", &admin)
+            .json(&json!({"uri": uri, "scope": scope}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    }
+    admin_put(
+        app,
+        &admin,
+        "/admin/clients/mobile/resources",
+        json!({"resources": [ORDERS, BILLING]}),
+    )
+    .await;
+    admin_put(
+        app,
+        &admin,
+        "/admin/clients/mobile/claims",
+        json!({"claims": ["roles", "tenant"]}),
+    )
+    .await;
+    admin_put(
+        app,
+        &admin,
+        &format!("/admin/users/{user}/claims"),
+        json!({"claims": {"roles": ["support"], "tenant": "acme"}}),
+    )
+    .await;
+    time_until(|| async {
+        app.state
+            .clients
+            .find(&app.pool, "mobile")
+            .await
+            .unwrap()
+            .is_some_and(|c| c.resources.len() == 2 && c.claims.len() == 2)
+    })
+    .await;
+}
+
+/// alice's tokens through `mobile`, for `resource` (none: the default
+/// audience).
+pub(crate) async fn login_for(app: &TestApp, resource: Option<&str>) -> Value {
+    let mut form = vec![
+        ("grant_type", "password"),
+        ("client_id", "mobile"),
+        ("username", "alice"),
+        ("password", PASSWORD),
+    ];
+    if let Some(resource) = resource {
+        form.push(("resource", resource));
+    }
+    let response = app.post_token(&form).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+/// A token refused as issued for another resource.
+fn assert_wrong_audience(result: Result<tessera_verifier::Claims, Error>) {
+    match result {
+        Err(Error::InvalidToken(Invalid::WrongAudience)) => {}
+        Ok(claims) => panic!("accepted a token for {:?}", claims.aud),
+        Err(other) => panic!("expected WrongAudience, got {other:?}"),
+    }
+}
+
+async fn tickets(service: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{service}/tickets"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_kit_takes_only_tokens_for_its_resource_and_reads_the_users_roles_from_them() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_with(|s| {
+        s.http.public_addr = format!("127.0.0.1:{port}");
+        s.issuer = issuer.clone();
+    })
+    .await;
+    let user = app.seed().await;
+    let secret = app
+        .create_confidential_client(FEED_CLIENT, &["client_credentials"], &["revocations:read"])
+        .await;
+    with_resources(&app, user).await;
+    let login = login_for(&app, Some(ORDERS)).await;
+    let for_orders = access(&login);
+    let for_billing = access(&login_for(&app, Some(BILLING)).await);
+    let for_tessera = access(&app.login().await);
+
+    // The orders API: its own tokens pass, with the user's attributes typed.
+    let orders = start_kit(Config::new(&issuer, ORDERS).feed_client(FEED_CLIENT, &secret)).await;
+    let claims = orders.verify(&for_orders).await.unwrap();
+    assert_eq!(claims.aud, Audience::One(ORDERS.into()));
+    assert_eq!(claims.sub, user.to_string());
+    assert_eq!(
+        claims.get::<Vec<String>>("roles"),
+        Some(vec!["support".to_owned()])
+    );
+    assert_eq!(claims.get::<&str>("tenant"), Some("acme"));
+    assert_eq!(claims.get::<String>("roles"), None, "a list, not a string");
+    // Billing's token, and one asked for without a resource (the default
+    // audience), are refused for what they are: valid, for another API.
+    assert_wrong_audience(orders.verify(&for_billing).await);
+    assert_wrong_audience(orders.verify(&for_tessera).await);
+    // And the other way round.
+    let billing = start_kit(Config::new(&issuer, BILLING).feed_client(FEED_CLIENT, &secret)).await;
+    assert!(billing.verify(&for_billing).await.is_ok());
+    assert_wrong_audience(billing.verify(&for_orders).await);
+
+    // The example service, as the orders API: the claims it answers carry
+    // the attributes; billing's token is a 401 that says why.
+    let service = resource_server(orders.clone()).await;
+    let response = whoami(&service, &for_orders).await;
+    assert_eq!(response.status(), 200);
+    let answered: Value = response.json().await.unwrap();
+    assert_eq!(
+        (answered["aud"].clone(), answered["roles"].clone()),
+        (json!(ORDERS), json!(["support"]))
+    );
+    let refused = whoami(&service, &for_billing).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error_description"],
+        "the access token was issued for another resource"
+    );
+    // Its route for the support team takes alice's token...
+    let response = tickets(&service, &for_orders).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["tenant"], "acme");
+    // ...and not once she has left the team (read at the next refresh).
+    admin_put(
+        &app,
+        &app.admin_token().await,
+        &format!("/admin/users/{user}/claims"),
+        json!({"claims": {"roles": ["billing"], "tenant": "acme"}}),
+    )
+    .await;
+    let refreshed = app
+        .post_token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "mobile"),
+            ("refresh_token", login["refresh_token"].as_str().unwrap()),
+            ("resource", ORDERS),
+        ])
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    let without_role = access(&refreshed.json().await.unwrap());
+    assert_eq!(whoami(&service, &without_role).await.status(), 200);
+    let response = tickets(&service, &without_role).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "forbidden"
+    );
 }

@@ -180,6 +180,9 @@ impl ResponseError for Error {
                         "the access token is bound to a DPoP key: present it with the DPoP scheme and a proof"
                     }
                     Invalid::BearerNotAccepted => "this service requires DPoP-bound tokens",
+                    // The client asked for a token for another API: it
+                    // needs one for this service's resource URI.
+                    Invalid::WrongAudience => "the access token was issued for another resource",
                     _ => "the access token is not valid",
                 };
                 ("invalid_token", description.to_owned())

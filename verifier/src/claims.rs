@@ -4,16 +4,23 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::Error;
 
 /// RFC 9068 §2.2 claims. `sub`, `client_id`, `jti`, `iat` and `exp` are
-/// required (a token without them does not deserialise).
+/// required (a token without them does not deserialise). Every other claim
+/// the token carries (the user's attributes, such as `roles` or `tenant`)
+/// is in [`Claims::attributes`], read with [`Claims::get`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
     /// The user id, or the client id for a client acting as itself.
     pub sub: String,
+    /// The resource the token was issued for (RFC 8707): the URI a client
+    /// named with `resource=`, or Tessera's default audience (`tessera`)
+    /// for a token asked for without one. Verified to be the configured
+    /// one ([`Config::new`](crate::Config::new)).
     pub aud: Audience,
     pub client_id: String,
     #[serde(default)]
@@ -35,6 +42,12 @@ pub struct Claims {
     /// after a second factor. Absent for a client acting as itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amr: Option<Vec<String>>,
+    /// Every claim not named above: the user's attributes that the client
+    /// picked for its tokens (`tessera client set-claims`), e.g.
+    /// `{"roles": ["support"], "tenant": "acme"}`, as of when the token was
+    /// issued. Read them with [`Claims::get`].
+    #[serde(flatten)]
+    pub attributes: Map<String, Value>,
 }
 
 /// `cnf`: what the presenter of the token must prove it holds. Tessera
@@ -87,6 +100,30 @@ impl Claims {
     /// A client acting as itself (client_credentials): `sub` is its client id.
     pub fn is_client(&self) -> bool {
         self.sub == self.client_id
+    }
+
+    /// The attribute `name` (one of [`Claims::attributes`]) as a `T`:
+    /// `None` when the token does not carry it, or carries it with another
+    /// shape (a string where `T` is a list, say), so a check built on it
+    /// refuses rather than guesses. Tessera's attribute values are strings,
+    /// numbers, booleans and lists of strings. The claims named as fields
+    /// (`sub`, `scope`, ...) are not attributes: read the fields.
+    ///
+    /// ```
+    /// # let claims: tessera_verifier::Claims = serde_json::from_value(serde_json::json!({
+    /// #     "iss": "https://auth.example.com", "sub": "u", "aud": "https://orders.example.com/",
+    /// #     "client_id": "mobile", "iat": 1, "exp": 2, "jti": "j",
+    /// #     "roles": ["support"], "tenant": "acme", "level": 2,
+    /// # })).unwrap();
+    /// let roles = claims.get::<Vec<String>>("roles").unwrap_or_default();
+    /// assert!(roles.iter().any(|r| r == "support"));
+    /// assert_eq!(claims.get::<&str>("tenant"), Some("acme"));
+    /// assert_eq!(claims.get::<u32>("level"), Some(2));
+    /// assert_eq!(claims.get::<String>("roles"), None); // a list, not a string
+    /// assert_eq!(claims.get::<Vec<String>>("groups"), None); // not in the token
+    /// ```
+    pub fn get<'a, T: Deserialize<'a>>(&'a self, name: &str) -> Option<T> {
+        T::deserialize(self.attributes.get(name)?).ok()
     }
 }
 

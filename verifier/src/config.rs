@@ -18,8 +18,11 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// # async fn run() -> Result<(), tessera_verifier::Error> {
 /// use tessera_verifier::{Config, Verifier};
 /// let secret = std::env::var("TESSERA_VERIFIER_CLIENT_SECRET").unwrap_or_default();
+/// // This service is the resource `https://orders.example.com/`
+/// // (`tessera resource create https://orders.example.com/ --scope ...`).
 /// let verifier = Verifier::start(
-///     Config::new("https://auth.example.com", "tessera").feed_client("orders-api", secret),
+///     Config::new("https://auth.example.com", "https://orders.example.com/")
+///         .feed_client("orders-api", secret),
 /// )?;
 /// # Ok(()) }
 /// ```
@@ -68,12 +71,23 @@ const MIN_NONCE_SECRET: usize = 16;
 
 impl Config {
     /// `issuer` is compared with the tokens' `iss` exactly and is where
-    /// discovery starts (`<issuer>/.well-known/oauth-authorization-server`);
-    /// `audience` must be in their `aud` (Tessera's `audience` setting).
-    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Config {
+    /// discovery starts (`<issuer>/.well-known/oauth-authorization-server`).
+    ///
+    /// `resource` is this service's resource URI (RFC 8707): the URI it is
+    /// registered under (`tessera resource create <uri>`), which clients
+    /// name with `resource=<uri>` when they ask for a token, and which
+    /// Tessera puts in the token's `aud`. Compared exactly, as registered
+    /// (`https://orders.example.com/` is not `https://orders.example.com`).
+    /// A token whose `aud` is another resource is refused
+    /// ([`Invalid::WrongAudience`](crate::Invalid::WrongAudience)): a token
+    /// one API received cannot be replayed against another. A service that
+    /// takes the tokens clients get without naming a resource passes
+    /// Tessera's default audience instead (its `audience` setting,
+    /// `tessera` by default), which every such token carries.
+    pub fn new(issuer: impl Into<String>, resource: impl Into<String>) -> Config {
         Config {
             issuer: issuer.into(),
-            audience: audience.into(),
+            audience: resource.into(),
             client_id: String::new(),
             client_secret: SecretString::from(String::new()),
             leeway: Duration::from_secs(10),
@@ -115,8 +129,10 @@ impl Config {
     /// Tokens with `exp - iat` above this are refused. It also says how
     /// long a user's not-before entry must be kept. Unset (the default),
     /// it is the maximum the issuer publishes in its metadata
-    /// (`tessera_max_access_token_lifetime`, Tessera's `tokens.access_ttl`),
-    /// read at discovery; 24 h if the issuer publishes none.
+    /// (`tessera_max_access_token_lifetime`, Tessera's
+    /// `tokens.max_access_ttl`: the longest lifetime any client or resource
+    /// may give a token), read at discovery; 24 h if the issuer publishes
+    /// none.
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Config {
         self.max_token_lifetime = Some(lifetime);
         self
@@ -222,8 +238,11 @@ impl Config {
                 "issuer must be an http(s) URL, e.g. https://auth.example.com".into(),
             ));
         }
-        if self.audience.is_empty() {
-            return Err(Error::Config("audience must not be empty".into()));
+        if self.audience.trim().is_empty() {
+            return Err(Error::Config(
+                "the resource (audience) must be this service's resource URI, e.g. https://orders.example.com/"
+                    .into(),
+            ));
         }
         if self.client_id.is_empty() {
             return Err(Error::Config(

@@ -202,6 +202,7 @@ mod tests {
             nbf: None,
             cnf: None,
             amr: None,
+            attributes: serde_json::Map::new(),
         }
     }
 

@@ -78,7 +78,9 @@ pub enum Invalid {
     BadSignature,
     #[error("iss is not the configured issuer")]
     WrongIssuer,
-    #[error("aud does not include the configured audience")]
+    /// Issued for another resource (RFC 8707): `aud` is not the resource
+    /// URI the kit is configured with ([`Config::new`](crate::Config::new)).
+    #[error("issued for another resource: aud is not this service's resource URI")]
     WrongAudience,
     #[error("expired")]
     Expired,

@@ -6,12 +6,15 @@
 //!   and kept while the issuer is down; a token naming an unknown `kid`
 //!   triggers one refetch, at most one per `refetch_interval`.
 //! - **Claims (RFC 9068):** `typ` `at+jwt`; the algorithm is the key's,
-//!   never the token's alone; `iss`, `aud`, `exp`/`nbf`/`iat` with a small
-//!   leeway; `exp - iat` no longer than the issuer's published maximum
-//!   access-token lifetime (`tessera_max_access_token_lifetime` in its
-//!   metadata) unless `max_token_lifetime` is set; `sub`, `client_id`,
-//!   `jti` required; scopes as a set
-//!   ([`Claims::require_scope`]).
+//!   never the token's alone; `iss`; `aud` is this service's resource URI
+//!   (RFC 8707, required by [`Config::new`]: a token issued for another
+//!   resource is refused, [`Invalid::WrongAudience`]); `exp`/`nbf`/`iat`
+//!   with a small leeway; `exp - iat` no longer than the issuer's published
+//!   maximum access-token lifetime (`tessera_max_access_token_lifetime` in
+//!   its metadata) unless `max_token_lifetime` is set; `sub`, `client_id`,
+//!   `jti` required; scopes as a set ([`Claims::require_scope`]); the
+//!   user's attributes, typed ([`Claims::get`]:
+//!   `claims.get::<Vec<String>>("roles")`).
 //! - **DPoP (RFC 9449 §7):** `Authorization: DPoP <token>` with exactly
 //!   one `DPoP` proof, checked as the issuer checks it (`tessera-dpop`):
 //!   `typ`, algorithm, public `jwk`, signature, `htm`, `htu` (the
@@ -41,6 +44,8 @@ mod error;
 mod inner;
 mod issuer;
 mod keys;
+#[cfg(test)]
+mod resource_tests;
 mod sse;
 mod sync;
 #[cfg(test)]

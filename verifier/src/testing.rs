@@ -32,7 +32,12 @@ pub(crate) fn signing_key() -> (EncodingKey, Key) {
 }
 
 pub(crate) fn config() -> Config {
-    Config::new(ISSUER, "tessera")
+    config_for("tessera")
+}
+
+/// The configuration of the service whose resource URI is `resource`.
+pub(crate) fn config_for(resource: &str) -> Config {
+    Config::new(ISSUER, resource)
         .feed_client("orders-api", "a feed client secret of some length")
         .max_token_lifetime(Duration::from_secs(600))
 }
