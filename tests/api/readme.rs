@@ -405,7 +405,7 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
         r#""sessions_revoked""#,
         r#""entries":["#,
         "active",
-        r#"{"aud":"https://orders.example.com/","scope":"read write","roles":["support"],"tenant":"acme"}"#,
+        r#"{"aud":"https://tickets.example.com/","scope":"read write","roles":["support"],"tenant":"acme"}"#,
     ] {
         assert!(
             output.contains(expected),
