@@ -64,6 +64,10 @@ pub struct AccessClaims {
     /// a registered claim name (see `attributes`).
     #[serde(flatten)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The key that signed it (from the JOSE header, once verified; empty
+    /// before signing): a key distrusted later ends what it signed.
+    #[serde(skip)]
+    pub kid: String,
 }
 
 /// RFC 7800 confirmation: the SHA-256 JWK thumbprint (RFC 7638) of the key.
@@ -97,6 +101,7 @@ impl AccessClaims {
             cnf: None,
             amr: None,
             attributes: serde_json::Map::new(),
+            kid: String::new(),
         }
     }
 
@@ -291,7 +296,9 @@ fn decode(
     // Every audience is one we issued for; which one a caller takes is its
     // own check (`verify`).
     validation.validate_aud = false;
-    jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-        .map(|data| (kid, data.claims))
-        .map_err(|_| InvalidToken::BadSignature)
+    let mut claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        .map_err(|_| InvalidToken::BadSignature)?
+        .claims;
+    claims.kid.clone_from(&kid);
+    Ok((kid, claims))
 }

@@ -39,6 +39,10 @@ const RESERVED: &[&str] = &[
     "token_type",
     "token_use",
     "username",
+    // Names resource servers read as scopes or keys, whatever the case.
+    "scp",
+    "scopes",
+    "kid",
     // OpenID Connect.
     "name",
     "given_name",
@@ -172,7 +176,8 @@ impl AttributeName {
                 "an attribute name is 1 to 64 characters of A-Z a-z 0-9 _ - . :",
             ));
         }
-        if RESERVED.contains(&raw) {
+        // Case-insensitively: some verifiers match claim names that way.
+        if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(raw)) {
             return Err(invalid(format!(
                 "`{raw}` is a registered JWT claim name (or Tessera's own): choose another"
             )));
@@ -262,6 +267,8 @@ mod tests {
             json!({"sub": "someone-else"}),
             json!({"email": "x@example.com"}),
             json!({"active": false}),
+            json!({"Sub": "evil"}),
+            json!({"scp": "admin"}),
             json!({"tenant": {"id": 1}}),
             json!({"tenant": null}),
             json!({"roles": [1, 2]}),

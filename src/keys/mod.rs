@@ -47,8 +47,12 @@ struct LoadedKey {
     activates_at: DateTime<Utc>,
     public: Jwk,
     verifier: Arc<DecodingKey>,
-    /// `None` for keys that can no longer sign (retired or expired when loaded).
+    /// `None` for keys that can no longer sign (retired or expired when
+    /// loaded, or distrusted).
     private: Option<Arc<SigningKey>>,
+    /// Distrusted: it keeps its place on the schedule (the keys around it
+    /// keep their dates), and is never published, trusted or used.
+    distrusted: bool,
 }
 
 /// The in-memory copy of the key table, refreshed by `reload`.
@@ -101,12 +105,18 @@ impl KeyRing {
             return keys;
         }
         let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let kept: Vec<LoadedKey> = current
+        let marked: Vec<LoadedKey> = current
             .iter()
-            .filter(|k| !self.distrusted.contains(&k.kid))
-            .cloned()
+            .map(|k| {
+                let mut k = k.clone();
+                if self.distrusted.contains(&k.kid) {
+                    k.distrusted = true;
+                    k.private = None;
+                }
+                k
+            })
             .collect();
-        *current = Arc::new(kept);
+        *current = Arc::new(marked);
         self.seen.store(generation, Ordering::Release);
         current.clone()
     }
@@ -125,9 +135,7 @@ impl KeyRing {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reload(&self, pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<()> {
         let generation = self.distrusted.generation();
-        let mut stored = key_store::list(pool).await?;
-        // The table may have been read just before a distrust committed.
-        stored.retain(|k| !self.distrusted.contains(&k.kid));
+        let stored = key_store::list(pool).await?;
         let activations: Vec<_> = stored.iter().map(|k| k.activates_at).collect();
         let phases = schedule::phases(&activations, now, self.access_ttl);
         let mut loaded = Vec::with_capacity(stored.len());
@@ -136,12 +144,14 @@ impl KeyRing {
             let public: Jwk = serde_json::from_value(key.public_jwk)
                 .with_context(|| format!("stored public key {} is not a JWK", key.kid))?;
             let verifier = Arc::new(DecodingKey::from_jwk(&public)?);
+            // The table may have been read just before a distrust committed.
+            let distrusted = key.distrusted || self.distrusted.contains(&key.kid);
             let private = match phase.state {
-                KeyState::Pending | KeyState::Active => {
+                KeyState::Pending | KeyState::Active if !distrusted => {
                     let der = self.kek.open(&key.kid, &key.private_key_encrypted)?;
                     Some(Arc::new(SigningKey::from_pkcs8(algorithm, &der)?))
                 }
-                KeyState::Retired | KeyState::Expired => None,
+                _ => None,
             };
             loaded.push(LoadedKey {
                 kid: key.kid,
@@ -151,6 +161,7 @@ impl KeyRing {
                 public,
                 verifier,
                 private,
+                distrusted,
             });
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
@@ -174,9 +185,12 @@ impl KeyRing {
     pub fn signer(&self, now: DateTime<Utc>) -> Option<Signer> {
         let keys = self.snapshot();
         let phases = self.phases(&keys, now);
+        // A distrusted active key signs nothing, and no older key takes
+        // over: its replacement (activated at once) does.
         keys.iter()
             .zip(phases)
             .find(|(_, p)| p.state == KeyState::Active)
+            .filter(|(k, _)| !k.distrusted)
             .and_then(|(k, _)| {
                 k.private.as_ref().map(|private| Signer {
                     kid: k.kid.clone(),
@@ -196,7 +210,7 @@ impl KeyRing {
         let phases = self.phases(&keys, now);
         keys.iter()
             .zip(phases)
-            .find(|(k, p)| k.kid == kid && p.is_published())
+            .find(|(k, p)| k.kid == kid && p.is_published() && !k.distrusted)
             .map(|(k, _)| (k.verifier.clone(), k.algorithm))
     }
 
@@ -207,7 +221,7 @@ impl KeyRing {
         let mut published: Vec<Jwk> = keys
             .iter()
             .zip(phases)
-            .filter(|(_, p)| p.is_published())
+            .filter(|(k, p)| p.is_published() && !k.distrusted)
             .map(|(k, _)| k.public.clone())
             .collect();
         // Newest first: the key most likely needed is found first.
@@ -235,7 +249,11 @@ impl KeyRing {
         // The time does not matter: nothing here follows the schedule.
         let now = DateTime::<Utc>::MIN_UTC;
         self.rendered_metadata.get(&keys, now, || {
-            let algorithms: Vec<_> = keys.iter().map(|k| k.algorithm).collect();
+            let algorithms: Vec<_> = keys
+                .iter()
+                .filter(|k| !k.distrusted)
+                .map(|k| k.algorithm)
+                .collect();
             (render(&algorithms), None)
         })
     }
@@ -256,6 +274,7 @@ impl KeyRing {
         let phases = self.phases(&keys, now);
         keys.iter()
             .zip(phases)
+            .filter(|(k, _)| !k.distrusted)
             .map(|(k, p)| KeyInfo {
                 kid: k.kid.clone(),
                 algorithm: k.algorithm,
@@ -321,6 +340,7 @@ impl KeyRing {
             algorithm: algorithm.as_str().to_owned(),
             created_at: now,
             activates_at,
+            distrusted: false,
         })
     }
 }

@@ -93,6 +93,16 @@ impl Ops<'_> {
         reason: &Reason,
         now: DateTime<Utc>,
     ) -> Result<KeyDistrusted, Error> {
+        // Kids are RFC 7638 thumbprints: anything else names no key (and
+        // must not reach the database as is).
+        if kid.is_empty()
+            || kid.len() > 128
+            || !kid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::NotFound("no such key"));
+        }
         let why = reason
             .as_deref()
             .filter(|r| !r.trim().is_empty())

@@ -28,6 +28,16 @@ impl Ops<'_> {
         now: DateTime<Utc>,
     ) -> Result<Resource, Error> {
         let uri = ResourceUri::parse(&new.uri)?;
+        // Tessera's own APIs accept tokens for its audience alone: a resource
+        // by that name (or the issuer's) would hand its tokens to them.
+        if [&self.settings.audience, &self.settings.issuer]
+            .iter()
+            .any(|own| own.trim_end_matches('/') == uri.as_str().trim_end_matches('/'))
+        {
+            return Err(Error::invalid_request(
+                "a resource cannot be Tessera itself (its audience or issuer)",
+            ));
+        }
         let scopes = Scope::from_tokens(&new.scopes)?;
         if scopes.is_empty() {
             return Err(Error::invalid_request(

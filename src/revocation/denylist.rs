@@ -121,7 +121,8 @@ impl Denylist {
         Ok(self.is_revoked(claims))
     }
 
-    /// True when the token's jti or session (`sid`) is denylisted, or it was
+    /// True when the token was signed by a distrusted key, its jti or
+    /// session (`sid`) is denylisted, or it was
     /// issued in a second wholly before its user's not-before instant.
     ///
     /// A token issued earlier in the same second as a log-out-everywhere is
@@ -129,6 +130,10 @@ impl Denylist {
     /// denylists every session it ends); comparing whole seconds here would
     /// also kill a login made just after the log-out.
     pub fn is_revoked(&self, claims: &AccessClaims) -> bool {
+        // Signed by a distrusted key: whatever else it says.
+        if self.distrusted.contains(&claims.kid) {
+            return true;
+        }
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         if state.tokens.contains_key(&claims.jti) {
             return true;
@@ -275,6 +280,7 @@ mod tests {
             cnf: None,
             amr: None,
             attributes: serde_json::Map::new(),
+            kid: String::new(),
         }
     }
 

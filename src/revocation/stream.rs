@@ -156,7 +156,15 @@ impl Subscription {
                         cursor = row.seq;
                         Message::Entries(vec![row])
                     }
-                    Ok(_) => continue,
+                    // Sent already (read from the table first), but this
+                    // instance has only now applied it: it may end the
+                    // holder's own token (or key).
+                    Ok(_) => {
+                        if let Err(end) = self.holder_still_valid() {
+                            return end;
+                        }
+                        continue;
+                    }
                     Err(RecvError::Lagged(_)) => {
                         if let Err(end) = self.resync(tx, &mut cursor).await {
                             return end;

@@ -9,15 +9,19 @@ pub struct StoredKey {
     pub public_jwk: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub activates_at: DateTime<Utc>,
+    /// Distrusted after a compromise: kept on the schedule (so the keys
+    /// around it keep their dates), never published, trusted or used.
+    pub distrusted: bool,
 }
 
-/// Every key still trusted, oldest activation first.
+/// Every key, oldest activation first.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
     sqlx::query_as!(
         StoredKey,
-        "SELECT kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at
-         FROM signing_keys WHERE distrusted_at IS NULL ORDER BY activates_at, created_at, kid",
+        r#"SELECT kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at,
+                  distrusted_at IS NOT NULL AS "distrusted!"
+           FROM signing_keys ORDER BY activates_at, created_at, kid"#,
     )
     .fetch_all(pool)
     .await

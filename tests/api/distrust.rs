@@ -249,3 +249,66 @@ async fn the_feed_and_the_stream_carry_the_distrusted_key() {
     let (kids, _) = jwks_kids(&app).await;
     assert!(!kids.contains(&pending));
 }
+
+#[tokio::test]
+async fn distrusting_a_key_brings_no_older_key_back() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let old = kid_of(&admin);
+    let rotated = app
+        .admin(Method::POST, "/admin/keys/rotate", &admin)
+        .json(&json!({"delay_seconds": 0, "force": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 201);
+    // The old key has expired: nothing it signed is valid any more.
+    app.advance_clock(Duration::from_secs(601));
+    let (kids, _) = jwks_kids(&app).await;
+    assert!(!kids.contains(&old), "{kids:?}");
+    let admin = app.admin_token().await;
+    let leaked = kid_of(&admin);
+    let done = app
+        .admin(
+            Method::POST,
+            &format!("/admin/keys/{leaked}/distrust"),
+            &admin,
+        )
+        .json(&json!({"reason": "leaked with its predecessor's backup"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    // Its predecessor keeps its dates: expired, so neither published nor
+    // trusted again.
+    let (kids, _) = jwks_kids(&app).await;
+    assert!(!kids.contains(&old) && !kids.contains(&leaked), "{kids:?}");
+    assert_eq!(kids.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_opened_with_a_distrusted_keys_token_ends() {
+    let app = spawn_app().await;
+    let reader = app.service_token("gateway", &["revocations:read"]).await;
+    let leaked = kid_of(&reader);
+    let mut stream = Sse::new(open(&app, &reader, None, None).await);
+    let done = tessera(
+        Some(&app),
+        &["keys", "distrust", &leaked, "--reason", "test"],
+        "",
+        &[],
+    );
+    assert!(done.status.success());
+    // Its own key's entry may come first; then the stream ends.
+    let mut ended = false;
+    for _ in 0..3 {
+        match stream.next_event(Duration::from_secs(5)).await {
+            None => {
+                ended = true;
+                break;
+            }
+            Some(event) => eprintln!("stream: {event:?}"),
+        }
+    }
+    assert!(ended, "the stream outlived the key that signed its token");
+}

@@ -637,3 +637,18 @@ async fn a_code_from_the_challenge_endpoint_is_redeemed_for_a_resource() {
         .unwrap();
     assert_eq!(plain["scope"], "read write");
 }
+
+#[tokio::test]
+async fn tessera_itself_cannot_be_registered_as_a_resource() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    for uri in ["http://tessera.test", "http://tessera.test/"] {
+        let response = app
+            .admin(Method::POST, "/admin/resources", &admin)
+            .json(&json!({"uri": uri, "scope": "admin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_oauth_error(response, 400, "invalid_request").await;
+    }
+}
