@@ -4,9 +4,11 @@
 //! JWKS from activation times (see `schedule`), so instances on one database
 //! agree without talking to each other.
 
+pub mod kek;
 pub mod material;
 mod rendered;
 mod schedule;
+pub mod sealed;
 
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
@@ -18,7 +20,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use serde::Serialize;
 use sqlx::PgPool;
 
-pub use material::KeyEncryptionKey;
+pub use kek::{KekId, KeyEncryptionKey, KeyEncryptionKeys};
 pub use rendered::Rendered;
 pub use schedule::{KeyState, Phase};
 
@@ -51,7 +53,7 @@ struct LoadedKey {
 
 /// The in-memory copy of the key table, refreshed by `reload`.
 pub struct KeyRing {
-    kek: KeyEncryptionKey,
+    keks: Arc<KeyEncryptionKeys>,
     access_ttl: chrono::Duration,
     keys: RwLock<Arc<Vec<LoadedKey>>>,
     /// The JWKS and the discovery metadata as served.
@@ -60,15 +62,23 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    pub fn new(kek: KeyEncryptionKey, access_ttl: std::time::Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        keks: Arc<KeyEncryptionKeys>,
+        access_ttl: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            kek,
+            keks,
             access_ttl: chrono::Duration::from_std(access_ttl)
                 .context("tokens.access_ttl is too large")?,
             keys: RwLock::new(Arc::new(Vec::new())),
             rendered_jwks: rendered::Cache::default(),
             rendered_metadata: rendered::Cache::default(),
         })
+    }
+
+    /// The key-encryption keys the private keys are sealed under.
+    pub fn keks(&self) -> &KeyEncryptionKeys {
+        &self.keks
     }
 
     fn snapshot(&self) -> Arc<Vec<LoadedKey>> {
@@ -94,7 +104,11 @@ impl KeyRing {
             let verifier = Arc::new(DecodingKey::from_jwk(&public)?);
             let private = match phase.state {
                 KeyState::Pending | KeyState::Active => {
-                    let der = self.kek.open(&key.kid, &key.private_key_encrypted)?;
+                    let der = self.keks.open(
+                        &key.kid,
+                        &key.private_key_encrypted,
+                        key.kek_id.as_deref(),
+                    )?;
                     Some(Arc::new(SigningKey::from_pkcs8(algorithm, &der)?))
                 }
                 KeyState::Retired | KeyState::Expired => None,
@@ -257,8 +271,10 @@ impl KeyRing {
         let probe = Jwk::from_encoding_key(&encoding, algorithm.jwt())?;
         let kid = probe.thumbprint(ThumbprintHash::SHA256)?;
         let public = material::public_jwk(algorithm, &encoding, &kid)?;
+        let sealed = self.keks.seal(&kid, &der)?;
         Ok(StoredKey {
-            private_key_encrypted: self.kek.seal(&kid, &der)?,
+            private_key_encrypted: sealed.bytes,
+            kek_id: Some(sealed.kek_id.as_bytes().to_vec()),
             public_jwk: serde_json::to_value(&public)?,
             kid,
             algorithm: algorithm.as_str().to_owned(),
