@@ -105,7 +105,13 @@ pub enum ForwardedHeader {
 #[serde(deny_unknown_fields)]
 pub struct KeySettings {
     pub algorithm: SigningAlgorithm,
+    /// Seals key material at rest (the current key-encryption key).
     pub encryption_key: Option<SecretString>,
+    /// Keys that sealed material before `encryption_key` replaced them: they
+    /// open it, never seal (see `keys::kek`). A YAML list, or from the
+    /// environment one string of keys separated by commas or spaces.
+    #[serde(default, with = "secret_list")]
+    pub previous_encryption_keys: Vec<SecretString>,
     /// How long verifiers may cache the JWKS.
     #[serde(with = "duration")]
     pub jwks_max_age: Duration,
@@ -450,7 +456,7 @@ impl Settings {
         if self.tokens.refresh_grace >= self.tokens.refresh_ttl {
             bail!("configuration: tokens.refresh_grace must be shorter than tokens.refresh_ttl");
         }
-        self.encryption_key()?;
+        self.encryption_keys()?;
         if self.password.memory_kib < 19456
             || self.password.iterations < 2
             || self.password.parallelism < 1
@@ -505,13 +511,33 @@ impl Settings {
                 "configuration: keys.encryption_key is a key published in this repository; generate one with `openssl rand -base64 32`"
             );
         }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(secret.expose_secret().trim())
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok());
-        bytes.ok_or_else(|| {
+        decode_key(secret).ok_or_else(|| {
             anyhow::anyhow!("configuration: keys.encryption_key must be 32 bytes, base64-encoded")
         })
+    }
+
+    /// Every key-encryption key, decoded: the current one, then
+    /// `keys.previous_encryption_keys` in order. Errors name the entry, never
+    /// its value. A previous key may be a published one (what a deployment
+    /// moves away from), but not the current key again: that is a copy
+    /// mistake that would leave the old key out.
+    pub fn encryption_keys(&self) -> anyhow::Result<Vec<[u8; 32]>> {
+        let mut keys = vec![self.encryption_key()?];
+        for (n, secret) in self.keys.previous_encryption_keys.iter().enumerate() {
+            let n = n + 1;
+            let key = decode_key(secret).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "configuration: keys.previous_encryption_keys entry {n} must be 32 bytes, base64-encoded"
+                )
+            })?;
+            if keys.contains(&key) {
+                bail!(
+                    "configuration: keys.previous_encryption_keys entry {n} repeats keys.encryption_key or an earlier entry"
+                );
+            }
+            keys.push(key);
+        }
+        Ok(keys)
     }
 
     /// The shortest safe wait before a rotated-in key signs: every verifier's
@@ -544,6 +570,44 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// A 32-byte key written in base64.
+fn decode_key(secret: &SecretString) -> Option<[u8; 32]> {
+    base64::engine::general_purpose::STANDARD
+        .decode(secret.expose_secret().trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+}
+
+/// Lists of secrets, written as a YAML list or (from an environment
+/// variable) as one string separated by commas or whitespace, which base64
+/// never holds. An empty string is an empty list.
+mod secret_list {
+    use secrecy::SecretString;
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+        let items = match Raw::deserialize(d)? {
+            Raw::List(items) => items,
+            Raw::Text(text) => text
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .map(str::to_owned)
+                .collect(),
+        };
+        Ok(items
+            .into_iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(SecretString::from)
+            .collect())
+    }
 }
 
 /// CIDR lists, written as a YAML list or (from an environment variable) as
@@ -872,5 +936,82 @@ mod tests {
             Duration::from_secs(15)
         );
         assert_eq!(settings.revocation.max_subscribers, 256);
+    }
+
+    #[test]
+    fn previous_encryption_keys_come_as_a_list_or_one_variable() {
+        let current = "bm90LXRoZS1leGFtcGxlLWtleS0zMi1ieXRlcy0hISE=";
+        let (a, b) = (
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        );
+        let load = |pairs: &[(&str, &str)]| {
+            Settings::load(Sources {
+                dir: None,
+                environment: Some(Environment::Local),
+                vars: vars(pairs),
+            })
+        };
+        // None by default: the current key alone.
+        let settings = load(&[("TESSERA__KEYS__ENCRYPTION_KEY", current)]).unwrap();
+        assert_eq!(settings.encryption_keys().unwrap().len(), 1);
+        // Commas or spaces between them; an empty variable is no key.
+        for list in [
+            format!("{a},{b}"),
+            format!(" {a} {b} "),
+            format!("{a}, {b},"),
+        ] {
+            let settings = load(&[
+                ("TESSERA__KEYS__ENCRYPTION_KEY", current),
+                ("TESSERA__KEYS__PREVIOUS_ENCRYPTION_KEYS", &list),
+            ])
+            .unwrap();
+            let keys = settings.encryption_keys().unwrap();
+            assert_eq!(keys.len(), 3, "{list}");
+            assert_eq!(keys[1], [0u8; 32]);
+            assert_eq!(keys[2], [1u8; 32]);
+        }
+        let settings = load(&[("TESSERA__KEYS__PREVIOUS_ENCRYPTION_KEYS", "")]).unwrap();
+        assert_eq!(settings.encryption_keys().unwrap().len(), 1);
+        // A YAML list in a configuration directory.
+        let dir = temp_dir();
+        std::fs::write(
+            dir.join("base.yaml"),
+            format!("keys:\n  previous_encryption_keys:\n    - {a}\n    - {b}\n"),
+        )
+        .unwrap();
+        let settings = Settings::load(Sources {
+            dir: Some(dir.clone()),
+            environment: Some(Environment::Local),
+            vars: vars(&[]),
+        })
+        .unwrap();
+        assert_eq!(settings.encryption_keys().unwrap().len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A bad entry is named by its place, never shown; so is a repeat.
+        let error = load(&[(
+            "TESSERA__KEYS__PREVIOUS_ENCRYPTION_KEYS",
+            &format!("{a},not-a-key-at-all"),
+        )])
+        .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("keys.previous_encryption_keys entry 2")
+                && !message.contains("not-a-key-at-all"),
+            "{message}"
+        );
+        let error = load(&[
+            ("TESSERA__KEYS__ENCRYPTION_KEY", current),
+            ("TESSERA__KEYS__PREVIOUS_ENCRYPTION_KEYS", current),
+        ])
+        .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("entry 1 repeats keys.encryption_key") && !message.contains(current),
+            "{message}"
+        );
+        // Debug output (a logged Settings) never shows them.
+        let settings = load(&[("TESSERA__KEYS__PREVIOUS_ENCRYPTION_KEYS", a)]).unwrap();
+        assert!(!format!("{settings:?}").contains(a));
     }
 }

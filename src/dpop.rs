@@ -43,7 +43,10 @@ pub enum Sent<'a> {
 pub struct Dpop {
     window: i64,
     require_nonce: bool,
-    nonces: Nonces,
+    /// One per configured key-encryption key: the first issues, any accepts
+    /// (a nonce from an instance that already has a new key-encryption key
+    /// holds on one that has it as a previous key).
+    nonces: Vec<Nonces>,
     replay: ReplayCache,
     /// Entries of `replay` one client may hold.
     per_client: usize,
@@ -67,14 +70,18 @@ pub enum Target<'a> {
 
 impl Dpop {
     /// `admin_url` is the admin listener's base URL as its callers address
-    /// it (`dpop.admin_url`, or the bound address). `secret` is the
-    /// key-encryption key: every instance derives the same nonce key from it.
-    pub fn new(settings: &Settings, admin_url: &str, secret: &[u8]) -> Dpop {
+    /// it (`dpop.admin_url`, or the bound address). `secrets` are the
+    /// key-encryption keys, the current one first: every instance derives
+    /// the same nonce keys from them.
+    pub fn new(settings: &Settings, admin_url: &str, secrets: &[&[u8]]) -> Dpop {
         let dpop = &settings.dpop;
         Dpop {
             window: i64::try_from(dpop.window.as_secs()).unwrap_or(i64::MAX),
             require_nonce: dpop.require_nonce,
-            nonces: Nonces::derive(secret, NONCE_PURPOSE, dpop.nonce_lifetime.as_secs()),
+            nonces: secrets
+                .iter()
+                .map(|secret| Nonces::derive(secret, NONCE_PURPOSE, dpop.nonce_lifetime.as_secs()))
+                .collect(),
             replay: ReplayCache::new(dpop.replay_capacity),
             per_client: dpop.replay_capacity_per_client,
             public: settings.issuer.trim_end_matches('/').to_owned(),
@@ -125,9 +132,9 @@ impl Dpop {
             && !proof
                 .nonce
                 .as_deref()
-                .is_some_and(|n| self.nonces.accepts(n, now.timestamp()))
+                .is_some_and(|n| self.nonces.iter().any(|k| k.accepts(n, now.timestamp())))
         {
-            return Err(Error::UseDpopNonce(self.nonces.issue(now.timestamp())));
+            return Err(Error::UseDpopNonce(self.nonce(now)));
         }
         Ok(proof)
     }
@@ -199,8 +206,15 @@ impl Dpop {
     /// A fresh nonce for a successful response, when nonces are required:
     /// the client keeps the newest (§8.2).
     pub fn next_nonce(&self, now: DateTime<Utc>) -> Option<String> {
-        self.require_nonce
-            .then(|| self.nonces.issue(now.timestamp()))
+        self.require_nonce.then(|| self.nonce(now))
+    }
+
+    /// A nonce by the current key-encryption key's nonce key.
+    fn nonce(&self, now: DateTime<Utc>) -> String {
+        self.nonces
+            .first()
+            .map(|k| k.issue(now.timestamp()))
+            .unwrap_or_default()
     }
 
     /// A proof as Postgres records it: its identity, kept until its `iat`

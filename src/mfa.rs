@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::totp::TotpSecret;
-use crate::domain::{RecoveryCode, TokenHash, Username};
+use crate::domain::{RecoveryCode, RecoveryKey, TokenHash, Username};
 use crate::error::Error;
+use crate::keys::sealed;
 use crate::state::AppState;
 use crate::store::{mfa, users};
 use crate::throttle::lockout::{self, Contender};
@@ -100,7 +101,8 @@ pub async fn begin(
     let user_id = who.user_id;
     let secret = TotpSecret::generate();
     let sealed = state.sealer.seal(&label(user_id), secret.as_bytes())?;
-    if !mfa::begin_enrollment(&state.pool, user_id, &sealed, now).await? {
+    let kek_id = sealed.kek_id.as_bytes();
+    if !mfa::begin_enrollment(&state.pool, user_id, &sealed.bytes, kek_id, now).await? {
         return Err(Error::Conflict(
             "a second factor is already on: turn it off first",
         ));
@@ -130,13 +132,18 @@ pub async fn confirm(
         .ok_or(Error::Conflict(
             "no enrollment waits for confirmation: start one with POST /auth/mfa/totp",
         ))?;
-    let secret = open(state, who.user_id, &pending.secret_sealed)?;
+    let secret = open(
+        state,
+        who.user_id,
+        &pending.secret_sealed,
+        pending.kek_id.as_deref(),
+    )?;
     let step = attempt(state, who, now, || async {
         Ok(secret.matching_step(code, now.timestamp()))
     })
     .await?
     .ok_or_else(|| Error::invalid_request("the code is wrong or too old"))?;
-    let (codes, hashes) = recovery_codes(state, who.user_id);
+    let (codes, hashes) = recovery_codes(state, who.user_id)?;
     let mut tx = state.pool.begin().await?;
     if !mfa::confirm(&mut tx, who.user_id, &pending.secret_sealed, step, now).await? {
         return Err(Error::Conflict("the enrollment changed meanwhile"));
@@ -172,7 +179,7 @@ pub async fn new_recovery_codes(
     if !check(state, who, &Typed::Totp(code), now).await? {
         return Err(Error::invalid_request("the code is wrong or was used"));
     }
-    let (codes, hashes) = recovery_codes(state, who.user_id);
+    let (codes, hashes) = recovery_codes(state, who.user_id)?;
     let mut tx = state.pool.begin().await?;
     mfa::replace_recovery_codes(&mut tx, who.user_id, &hashes).await?;
     tx.commit().await?;
@@ -197,14 +204,19 @@ pub async fn check(
                 else {
                     return Ok(None);
                 };
-                let secret = open(state, who.user_id, &totp.secret_sealed)?;
+                let secret = open(
+                    state,
+                    who.user_id,
+                    &totp.secret_sealed,
+                    totp.kek_id.as_deref(),
+                )?;
                 match secret.matching_step(code, now.timestamp()) {
                     // The step is spent by the update: once, on any instance.
                     Some(step) if mfa::use_step(&state.pool, who.user_id, step).await? => Some(()),
                     _ => None,
                 }
             }
-            Typed::Recovery(code) => match state.recovery.hash(who.user_id, code) {
+            Typed::Recovery(code) => match recovery_key(state)?.hash(who.user_id, code) {
                 Some(hash)
                     if mfa::use_recovery_code(&state.pool, who.user_id, &hash, now).await? =>
                 {
@@ -262,24 +274,37 @@ where
 }
 
 /// A new set of recovery codes for the user: as shown (once), and as stored.
-fn recovery_codes(state: &AppState, user_id: Uuid) -> (Vec<String>, Vec<TokenHash>) {
-    (0..RECOVERY_CODES)
+fn recovery_codes(state: &AppState, user_id: Uuid) -> Result<(Vec<String>, Vec<TokenHash>), Error> {
+    let key = recovery_key(state)?;
+    Ok((0..RECOVERY_CODES)
         .map(|_| RecoveryCode::generate())
         .filter_map(|code| {
-            let hash = state.recovery.hash(user_id, code.expose())?;
+            let hash = key.hash(user_id, code.expose())?;
             Some((code.expose().to_owned(), hash))
         })
-        .unzip()
+        .unzip())
+}
+
+/// The key recovery codes are stored under, once startup has read it.
+fn recovery_key(state: &AppState) -> Result<&RecoveryKey, Error> {
+    state.recovery.get().ok_or(Error::TemporarilyUnavailable)
 }
 
 /// The AAD a user's TOTP secret is sealed with: it opens for that user only.
 fn label(user_id: Uuid) -> String {
-    format!("totp:{user_id}")
+    sealed::totp_label(user_id)
 }
 
-/// A user's TOTP secret, opened.
-pub fn open(state: &AppState, user_id: Uuid, sealed: &[u8]) -> Result<TotpSecret, Error> {
-    Ok(TotpSecret::from_bytes(
-        state.sealer.open(&label(user_id), sealed)?,
-    ))
+/// A user's TOTP secret, opened with the key-encryption key that sealed it.
+pub fn open(
+    state: &AppState,
+    user_id: Uuid,
+    sealed: &[u8],
+    kek_id: Option<&[u8]>,
+) -> Result<TotpSecret, Error> {
+    Ok(TotpSecret::from_bytes(state.sealer.open(
+        &label(user_id),
+        sealed,
+        kek_id,
+    )?))
 }

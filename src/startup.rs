@@ -18,12 +18,11 @@ use tracing_actix_web::TracingLogger;
 use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::RecoveryKey;
 use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::device::DeviceKey;
 use crate::dpop::Dpop;
 use crate::hashing::PasswordHasher;
-use crate::keys::{Distrusted, KeyEncryptionKey, KeyRing};
+use crate::keys::{Distrusted, KeyEncryptionKeys, KeyRing};
 use crate::revocation::Denylist;
 use crate::revocation::slots::Slots;
 use crate::state::AppState;
@@ -64,11 +63,11 @@ impl Application {
         options: Options,
         clock: Clock,
     ) -> anyhow::Result<Self> {
-        let secret = settings.encryption_key()?;
-        let kek = KeyEncryptionKey::new(&secret)?;
-        let sealer = Arc::new(KeyEncryptionKey::new(&secret)?);
-        let recovery = Arc::new(RecoveryKey::derive(&secret));
-        let devices = Arc::new(DeviceKey::derive(&secret));
+        let keks = Arc::new(KeyEncryptionKeys::from_settings(&settings)?);
+        // Derived keys accept what any configured key-encryption key derived
+        // and issue under the current one.
+        let secrets: Vec<&[u8]> = keks.all().iter().map(|k| &k.secret()[..]).collect();
+        let devices = Arc::new(DeviceKey::derive(&secrets));
         let (public_listener, port) = bind("http.public_addr", &settings.http.public_addr)?;
         let (admin_listener, admin_port) = bind("http.admin_addr", &settings.http.admin_addr)?;
         let admin_url = settings.dpop.admin_url.clone().unwrap_or_else(|| {
@@ -81,10 +80,10 @@ impl Application {
                 _ => format!("http://localhost:{admin_port}"),
             }
         });
-        let dpop = Arc::new(Dpop::new(&settings, &admin_url, &secret));
+        let dpop = Arc::new(Dpop::new(&settings, &admin_url, &secrets));
         let distrusted = Arc::new(Distrusted::default());
         let keys = Arc::new(KeyRing::new(
-            kek,
+            keks.clone(),
             settings.tokens.longest_access(),
             distrusted.clone(),
         )?);
@@ -117,8 +116,8 @@ impl Application {
             addresses,
             devices,
             dpop,
-            sealer,
-            recovery,
+            sealer: keks,
+            recovery: Arc::default(),
             clock,
             stream_slots,
             shutdown: shutting_down,
@@ -252,8 +251,8 @@ fn serve(
     Ok(server)
 }
 
-/// Waits for the database, optionally migrates, makes sure a signing key
-/// exists, loads the keys, normalises old usernames and loads the
+/// Waits for the database, optionally migrates, checks what is sealed under
+/// the key-encryption keys, makes sure a signing key exists, loads the keys, normalises old usernames and loads the
 /// clients and the denylist. Only then does `/readyz` turn green.
 async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
     if options.migrate {
@@ -269,6 +268,11 @@ async fn initialise(state: AppState, options: Options) -> anyhow::Result<()> {
         store::migrate(&state.pool).await?;
     }
     let now = state.clock.now();
+    // Before any key is loaded: a row that no configured key-encryption key
+    // opens stops startup here, with the fix named.
+    let recovery = crate::keys::sealed::check_at_startup(&state.pool, &state.sealer, now).await?;
+    // Set once: a second `initialise` never runs on the same state.
+    let _ = state.recovery.set(recovery);
     state
         .keys
         .ensure_initial_key(&state.pool, state.settings.keys.algorithm, now)

@@ -13,8 +13,7 @@ use crate::domain::access_token::AccessTokenVerifier;
 use crate::domain::device::DeviceKey;
 use crate::dpop::Dpop;
 use crate::hashing::PasswordHasher;
-use crate::keys::KeyRing;
-use crate::keys::material::KeyEncryptionKey;
+use crate::keys::{KeyEncryptionKeys, KeyRing};
 use crate::revocation::Denylist;
 use crate::revocation::slots::Slots;
 use crate::throttle::AddressLimiter;
@@ -35,10 +34,13 @@ pub struct AppState {
     pub devices: Arc<DeviceKey>,
     /// Checks DPoP proofs, issues nonces, remembers used proofs (`dpop`).
     pub dpop: Arc<Dpop>,
-    /// Seals second-factor secrets under the key-encryption key (`mfa`).
-    pub sealer: Arc<KeyEncryptionKey>,
-    /// Keys the stored form of recovery codes (`domain::opaque`).
-    pub recovery: Arc<RecoveryKey>,
+    /// Seals second-factor secrets under the current key-encryption key and
+    /// opens them with whichever configured key sealed them (`mfa`).
+    pub sealer: Arc<KeyEncryptionKeys>,
+    /// Keys the stored form of recovery codes (`domain::opaque`). Kept
+    /// sealed in Postgres, so it is set by startup once the database
+    /// answers (`keys::sealed::recovery_key`), before any token is accepted.
+    pub recovery: Arc<std::sync::OnceLock<RecoveryKey>>,
     pub clock: Clock,
     /// One per open revocation stream (`revocation.max_subscribers`, and
     /// `max_subscribers_per_client` for one client).

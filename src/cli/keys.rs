@@ -43,11 +43,36 @@ pub enum KeysCommand {
     },
     /// Show every key with its state and dates, distrusted ones last.
     List,
+    /// Re-seal every stored signing key, TOTP secret and deployment secret
+    /// under the current key-encryption key (keys.encryption_key), in one
+    /// transaction; afterwards keys.previous_encryption_keys can be emptied.
+    /// Refuses, changing nothing, if a row opens under no configured key.
+    /// Running it again re-seals nothing.
+    Rewrap,
 }
 
 pub async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     let cx = Operator::new(settings).await?;
     let ops = cx.ops(settings);
+    if let KeysCommand::Rewrap = command {
+        let done = ops.rewrap_keys(&cx.actor, cx.now).await?;
+        let tables: Vec<String> = done
+            .resealed
+            .iter()
+            .map(|(table, n)| format!("{}: {n}", table.name()))
+            .collect();
+        println!(
+            "re-sealed {} rows under key-encryption key {} ({})",
+            done.total(),
+            done.kek_id,
+            tables.join(", ")
+        );
+        println!(
+            "every sealed row is under key-encryption key {}: keys.previous_encryption_keys can be emptied once every instance runs with it as keys.encryption_key",
+            done.kek_id
+        );
+        return Ok(());
+    }
     match command {
         KeysCommand::Rotate {
             delay,
@@ -87,7 +112,8 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<()
                 println!("ended {} sessions", done.sessions_ended);
             }
         }
-        KeysCommand::List => {}
+        // Answered above.
+        KeysCommand::List | KeysCommand::Rewrap => {}
     }
     let keys = ops.list_keys(&cx.actor, cx.now).await?;
     // Whole seconds in UTC: every date is 20 characters, so columns line up.

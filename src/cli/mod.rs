@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use crate::clock::Clock;
 use crate::config::{LogFormat, Settings, Sources};
 use crate::hashing::PasswordHasher;
-use crate::keys::{KeyEncryptionKey, KeyRing};
+use crate::keys::{KeyEncryptionKeys, KeyRing};
 use crate::ops::{Actor, Ops};
 use crate::startup::{Application, Options};
 use crate::store;
@@ -41,6 +41,9 @@ Required (built in for `local` only):
   keys.encryption_key  TESSERA__KEYS__ENCRYPTION_KEY=<32 random bytes, base64:
                        openssl rand -base64 32>; production refuses the keys
                        published in the repository
+While replacing keys.encryption_key, the old key goes in
+  TESSERA__KEYS__PREVIOUS_ENCRYPTION_KEYS (comma-separated) until
+  `tessera keys rewrap` has re-sealed everything under the new one.
 Set issuer (TESSERA__ISSUER) to the public URL clients use. Every key and its
 default: docs/configuration.md.";
 
@@ -159,7 +162,7 @@ impl Operator {
             pool: connect(settings).await?,
             hasher: PasswordHasher::new(&settings.password, 1)?,
             keys: KeyRing::new(
-                KeyEncryptionKey::new(&settings.encryption_key()?)?,
+                std::sync::Arc::new(KeyEncryptionKeys::from_settings(settings)?),
                 settings.tokens.longest_access(),
                 std::sync::Arc::default(),
             )?,

@@ -25,8 +25,11 @@ const TAG: usize = 16;
 /// used for two purposes with one key.
 const PURPOSE: &[u8] = b"tessera device credential v1";
 
-/// The key device credentials are signed with.
-pub struct DeviceKey(hmac::Key);
+/// The keys device credentials are signed with: the first signs, every one
+/// is accepted (one per configured key-encryption key, so that a credential
+/// issued before the key-encryption key was replaced holds while the old
+/// key is still configured, and no longer once it is removed).
+pub struct DeviceKey(Vec<hmac::Key>);
 
 /// A device that presented a valid credential for this username.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +43,20 @@ impl Device {
 }
 
 impl DeviceKey {
-    /// Derived from a long-lived secret of the deployment (the key-encryption
-    /// key), so that every instance checks what any of them issued.
-    pub fn derive(secret: &[u8]) -> DeviceKey {
-        let outer = hmac::Key::new(hmac::HMAC_SHA256, secret);
-        let derived = hmac::sign(&outer, PURPOSE);
-        DeviceKey(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+    /// Derived from long-lived secrets of the deployment (the key-encryption
+    /// keys, the current one first), so that every instance checks what any
+    /// of them issued.
+    pub fn derive(secrets: &[&[u8]]) -> DeviceKey {
+        DeviceKey(
+            secrets
+                .iter()
+                .map(|secret| {
+                    let outer = hmac::Key::new(hmac::HMAC_SHA256, secret);
+                    let derived = hmac::sign(&outer, PURPOSE);
+                    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+                })
+                .collect(),
+        )
     }
 
     /// A new credential for a device that just logged in as `username`.
@@ -54,7 +65,9 @@ impl DeviceKey {
         rand::fill(&mut body[..ID]);
         body[ID..].copy_from_slice(&now.timestamp().to_be_bytes());
         let mut out = body.to_vec();
-        out.extend_from_slice(&self.tag(&body, username));
+        if let Some(key) = self.0.first() {
+            out.extend_from_slice(&tag(key, &body, username));
+        }
         format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
     }
 
@@ -76,7 +89,11 @@ impl DeviceKey {
             return None;
         }
         let (body, tag) = raw.split_at(ID + ISSUED);
-        if !bool::from(self.tag(body, username).ct_eq(tag)) {
+        // Every key is tried, so the time taken says nothing of which matched.
+        let matched = self.0.iter().fold(false, |matched, key| {
+            matched | bool::from(self::tag(key, body, username).ct_eq(tag))
+        });
+        if !matched {
             return None;
         }
         let issued = i64::from_be_bytes(body[ID..].try_into().ok()?);
@@ -87,16 +104,16 @@ impl DeviceKey {
         }
         Some(Device(u128::from_be_bytes(body[..ID].try_into().ok()?)))
     }
+}
 
-    fn tag(&self, body: &[u8], username: &Username) -> [u8; TAG] {
-        let mut context = hmac::Context::with_key(&self.0);
-        context.update(body);
-        context.update(username.as_str().as_bytes());
-        let full = context.sign();
-        let mut tag = [0u8; TAG];
-        tag.copy_from_slice(&full.as_ref()[..TAG]);
-        tag
-    }
+fn tag(key: &hmac::Key, body: &[u8], username: &Username) -> [u8; TAG] {
+    let mut context = hmac::Context::with_key(key);
+    context.update(body);
+    context.update(username.as_str().as_bytes());
+    let full = context.sign();
+    let mut tag = [0u8; TAG];
+    tag.copy_from_slice(&full.as_ref()[..TAG]);
+    tag
 }
 
 #[cfg(test)]
@@ -110,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_credential_holds_for_its_username_and_lifetime_only() {
-        let key = DeviceKey::derive(&[7u8; 32]);
+        let key = DeviceKey::derive(&[&[7u8; 32]]);
         let alice = Username::parse("alice").unwrap();
         let bob = Username::parse("bob").unwrap();
         let ttl = Duration::from_secs(100);
@@ -128,8 +145,15 @@ mod tests {
             None,
             "another username"
         );
-        let other_key = DeviceKey::derive(&[8u8; 32]);
+        let other_key = DeviceKey::derive(&[&[8u8; 32]]);
         assert_eq!(other_key.check(&issued, &alice, at(1050), ttl), None);
+        // The key-encryption key replaced: accepted while the old one is
+        // configured, not after; new credentials are signed by the new one.
+        let rotated = DeviceKey::derive(&[&[8u8; 32], &[7u8; 32]]);
+        assert_eq!(rotated.check(&issued, &alice, at(1050), ttl), Some(device));
+        let fresh = rotated.issue(&alice, at(1000));
+        assert!(other_key.check(&fresh, &alice, at(1050), ttl).is_some());
+        assert_eq!(key.check(&fresh, &alice, at(1050), ttl), None);
         // Any changed byte breaks it.
         let mut raw = URL_SAFE_NO_PAD.decode(&issued[4..]).unwrap();
         raw[3] ^= 1;

@@ -102,19 +102,37 @@ opaque_token!(
 /// case, spaces or dashes.
 pub struct RecoveryCode(SecretString);
 
-/// What recovery codes are stored as: an HMAC keyed by a secret derived
-/// from the key-encryption key, over the user's id and the code. 50 bits
-/// are few enough to try them all against a plain hash; without the key, a
-/// copy of the database alone does not allow even that, and a code of one
-/// user says nothing of another's.
+/// What recovery codes are stored as: an HMAC keyed by a secret of the
+/// deployment, over the user's id and the code. 50 bits are few enough to
+/// try them all against a plain hash; without the key, a copy of the
+/// database alone does not allow even that, and a code of one user says
+/// nothing of another's. The secret is kept sealed under the key-encryption
+/// key (`keys::sealed`), not derived from it, so that replacing that key
+/// leaves every stored code valid.
 pub struct RecoveryKey(aws_lc_rs::hmac::Key);
 
 impl RecoveryKey {
-    pub fn derive(secret: &[u8]) -> RecoveryKey {
+    /// The secret versions before the key-encryption key could be replaced
+    /// derived from it: a deployment that existed then keeps it.
+    pub fn legacy_secret(kek: &[u8]) -> [u8; 32] {
         use aws_lc_rs::hmac;
-        let outer = hmac::Key::new(hmac::HMAC_SHA256, secret);
-        let derived = hmac::sign(&outer, b"tessera recovery code v1");
-        RecoveryKey(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+        let outer = hmac::Key::new(hmac::HMAC_SHA256, kek);
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(hmac::sign(&outer, b"tessera recovery code v1").as_ref());
+        secret
+    }
+
+    pub fn from_secret(secret: &[u8]) -> RecoveryKey {
+        RecoveryKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            secret,
+        ))
+    }
+
+    /// The key versions before the key-encryption key could be replaced
+    /// used: derived from `kek`.
+    pub fn derive(kek: &[u8]) -> RecoveryKey {
+        RecoveryKey::from_secret(&RecoveryKey::legacy_secret(kek))
     }
 
     /// The stored form of a code as typed, or `None` if it cannot be one.

@@ -320,9 +320,8 @@ async fn totp(
         ..
     } = guess;
     let step = match &flow.totp_sealed {
-        Some(sealed) => {
-            mfa::open(state, flow.user_id, sealed)?.matching_step(typed, now.timestamp())
-        }
+        Some(sealed) => mfa::open(state, flow.user_id, sealed, flow.totp_kek_id.as_deref())?
+            .matching_step(typed, now.timestamp()),
         None => None,
     };
     let Some(step) = step else {

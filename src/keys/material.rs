@@ -1,8 +1,7 @@
-//! Key material: generating signing keys, sealing the private half at rest,
-//! and turning it into what `jsonwebtoken` signs with and publishes.
+//! Key material: generating signing keys and turning them into what
+//! `jsonwebtoken` signs with and publishes (sealing them at rest: `kek`).
 
 use anyhow::{Context, anyhow};
-use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
 use base64::Engine;
@@ -10,55 +9,6 @@ use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 
 use super::SigningAlgorithm;
-
-/// The AEAD key that seals signing keys in the database. The kid is bound in
-/// as associated data, so a sealed key cannot be swapped onto another row.
-pub struct KeyEncryptionKey(RandomizedNonceKey);
-
-impl std::fmt::Debug for KeyEncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyEncryptionKey([REDACTED])")
-    }
-}
-
-impl KeyEncryptionKey {
-    pub fn new(bytes: &[u8; 32]) -> anyhow::Result<Self> {
-        RandomizedNonceKey::new(&AES_256_GCM, bytes)
-            .map(Self)
-            .map_err(|_| anyhow!("cannot build the key-encryption key"))
-    }
-
-    /// Returns `nonce || ciphertext || tag`.
-    pub fn seal(&self, kid: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let mut in_out = plaintext.to_vec();
-        let nonce = self
-            .0
-            .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut in_out)
-            .map_err(|_| anyhow!("sealing signing key {kid} failed"))?;
-        let mut sealed = nonce.as_ref().to_vec();
-        sealed.extend_from_slice(&in_out);
-        Ok(sealed)
-    }
-
-    pub fn open(&self, kid: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let err = || {
-            anyhow!(
-                "cannot decrypt signing key {kid}: is keys.encryption_key the one it was sealed with?"
-            )
-        };
-        if sealed.len() < NONCE_LEN {
-            return Err(err());
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| err())?;
-        let mut in_out = ciphertext.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut in_out)
-            .map_err(|_| err())?;
-        Ok(plain.to_vec())
-    }
-}
 
 /// A fresh private key as PKCS#8 DER (v1 for Ed25519, which `jsonwebtoken` requires).
 pub fn generate(algorithm: SigningAlgorithm) -> anyhow::Result<Vec<u8>> {
@@ -109,17 +59,6 @@ pub fn public_jwk(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sealed_keys_open_only_with_the_same_key_and_kid() {
-        let kek = KeyEncryptionKey::new(&[7u8; 32]).unwrap();
-        let sealed = kek.seal("kid-1", b"private").unwrap();
-        assert!(!sealed.windows(7).any(|w| w == b"private"));
-        assert_eq!(kek.open("kid-1", &sealed).unwrap(), b"private");
-        assert!(kek.open("kid-2", &sealed).is_err());
-        let other = KeyEncryptionKey::new(&[8u8; 32]).unwrap();
-        assert!(other.open("kid-1", &sealed).is_err());
-    }
 
     #[test]
     fn every_algorithm_signs_and_publishes() {

@@ -4,9 +4,11 @@
 //! JWKS from activation times (see `schedule`), so instances on one database
 //! agree without talking to each other.
 
+pub mod kek;
 pub mod material;
 mod rendered;
 mod schedule;
+pub mod sealed;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +21,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use serde::Serialize;
 use sqlx::PgPool;
 
-pub use material::KeyEncryptionKey;
+pub use kek::{KekId, KeyEncryptionKey, KeyEncryptionKeys};
 pub use rendered::Rendered;
 pub use schedule::{KeyState, Phase};
 
@@ -57,7 +59,7 @@ struct LoadedKey {
 
 /// The in-memory copy of the key table, refreshed by `reload`.
 pub struct KeyRing {
-    kek: KeyEncryptionKey,
+    keks: Arc<KeyEncryptionKeys>,
     access_ttl: chrono::Duration,
     keys: RwLock<Arc<Vec<LoadedKey>>>,
     /// Keys never to publish, trust or sign with again, whatever the table
@@ -77,12 +79,12 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(
-        kek: KeyEncryptionKey,
+        keks: Arc<KeyEncryptionKeys>,
         access_ttl: std::time::Duration,
         distrusted: Arc<Distrusted>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            kek,
+            keks,
             access_ttl: chrono::Duration::from_std(access_ttl)
                 .context("tokens.access_ttl is too large")?,
             keys: RwLock::new(Arc::new(Vec::new())),
@@ -95,7 +97,12 @@ impl KeyRing {
         })
     }
 
-    /// The loaded keys, without any distrusted since they were read: a
+    /// The key-encryption keys the private keys are sealed under.
+    pub fn keks(&self) -> &KeyEncryptionKeys {
+        &self.keks
+    }
+
+    /// The loaded keys, any distrusted since they were read marked so: a
     /// distrusted key goes at once, not at the next reload (which brings
     /// its replacement). A new snapshot also re-renders the JWKS.
     fn snapshot(&self) -> Arc<Vec<LoadedKey>> {
@@ -148,7 +155,11 @@ impl KeyRing {
             let distrusted = key.distrusted || self.distrusted.contains(&key.kid);
             let private = match phase.state {
                 KeyState::Pending | KeyState::Active if !distrusted => {
-                    let der = self.kek.open(&key.kid, &key.private_key_encrypted)?;
+                    let der = self.keks.open(
+                        &key.kid,
+                        &key.private_key_encrypted,
+                        key.kek_id.as_deref(),
+                    )?;
                     Some(Arc::new(SigningKey::from_pkcs8(algorithm, &der)?))
                 }
                 _ => None,
@@ -333,8 +344,10 @@ impl KeyRing {
         let probe = Jwk::from_encoding_key(&encoding, algorithm.jwt())?;
         let kid = probe.thumbprint(ThumbprintHash::SHA256)?;
         let public = material::public_jwk(algorithm, &encoding, &kid)?;
+        let sealed = self.keks.seal(&kid, &der)?;
         Ok(StoredKey {
-            private_key_encrypted: self.kek.seal(&kid, &der)?,
+            private_key_encrypted: sealed.bytes,
+            kek_id: Some(sealed.kek_id.as_bytes().to_vec()),
             public_jwk: serde_json::to_value(&public)?,
             kid,
             algorithm: algorithm.as_str().to_owned(),

@@ -27,6 +27,7 @@ pub struct KeyDistrusted {
     /// Sessions ended with it (`revoke_sessions`).
     pub sessions_ended: usize,
 }
+use crate::keys::sealed::{self, Rewrapped};
 
 /// The furthest ahead a rotation may be scheduled.
 const MAX_DELAY: Duration = Duration::from_secs(30 * 86_400);
@@ -174,5 +175,28 @@ impl Ops<'_> {
         self.keys.reload(self.pool, now).await?;
         self.audit_read(actor, "keys.list", None, now).await?;
         Ok(self.keys.list(now))
+    }
+
+    /// Re-seals every row sealed under a previous key-encryption key (or
+    /// stored without a key identifier) under the current one, in one
+    /// transaction with its audit row; after it, the previous keys can be
+    /// removed from the configuration. Refuses, changing nothing, when a
+    /// row opens under no configured key. Idempotent: run again, it
+    /// re-seals nothing (and is audited again: who ran it, when).
+    pub async fn rewrap_keys(&self, actor: &Actor, now: DateTime<Utc>) -> Result<Rewrapped, Error> {
+        let mut tx = self.begin().await?;
+        let rewrapped = sealed::rewrap(&mut tx, self.keys.keks(), now).await?;
+        let target = format!("kek:{}", rewrapped.kek_id);
+        self.audit(
+            &mut tx,
+            actor,
+            "keys.rewrap",
+            Some(&target),
+            &Reason::none(),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rewrapped)
     }
 }

@@ -44,6 +44,8 @@ pub struct ChallengeRow {
     /// The user's confirmed TOTP secret, sealed, read with the flow so
     /// that checking a code costs no more round trips.
     pub totp_sealed: Option<Vec<u8>>,
+    /// The key-encryption key that sealed it (see `keys::kek`).
+    pub totp_kek_id: Option<Vec<u8>>,
 }
 
 /// The challenge named by this `auth_session`, if it is unfinished and
@@ -60,7 +62,8 @@ pub async fn live(
                   array_to_string(ARRAY(SELECT unnest(string_to_array(c.scope, ' '))
                                         INTERSECT SELECT unnest(u.scopes) ORDER BY 1), ' ') AS "scope!",
                   c.code_challenge, c.dpop_jkt,
-                  u.disabled AS user_disabled, t.secret_sealed AS "totp_sealed?"
+                  u.disabled AS user_disabled, t.secret_sealed AS "totp_sealed?",
+                  t.kek_id AS "totp_kek_id?"
            FROM login_challenges c JOIN users u ON u.id = c.user_id
            LEFT JOIN user_totp t ON t.user_id = c.user_id AND t.confirmed_at IS NOT NULL
            WHERE c.token_hash = $1 AND c.finished_at IS NULL AND c.expires_at > $2
@@ -105,12 +108,14 @@ pub async fn live_admitted(
                          array_to_string(ARRAY(SELECT unnest(string_to_array(c.scope, ' '))
                                                INTERSECT SELECT unnest(u.scopes) ORDER BY 1), ' ') AS scope,
                          c.code_challenge, c.dpop_jkt,
-                         u.disabled AS user_disabled, t.secret_sealed AS totp_sealed, c.failures,
+                         u.disabled AS user_disabled, t.secret_sealed AS totp_sealed,
+                         t.kek_id AS totp_kek_id, c.failures,
                          CASE WHEN c.failures = 1 THEN c.paid_source END AS paid_source, c.paid_trusted
            )
            SELECT c.id AS "id!", c.client_id AS "client_id!", c.user_id AS "user_id!",
                   c.username AS "username!", c.scope AS "scope!", c.code_challenge, c.dpop_jkt,
                   c.user_disabled AS "user_disabled!", c.totp_sealed AS "totp_sealed?",
+                  c.totp_kek_id AS "totp_kek_id?",
                   c.failures AS "tries!", c.paid_source AS "paid_source?", c.paid_trusted AS "paid_trusted!",
                   COALESCE(a.admitted, true) AS "admitted!", a.locked_until AS "locked_until?"
            FROM c LEFT JOIN LATERAL (
@@ -152,6 +157,7 @@ pub async fn live_admitted(
             dpop_jkt: row.dpop_jkt,
             user_disabled: row.user_disabled,
             totp_sealed: row.totp_sealed,
+            totp_kek_id: row.totp_kek_id,
         };
         Taken {
             flow,

@@ -6,6 +6,9 @@ pub struct StoredKey {
     pub kid: String,
     pub algorithm: String,
     pub private_key_encrypted: Vec<u8>,
+    /// Which key-encryption key sealed it (`keys::kek`); `None` if sealed
+    /// before that was recorded.
+    pub kek_id: Option<Vec<u8>>,
     pub public_jwk: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub activates_at: DateTime<Utc>,
@@ -19,7 +22,7 @@ pub struct StoredKey {
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<StoredKey>> {
     sqlx::query_as!(
         StoredKey,
-        r#"SELECT kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at,
+        r#"SELECT kid, algorithm, private_key_encrypted, kek_id, public_jwk, created_at, activates_at,
                   distrusted_at IS NOT NULL AS "distrusted!"
            FROM signing_keys ORDER BY activates_at, created_at, kid"#,
     )
@@ -37,11 +40,12 @@ async fn insert_with<'e, E: sqlx::PgExecutor<'e>>(
     key: &StoredKey,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO signing_keys (kid, algorithm, private_key_encrypted, public_jwk, created_at, activates_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO signing_keys (kid, algorithm, private_key_encrypted, kek_id, public_jwk, created_at, activates_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         key.kid,
         key.algorithm,
         key.private_key_encrypted,
+        key.kek_id,
         key.public_jwk,
         key.created_at,
         key.activates_at,

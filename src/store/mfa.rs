@@ -12,6 +12,9 @@ use crate::domain::TokenHash;
 #[derive(Debug)]
 pub struct TotpRow {
     pub secret_sealed: Vec<u8>,
+    /// The key-encryption key that sealed it; `None` if sealed before that
+    /// was recorded.
+    pub kek_id: Option<Vec<u8>>,
     /// False while the enrollment waits for its first code.
     pub confirmed: bool,
 }
@@ -20,7 +23,7 @@ pub struct TotpRow {
 pub async fn totp_of(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Option<TotpRow>> {
     sqlx::query_as!(
         TotpRow,
-        r#"SELECT secret_sealed, confirmed_at IS NOT NULL AS "confirmed!"
+        r#"SELECT secret_sealed, kek_id, confirmed_at IS NOT NULL AS "confirmed!"
            FROM user_totp WHERE user_id = $1"#,
         user_id,
     )
@@ -34,15 +37,17 @@ pub async fn begin_enrollment(
     pool: &PgPool,
     user_id: Uuid,
     sealed: &[u8],
+    kek_id: &[u8],
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let written = sqlx::query!(
-        "INSERT INTO user_totp (user_id, secret_sealed, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id) DO UPDATE SET secret_sealed = $2, created_at = $3, last_step = NULL
+        "INSERT INTO user_totp (user_id, secret_sealed, kek_id, created_at) VALUES ($1, $2, $4, $3)
+         ON CONFLICT (user_id) DO UPDATE SET secret_sealed = $2, kek_id = $4, created_at = $3, last_step = NULL
          WHERE user_totp.confirmed_at IS NULL",
         user_id,
         sealed,
         now,
+        kek_id,
     )
     .execute(pool)
     .await?;

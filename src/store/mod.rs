@@ -21,6 +21,7 @@ pub mod proofs;
 pub mod refresh;
 pub mod resources;
 pub mod revocations;
+pub mod sealed;
 pub mod users;
 
 pub use connection::{

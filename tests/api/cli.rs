@@ -206,7 +206,7 @@ async fn keys_list_and_rotate() {
 
 #[test]
 fn bad_configuration_fails_with_one_line_naming_the_key() {
-    let cases: [(&[(&str, &str)], &str); 8] = [
+    let cases: [(&[(&str, &str)], &str); 9] = [
         (&[("TESSERA__TOKENS__ACCESS_TTL", "0")], "tokens.access_ttl"),
         (&[("TESSERA__DATABASE__URL", "")], "database.url"),
         (&[("TESSERA__KEYS__ALGORITHM", "HS256")], "HS256"),
@@ -225,6 +225,10 @@ fn bad_configuration_fails_with_one_line_naming_the_key() {
         (
             &[("TESSERA__KEYS__ENCRYPTION_KEY", "too-short")],
             "keys.encryption_key",
+        ),
+        (
+            &[("TESSERA__KEYS__PREVIOUS_ENCRYPTION_KEYS", "too-short")],
+            "keys.previous_encryption_keys entry 1",
         ),
         (
             &[

@@ -25,6 +25,7 @@ mod helpers;
 mod interop;
 mod introspection;
 mod jwks;
+mod kek;
 mod keys;
 mod lifecycle;
 mod logging;

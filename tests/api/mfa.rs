@@ -77,7 +77,11 @@ impl TestApp {
         .await;
     }
 
-    async fn challenge(&self, form: &[(&str, &str)], proof: Option<String>) -> reqwest::Response {
+    pub(crate) async fn challenge(
+        &self,
+        form: &[(&str, &str)],
+        proof: Option<String>,
+    ) -> reqwest::Response {
         let mut request = self
             .http
             .post(format!("{}/auth/challenge", self.address))

@@ -2,7 +2,10 @@
 //! that they cannot rot: the block marked `sh readme-test-server` starts the
 //! service, then every block marked `sh readme-test` runs in order in one
 //! bash, against it: the README's first, then those of `docs/` in the order
-//! of `DOCUMENTS`. Their links are checked too.
+//! of `DOCUMENTS`; then, in the same order, the blocks marked
+//! `sh readme-test-last`: drills that replace the deployment's keys, which
+//! the server under test (never restarted) would not follow. Their links
+//! are checked too.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -180,7 +183,11 @@ fn the_readme_uses_one_spelling_and_no_placeholders_in_commands() {
             assert!(!text.contains(stale), "{name} still says `{stale}`");
         }
         // Sample output is shown in comment lines; commands hold no elisions.
-        for block in fenced_blocks(&text, "sh readme-test") {
+        let tested = [
+            fenced_blocks(&text, "sh readme-test"),
+            fenced_blocks(&text, "sh readme-test-last"),
+        ];
+        for block in tested.iter().flatten() {
             for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
                 assert!(
                     !line.contains("..."),
@@ -274,15 +281,18 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
         1,
         "the server block is one command: {server_command:?}"
     );
-    // (document, its block number, the block), in the order they run.
-    let blocks: Vec<(&str, usize, String)> = documents
-        .iter()
-        .flat_map(|(name, text)| {
-            fenced_blocks(text, "sh readme-test")
+    // (document, its block number, the block), in the order they run: the
+    // drills last, since the server keeps the keys it was started with.
+    let marked = |info: &'static str| {
+        documents.iter().flat_map(move |(name, text)| {
+            fenced_blocks(text, info)
                 .into_iter()
                 .enumerate()
-                .map(move |(i, block)| (*name, i + 1, block))
+                .map(move |(i, block)| (*name, format!("{info} {}", i + 1), block))
         })
+    };
+    let blocks: Vec<(&str, String, String)> = marked("sh readme-test")
+        .chain(marked("sh readme-test-last"))
         .collect();
     assert!(
         blocks.len() >= 5,
@@ -318,6 +328,12 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
             format!("127.0.0.1:{admin_port}"),
         ),
         ("TESSERA__ISSUER", format!("http://localhost:{port}")),
+        // The built-in local key, set as a deployment sets it (the
+        // key-encryption key drill reads it).
+        (
+            "TESSERA__KEYS__ENCRYPTION_KEY",
+            "dGVzc2VyYS1sb2NhbC1kZXYta2V5LW5vdC1zZWNyZXQ=".into(),
+        ),
     ];
     // The README's addresses, moved to this run's ports.
     let localize = |text: &str| {
@@ -370,7 +386,7 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
          curl() { command curl --fail-with-body --show-error \"$@\"; }\n",
     );
     for (name, i, block) in &blocks {
-        script.push_str(&format!("echo '--- {name} block {i}'\n"));
+        script.push_str(&format!("echo '--- {name}: {i}'\n"));
         script.push_str(&localize(block));
     }
     let script_log = scratch.0.join("readme.log");
@@ -406,6 +422,7 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
         r#""entries":["#,
         "active",
         r#"{"aud":"https://tickets.example.com/","scope":"read write","roles":["support"],"tenant":"acme"}"#,
+        "re-sealed 0 rows under key-encryption key",
     ] {
         assert!(
             output.contains(expected),
