@@ -2,7 +2,9 @@
 //! instances: its example resource server refuses revoked tokens within a
 //! second, follows key rotation, resists forged kids and fails closed when
 //! the issuer is gone; a kit configured with one resource URI refuses
-//! tokens issued for another (RFC 8707) and reads the user's attributes.
+//! tokens issued for another (RFC 8707) and reads the user's attributes;
+//! a distrusted signing key's tokens are refused within a second while the
+//! kit's cached JWK Set still holds the key.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,7 @@ use tessera_verifier::{Audience, Config, Error, Invalid, Verifier};
 use uuid::Uuid;
 
 use crate::helpers::{
-    PASSWORD, TestApp, spawn_app_with, spawn_behind_partition, spawn_on, time_until,
+    PASSWORD, TestApp, spawn_app_with, spawn_behind_partition, spawn_on, tessera, time_until,
 };
 use crate::lifecycle::{Server, free_port};
 
@@ -857,6 +859,118 @@ async fn a_clients_revoked_tokens_are_refused_by_the_kit_within_a_second() {
             .unwrap(),
     );
     assert_eq!(whoami(&service, &fresh).await.status(), 200);
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+fn refused_as(result: Result<tessera_verifier::Claims, Error>) -> Invalid {
+    match result {
+        Err(Error::InvalidToken(why)) => why,
+        other => panic!("expected an invalid token, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_distrusted_key_is_refused_by_the_kit_within_a_second_with_its_cache_still_holding_it() {
+    let (a, b, issuer, _user, secret) = issuer_pair().await;
+    let interval = Duration::from_secs(1);
+    let config = Config::new(&issuer, "tessera")
+        .feed_client(FEED_CLIENT, &secret)
+        .refetch_interval(interval);
+    let verifier = start_kit(config.clone()).await;
+    let service = resource_server(verifier.clone()).await;
+    let login = a.login().await;
+    let token = access(&login);
+    let leaked = kid_of(&token);
+    assert_eq!(whoami(&service, &token).await.status(), 200);
+    assert_eq!(verifier.key_ids(), std::slice::from_ref(&leaked));
+    let fetches = verifier.stats().jwks_fetches;
+
+    // The operator's command, on a thread of its own so that the kit keeps
+    // following the stream meanwhile.
+    let started = Instant::now();
+    let (url, kid) = (a.db.url.clone(), leaked.clone());
+    let command = tokio::task::spawn_blocking(move || {
+        tessera(
+            None,
+            &[
+                "keys",
+                "distrust",
+                &kid,
+                "--reason",
+                "found in a leaked backup",
+            ],
+            "",
+            &[("TESSERA__DATABASE__URL", &url)],
+        )
+    });
+    refused_within(Duration::from_secs(1), &service, &token).await;
+    let took = started.elapsed();
+    eprintln!("the kit refused the distrusted key's token {took:?} after the command started");
+    let done = command.await.unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    // Refused for the distrust itself: the JWK Set is the one cached before
+    // it, still holding the key, and it was not fetched again.
+    assert_eq!(
+        refused_as(verifier.verify(&token).await),
+        Invalid::DistrustedKey
+    );
+    assert_eq!(verifier.key_ids(), std::slice::from_ref(&leaked));
+    assert_eq!(verifier.stats().jwks_fetches, fetches);
+    assert_eq!(verifier.health().distrusted_keys, 1);
+
+    // The app's next refresh gets a token of the key that replaced it, which
+    // signs at once: the kit does not know it yet, and refetches the set for
+    // it. The leaked key stays refused after that refetch.
+    tokio::time::sleep(interval).await;
+    let refreshed = a
+        .refresh("mobile", login["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    let fresh = access(&refreshed.json().await.unwrap());
+    let replacement = kid_of(&fresh);
+    assert_ne!(replacement, leaked);
+    assert!(!verifier.key_ids().contains(&replacement));
+    assert_eq!(whoami(&service, &fresh).await.status(), 200);
+    assert_eq!(verifier.stats().jwks_fetches, fetches + 1);
+    assert_eq!(verifier.key_ids(), std::slice::from_ref(&replacement));
+    let refused = whoami(&service, &token).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    assert_eq!(
+        refused_as(verifier.verify(&token).await),
+        Invalid::DistrustedKey
+    );
+
+    // A kit started afterwards learns it from the feed.
+    let cold = start_kit(config).await;
+    assert_eq!(cold.health().distrusted_keys, 1);
+    assert_eq!(
+        refused_as(cold.verify(&token).await),
+        Invalid::DistrustedKey
+    );
+    assert!(cold.verify(&fresh).await.is_ok());
+
+    // The first kit's own feed token was signed by the leaked key: it still
+    // hears of revocations made after the distrust, within a second.
+    let admin = b.admin_token().await;
+    let revoked = b
+        .admin(Method::POST, "/admin/tokens/revoke", &admin)
+        .json(&json!({"token": fresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    refused_within(Duration::from_secs(1), &service, &fresh).await;
 }
 
 /// Two APIs that take Tessera's tokens (RFC 8707 resources).

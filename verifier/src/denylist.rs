@@ -1,7 +1,8 @@
 //! The kit's copy of the issuer's revocation list, applied exactly as
-//! Tessera applies its own (`src/revocation/denylist.rs` in the issuer).
+//! Tessera applies its own (`src/revocation/denylist.rs` in the issuer),
+//! and the signing keys the issuer has distrusted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +25,9 @@ pub(crate) enum Entry {
     User { sub: String, not_before: i64 },
     /// Reject this client's tokens (`client_id`) with `iat < not_before`.
     Client { client_id: String, not_before: i64 },
+    /// Reject every token whose header names this `kid`, for good, whatever
+    /// a JWK Set says: the issuer distrusted the key (it leaked).
+    DistrustedKey { kid: String },
 }
 
 #[derive(Default)]
@@ -38,8 +42,18 @@ struct State {
     clients: HashMap<String, i64>,
 }
 
+/// The kids of distrusted keys: never pruned (a distrusted key is never
+/// trusted again), and apart from `State` so that the check on every token
+/// costs one atomic load while there are none.
+#[derive(Default)]
+struct Distrusted {
+    kids: RwLock<HashSet<String>>,
+    any: AtomicBool,
+}
+
 pub(crate) struct Denylist {
     state: RwLock<State>,
+    distrusted: Distrusted,
     /// The whole feed has been read once.
     loaded: AtomicBool,
     /// When the issuer was last heard from (ms since `epoch`), so the hot
@@ -52,6 +66,7 @@ impl Denylist {
     pub(crate) fn new() -> Denylist {
         Denylist {
             state: RwLock::default(),
+            distrusted: Distrusted::default(),
             loaded: AtomicBool::new(false),
             heard_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -92,10 +107,39 @@ impl Denylist {
             .is_some_and(|not_before| claims.iat < *not_before)
     }
 
+    /// True when the issuer has distrusted the key named `kid`: its tokens
+    /// are refused whatever else holds, and it is never loaded from a JWK
+    /// Set again.
+    pub(crate) fn is_distrusted(&self, kid: &str) -> bool {
+        if !self.distrusted.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let kids = self
+            .distrusted
+            .kids
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        kids.contains(kid)
+    }
+
     pub(crate) fn apply(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for entry in entries {
             match entry {
+                Entry::DistrustedKey { kid } => {
+                    let mut kids = self
+                        .distrusted
+                        .kids
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if kids.insert(kid.clone()) {
+                        tracing::info!(
+                            %kid,
+                            "the issuer distrusted a signing key: its tokens are refused from now on"
+                        );
+                    }
+                    self.distrusted.any.store(true, Ordering::Release);
+                }
                 Entry::AccessToken { jti, exp } => {
                     state.tokens.insert(jti, exp);
                 }
@@ -128,7 +172,7 @@ impl Denylist {
     /// Drops entries that can no longer deny anything: a token's or login's
     /// once `exp` is past by more than the leeway (the verifier still takes
     /// a token that long after `exp`), a user's once every token issued
-    /// before its not-before has expired.
+    /// before its not-before has expired. Distrusted keys are kept for good.
     pub(crate) fn prune(&self, now: i64, leeway: Duration, max_lifetime: Duration) {
         let leeway = secs(leeway);
         let lifetime = secs(max_lifetime);
@@ -155,6 +199,16 @@ impl Denylist {
             state.sessions.len(),
             state.users.len() + state.clients.len(),
         )
+    }
+
+    /// How many keys are distrusted.
+    pub(crate) fn distrusted_keys(&self) -> usize {
+        let kids = self
+            .distrusted
+            .kids
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        kids.len()
     }
 
     pub(crate) fn mark_loaded(&self) {
@@ -266,6 +320,39 @@ mod tests {
                 not_before: 5
             }
         );
+        let entry: Entry =
+            serde_json::from_str(r#"{"kind":"distrusted_key","kid":"k-9"}"#).unwrap();
+        assert_eq!(entry, Entry::DistrustedKey { kid: "k-9".into() });
+        // Kinds this kit does not know are not entries (the stream logs and
+        // skips them).
         assert!(serde_json::from_str::<Entry>(r#"{"kind":"group","id":"g"}"#).is_err());
+    }
+
+    #[test]
+    fn distrusted_keys_are_kept_for_good() {
+        let list = Denylist::new();
+        assert!(!list.is_distrusted("k1"));
+        list.apply([
+            Entry::DistrustedKey { kid: "k1".into() },
+            Entry::AccessToken {
+                jti: "j1".into(),
+                exp: 700,
+            },
+            Entry::DistrustedKey { kid: "k1".into() },
+        ]);
+        assert!(list.is_distrusted("k1"));
+        assert!(!list.is_distrusted("k2"));
+        assert!(!list.is_distrusted(""));
+        assert_eq!(list.distrusted_keys(), 1);
+        // Long after every token the key signed has expired.
+        let century = 100 * 365 * 24 * 3600;
+        list.prune(
+            700 + century,
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+        );
+        assert_eq!(list.len(), (0, 0, 0));
+        assert!(list.is_distrusted("k1"));
+        assert_eq!(list.distrusted_keys(), 1);
     }
 }

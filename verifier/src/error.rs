@@ -92,6 +92,11 @@ pub enum Invalid {
     TooLongLived,
     #[error("revoked")]
     Revoked,
+    /// Signed with a key the issuer has distrusted (a `distrusted_key`
+    /// entry of the revocation feed or stream): refused for good, even
+    /// while a cached JWK Set still holds the key.
+    #[error("signed with a key the issuer has distrusted")]
+    DistrustedKey,
     /// `cnf` binds the token to a key, but it was presented as a bearer
     /// token (RFC 9449 §7.2): a copy of a bound token is worth nothing.
     #[error("bound to a DPoP key but presented as a bearer token")]

@@ -111,10 +111,16 @@ impl Inner {
         Ok(claims)
     }
 
-    /// The token itself: header, cached key, signature, claims, revocation.
+    /// The token itself: header, distrusted keys, cached key, signature,
+    /// claims, revocation.
     fn token(&self, token: &str, now: i64) -> Result<Claims, Lookup> {
         let header = access_token_header(token)?;
         let kid = header.kid.as_deref().unwrap_or_default();
+        // Before the key is looked up: the cached set may still hold it
+        // (fetched before the distrust), and no refetch is owed for it.
+        if self.denylist.is_distrusted(kid) {
+            return Err(Invalid::DistrustedKey.into());
+        }
         match self.keys.get(kid) {
             Some(key) => Ok(self.check(token, &header, &key, now)?),
             None => Err(Lookup::UnknownKid(Box::new(header))),
@@ -211,6 +217,24 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Fetches the JWK Set (see [`KeyCache::refetch`]), leaving out the
+    /// keys the issuer has distrusted.
+    pub(crate) async fn refetch_keys(
+        &self,
+        endpoints: &Endpoints,
+        kid: Option<&str>,
+        force: bool,
+    ) -> Result<Option<Duration>, Error> {
+        self.keys
+            .refetch(
+                kid,
+                force,
+                || self.issuer.jwks(&endpoints.jwks_uri),
+                |kid| self.denylist.is_distrusted(kid),
+            )
+            .await
     }
 
     pub(crate) fn apply(&self, entries: impl IntoIterator<Item = Entry>) {

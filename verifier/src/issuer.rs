@@ -54,6 +54,9 @@ struct FeedPage {
     /// Absent from issuers that predate per-client entries.
     #[serde(default)]
     revoked_clients: Vec<FeedClient>,
+    /// Absent from issuers that predate distrusting keys.
+    #[serde(default)]
+    distrusted_keys: Vec<FeedKey>,
     next_cursor: String,
     has_more: bool,
 }
@@ -82,11 +85,55 @@ struct FeedClient {
     not_before: i64,
 }
 
+#[derive(Deserialize)]
+struct FeedKey {
+    kid: String,
+}
+
 /// A page of entries and the cursor after it.
 pub(crate) struct Page {
     pub(crate) entries: Vec<Entry>,
     pub(crate) next_cursor: i64,
     pub(crate) has_more: bool,
+}
+
+impl TryFrom<FeedPage> for Page {
+    type Error = Error;
+
+    /// The page's entries, each turned into the stream's shape.
+    fn try_from(page: FeedPage) -> Result<Page, Error> {
+        let next_cursor = page
+            .next_cursor
+            .parse()
+            .map_err(|_| Error::Issuer("revocation feed: bad next_cursor".into()))?;
+        let mut entries = Vec::new();
+        entries.extend(page.revoked_tokens.into_iter().map(|t| Entry::AccessToken {
+            jti: t.jti,
+            exp: t.exp,
+        }));
+        entries.extend(page.revoked_sessions.into_iter().map(|s| Entry::Session {
+            sid: s.sid,
+            exp: s.exp,
+        }));
+        entries.extend(page.revoked_users.into_iter().map(|u| Entry::User {
+            sub: u.sub,
+            not_before: u.not_before,
+        }));
+        entries.extend(page.revoked_clients.into_iter().map(|c| Entry::Client {
+            client_id: c.client_id,
+            not_before: c.not_before,
+        }));
+        entries.extend(
+            page.distrusted_keys
+                .into_iter()
+                .map(|k| Entry::DistrustedKey { kid: k.kid }),
+        );
+        Ok(Page {
+            entries,
+            next_cursor,
+            has_more: page.has_more,
+        })
+    }
 }
 
 /// What the feed said other than a page.
@@ -239,31 +286,7 @@ impl Issuer {
             }
         }
         let page: FeedPage = read_json(response).await.map_err(FeedError::Failed)?;
-        let next_cursor = page.next_cursor.parse().map_err(|_| {
-            FeedError::Failed(Error::Issuer("revocation feed: bad next_cursor".into()))
-        })?;
-        let mut entries = Vec::new();
-        entries.extend(page.revoked_tokens.into_iter().map(|t| Entry::AccessToken {
-            jti: t.jti,
-            exp: t.exp,
-        }));
-        entries.extend(page.revoked_sessions.into_iter().map(|s| Entry::Session {
-            sid: s.sid,
-            exp: s.exp,
-        }));
-        entries.extend(page.revoked_users.into_iter().map(|u| Entry::User {
-            sub: u.sub,
-            not_before: u.not_before,
-        }));
-        entries.extend(page.revoked_clients.into_iter().map(|c| Entry::Client {
-            client_id: c.client_id,
-            not_before: c.not_before,
-        }));
-        Ok(Page {
-            entries,
-            next_cursor,
-            has_more: page.has_more,
-        })
+        page.try_into().map_err(FeedError::Failed)
     }
 
     /// Opens the stream after `since`; the response is the caller's to read.
@@ -348,4 +371,43 @@ async fn read_json<T: DeserializeOwned>(mut response: Response) -> Result<T, Err
         body.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&body).map_err(|e| Error::Issuer(format!("{path}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Page {
+        serde_json::from_str::<FeedPage>(json)
+            .unwrap()
+            .try_into()
+            .ok()
+            .unwrap()
+    }
+
+    #[test]
+    fn feed_items_become_entries_and_unknown_lists_are_skipped() {
+        let page = parse(
+            r#"{"revoked_tokens":[{"jti":"j","exp":5}],"revoked_sessions":[],"revoked_users":[],
+                "revoked_clients":[],"distrusted_keys":[{"kid":"k1"}],
+                "revoked_groups":[{"id":"g"}],"next_cursor":"12","has_more":false}"#,
+        );
+        assert_eq!(
+            page.entries,
+            [
+                Entry::AccessToken {
+                    jti: "j".into(),
+                    exp: 5
+                },
+                Entry::DistrustedKey { kid: "k1".into() },
+            ]
+        );
+        assert_eq!(page.next_cursor, 12);
+        // An issuer that predates per-client entries and distrusted keys.
+        let old = parse(
+            r#"{"revoked_tokens":[],"revoked_sessions":[],"revoked_users":[],
+                "next_cursor":"0","has_more":true}"#,
+        );
+        assert!(old.entries.is_empty() && old.has_more);
+    }
 }

@@ -75,12 +75,14 @@ impl KeyCache {
     /// Fetches the set now if none was fetched within `refetch_interval`
     /// (or `force`, for the periodic refresh), then looks `kid` up again.
     /// A failed fetch keeps the cached keys: verifying goes on with them
-    /// while the issuer is down.
+    /// while the issuer is down. Keys whose kid is `distrusted` are left out
+    /// of the set, whatever it lists (a stale copy of it included).
     pub(crate) async fn refetch<F, Fut>(
         &self,
         kid: Option<&str>,
         force: bool,
         fetch: F,
+        distrusted: impl Fn(&str) -> bool,
     ) -> Result<Option<Duration>, Error>
     where
         F: FnOnce() -> Fut,
@@ -98,7 +100,8 @@ impl KeyCache {
         *last = Some(Instant::now());
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let (jwks, max_age) = fetch().await?;
-        let keys = parse_set(&jwks);
+        let mut keys = parse_set(&jwks);
+        keys.retain(|kid, _| !distrusted(kid));
         if keys.is_empty() {
             return Err(Error::Issuer(
                 "the JWK Set holds no usable signing key".into(),
@@ -203,5 +206,30 @@ mod tests {
         let set = parse_set(&[ec, mislabelled, encryption, hmac, rsa_without_alg, unknown]);
         assert_eq!(set.keys().collect::<Vec<_>>(), ["ec"]);
         assert_eq!(set["ec"].algorithm, Algorithm::ES256);
+    }
+
+    #[tokio::test]
+    async fn distrusted_kids_are_left_out_of_every_fetched_set() {
+        let (_, k1) = crate::testing::signing_jwk("k1");
+        let (_, k2) = crate::testing::signing_jwk("k2");
+        let set = vec![json!(k1), json!(k2)];
+        let cache = KeyCache::new(Duration::from_secs(5));
+        let fetched = cache
+            .refetch(
+                None,
+                true,
+                || async { Ok((set.clone(), None)) },
+                |kid| kid == "k1",
+            )
+            .await;
+        assert!(fetched.is_ok());
+        assert!(cache.get("k1").is_none());
+        assert!(cache.get("k2").is_some());
+        // A set of nothing but distrusted keys is no set: the cache stays.
+        let fetched = cache
+            .refetch(None, true, || async { Ok((set.clone(), None)) }, |_| true)
+            .await;
+        assert!(fetched.is_err());
+        assert_eq!(cache.kids(), ["k2"]);
     }
 }

@@ -4,7 +4,11 @@
 //! - **Keys:** discovery (`<issuer>/.well-known/oauth-authorization-server`)
 //!   gives `jwks_uri`; the JWK Set is cached for its `Cache-Control: max-age`
 //!   and kept while the issuer is down; a token naming an unknown `kid`
-//!   triggers one refetch, at most one per `refetch_interval`.
+//!   triggers one refetch, at most one per `refetch_interval`. A key the
+//!   issuer distrusts (a `distrusted_key` entry of the feed or stream) is
+//!   refused from then on, for good: its tokens are
+//!   [`Invalid::DistrustedKey`] even while the cached set still holds it,
+//!   and it is left out of every set fetched later.
 //! - **Claims (RFC 9068):** `typ` `at+jwt`; the algorithm is the key's,
 //!   never the token's alone; `iss`; `aud` is this service's resource URI
 //!   (RFC 8707, required by [`Config::new`]: a token issued for another
@@ -37,6 +41,8 @@ mod actix;
 mod claims;
 mod config;
 mod denylist;
+#[cfg(test)]
+mod distrust_tests;
 mod dpop;
 #[cfg(test)]
 mod dpop_tests;

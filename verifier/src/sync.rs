@@ -61,10 +61,7 @@ pub(crate) async fn refresh_keys(inner: Arc<Inner>) {
     let endpoints = endpoints(&inner).await;
     let mut backoff = Backoff(MIN_BACKOFF);
     loop {
-        let fetched = inner
-            .keys
-            .refetch(None, true, || inner.issuer.jwks(&endpoints.jwks_uri))
-            .await;
+        let fetched = inner.refetch_keys(&endpoints, None, true).await;
         let wait = match fetched {
             Ok(max_age) => {
                 backoff.reset();

@@ -43,6 +43,8 @@ pub struct Health {
     pub revoked_tokens: usize,
     pub revoked_sessions: usize,
     pub revoked_users: usize,
+    /// Signing keys the issuer has distrusted (kept for good).
+    pub distrusted_keys: usize,
 }
 
 impl Health {
@@ -93,6 +95,12 @@ impl Verifier {
         }
     }
 
+    /// The shared state, for tests that feed it entries.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// Waits until keys and revocations are loaded, for at most `limit`.
     pub async fn ready(&self, limit: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + limit;
@@ -112,9 +120,10 @@ impl Verifier {
         }
     }
 
-    /// Verifies a bearer token: signature with the key its `kid` names (one
-    /// rate-limited JWK Set refetch if unknown), RFC 9068 claims, then the
-    /// revocation list. A token bound to a DPoP key (`cnf`) is refused
+    /// Verifies a bearer token: refused at once if its `kid` names a key
+    /// the issuer has distrusted (`Invalid::DistrustedKey`); signature with
+    /// the key its `kid` names (one rate-limited JWK Set refetch if
+    /// unknown), RFC 9068 claims, then the revocation list. A token bound to a DPoP key (`cnf`) is refused
     /// (`Invalid::BoundTokenAsBearer`), and every token is where
     /// [`Config::require_dpop`] is set (`Invalid::BearerNotAccepted`).
     pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
@@ -166,13 +175,7 @@ impl Verifier {
         let Some(endpoints) = self.inner.endpoints.get() else {
             return Err(Error::KeysNotLoaded);
         };
-        let fetched = self
-            .inner
-            .keys
-            .refetch(Some(kid), false, || {
-                self.inner.issuer.jwks(&endpoints.jwks_uri)
-            })
-            .await;
+        let fetched = self.inner.refetch_keys(endpoints, Some(kid), false).await;
         if let Err(e) = fetched {
             tracing::warn!(error = %e, "refetching the JWK Set for an unknown kid failed");
         }
@@ -200,6 +203,7 @@ impl Verifier {
             revoked_tokens,
             revoked_sessions,
             revoked_users,
+            distrusted_keys: self.inner.denylist.distrusted_keys(),
         }
     }
 
@@ -213,7 +217,9 @@ impl Verifier {
         }
     }
 
-    /// The kids of the cached keys.
+    /// The kids of the cached keys: the JWK Set as last fetched, less the
+    /// keys distrusted before that fetch. A key distrusted since is still
+    /// listed until the next fetch, but its tokens are already refused.
     pub fn key_ids(&self) -> Vec<String> {
         self.inner.keys.kids()
     }
