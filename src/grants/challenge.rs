@@ -20,8 +20,9 @@ use crate::error::Error;
 use crate::mfa::{self, Typed, Typist};
 use crate::state::AppState;
 use crate::store::challenges::{
-    self, Finished, FlowQuery, Forgive, NewChallenge, NewCode, Paid, Taken, TotpFinish,
+    self, Finished, FlowQuery, Forgive, NewCode, Paid, Taken, TotpFinish,
 };
+use crate::store::login::NewChallenge;
 use crate::store::login_throttle::{Attempter, Policy};
 use crate::throttle::lockout::{self, Admitted, Contender};
 

@@ -10,19 +10,6 @@ use super::login::Admission;
 use super::login_throttle::{Attempter, Policy};
 use crate::domain::{Attributes, TokenHash};
 
-/// A challenge flow to start for a login's user, if they have a second
-/// factor (`login::admit`).
-pub struct NewChallenge<'a> {
-    pub token: &'a TokenHash,
-    pub client_id: &'a str,
-    /// What the login asked for (or the client's scopes): read back
-    /// within the user's scopes as they are then.
-    pub scope: &'a str,
-    pub code_challenge: Option<&'a str>,
-    pub dpop_jkt: Option<&'a str>,
-    pub expires_at: DateTime<Utc>,
-}
-
 /// Whose failures a right second factor forgives.
 pub struct Forgive<'a> {
     pub username: &'a str,

@@ -7,11 +7,23 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::challenges::NewChallenge;
 use super::login_throttle::{Attempter, Policy};
 use super::proofs::Used;
 use super::users::UserRow;
 use crate::domain::{Attributes, TokenHash, Username};
+
+/// A challenge flow to start for a login's user, if they have a second
+/// factor (`login::admit`).
+pub struct NewChallenge<'a> {
+    pub token: &'a TokenHash,
+    pub client_id: &'a str,
+    /// What the login asked for (or the client's scopes): read back
+    /// within the user's scopes as they are then.
+    pub scope: &'a str,
+    pub code_challenge: Option<&'a str>,
+    pub dpop_jkt: Option<&'a str>,
+    pub expires_at: DateTime<Utc>,
+}
 
 /// What the database says before the password is checked.
 #[derive(Debug)]

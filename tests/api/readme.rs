@@ -423,6 +423,8 @@ async fn the_readme_quickstart_and_examples_run_as_written() {
         "active",
         r#"{"aud":"https://tickets.example.com/","scope":"read write","roles":["support"],"tenant":"acme"}"#,
         "re-sealed 0 rows under key-encryption key",
+        "refused everywhere from now on",
+        "signing key found in a leaked backup",
     ] {
         assert!(
             output.contains(expected),
