@@ -204,6 +204,24 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// An internal error as an operator needs it: its whole chain, led by the
+/// SQLSTATE when Postgres refused (`42P01`, `26000`...), which names the
+/// cause where the message alone may not. Messages carry no request
+/// values (Postgres puts those in its DETAIL, which is not shown).
+pub fn describe(e: &anyhow::Error) -> String {
+    let code = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .and_then(|sqlx| match sqlx {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        });
+    match code {
+        Some(code) => format!("database error (SQLSTATE {code}): {e:#}"),
+        None => format!("{e:#}"),
+    }
+}
+
 impl Error {
     /// The server failed (5xx), not the request.
     pub fn is_server_error(&self) -> bool {
@@ -301,7 +319,7 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         if let Error::Internal(e) = self {
-            tracing::error!(error = format!("{e:#}"), "request failed");
+            tracing::error!(error = describe(e), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         response

@@ -132,10 +132,20 @@ pub async fn run() -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Migrate => migrate(&settings).await,
-        Command::User(command) => user::run(&settings, command).await,
-        Command::Client(command) => client::run(&settings, command).await,
-        Command::Keys(command) => keys::run(&settings, command).await,
-        Command::Resource(command) => resource::run(&settings, command).await,
+        Command::User(command) => user::run(&settings, command).await.map_err(explain),
+        Command::Client(command) => client::run(&settings, command).await.map_err(explain),
+        Command::Keys(command) => keys::run(&settings, command).await.map_err(explain),
+        Command::Resource(command) => resource::run(&settings, command).await.map_err(explain),
+    }
+}
+
+/// An operator at a terminal needs the cause: what the service answers as
+/// a bare `server_error` is printed with its chain and SQLSTATE.
+fn explain(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<crate::error::Error>() {
+        Ok(crate::error::Error::Internal(inner)) => anyhow::anyhow!(crate::error::describe(&inner)),
+        Ok(other) => other.into(),
+        Err(e) => e,
     }
 }
 

@@ -571,3 +571,29 @@ async fn users_and_clients_can_be_found_again() {
     assert_eq!(put.status(), 405);
     assert_eq!(put.headers()["allow"], "POST, GET, HEAD");
 }
+
+#[tokio::test]
+async fn a_database_error_is_printed_with_its_cause_not_as_internal_error() {
+    let app = crate::helpers::spawn_app().await;
+    // A schema the binary does not expect (a pooler's, a half-applied
+    // migration...): every change writes its audit row.
+    sqlx::query("DROP TABLE audit_log")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let out = crate::helpers::tessera(
+        Some(&app),
+        &[
+            "client", "create", "broken", "--public", "--grant", "password",
+        ],
+        "",
+        &[],
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("SQLSTATE 42P01") && said.contains("audit_log"),
+        "{said}"
+    );
+    assert!(!said.contains("error: internal error"), "{said}");
+}
