@@ -209,17 +209,19 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 /// cause where the message alone may not. Messages carry no request
 /// values (Postgres puts those in its DETAIL, which is not shown).
 pub fn describe(e: &anyhow::Error) -> String {
-    let code = e
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<sqlx::Error>())
-        .and_then(|sqlx| match sqlx {
-            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-            _ => None,
-        });
-    match code {
-        Some(code) => format!("database error (SQLSTATE {code}): {e:#}"),
-        None => format!("{e:#}"),
+    let mut said = Vec::new();
+    for cause in e.chain() {
+        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
+            let code = db.code().unwrap_or_default();
+            said.push(format!(
+                "database error (SQLSTATE {code}): {}",
+                db.message()
+            ));
+            return said.join(": ");
+        }
+        said.push(cause.to_string());
     }
+    format!("{e:#}")
 }
 
 impl Error {
