@@ -57,6 +57,11 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: Option<SecretString>,
+    /// The change listener's own connection (`LISTEN`): straight to
+    /// Postgres when `url` goes through a pooler in transaction mode.
+    /// Default: `url`.
+    #[serde(default)]
+    pub listen_url: Option<SecretString>,
     pub max_connections: u32,
     #[serde(with = "duration")]
     pub acquire_timeout: Duration,

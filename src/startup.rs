@@ -42,6 +42,9 @@ pub struct Application {
     admin: Server,
     init: JoinHandle<anyhow::Result<()>>,
     state: AppState,
+    /// The change listener's own connection (`database.listen_url`), and
+    /// where it goes, for the log.
+    listen: (sqlx::PgPool, String),
     /// Tells open revocation streams that the service is stopping.
     shutdown: watch::Sender<bool>,
 }
@@ -89,6 +92,7 @@ impl Application {
         )?);
         let hasher = PasswordHasher::new(&settings.password, settings.hashing_slots())?;
         let pool = store::pool(&settings.database)?;
+        let listen = store::listen_pool(&settings.database)?;
         let denylist = Arc::new(Denylist::new(settings.database.request_timeout, distrusted));
         let clients = Arc::new(ClientCache::new(settings.database.request_timeout));
         let addresses = Arc::new(AddressLimiter::new(&settings.login)?);
@@ -137,6 +141,7 @@ impl Application {
             public,
             admin,
             init,
+            listen,
             state,
             shutdown,
         })
@@ -171,12 +176,15 @@ impl Application {
             return Err(e);
         }
         let state = self.state;
+        let (listen, listen_target) = self.listen;
+        tracing::info!(listener = %listen_target, "change listener (LISTEN/NOTIFY) connects there");
         let background = [
             tokio::spawn(end_streams_on_signal(self.shutdown)),
             tokio::spawn(reload_keys(state.clone())),
             tokio::spawn(crate::sync::run(
                 Mirrors {
                     pool: state.pool.clone(),
+                    listen,
                     denylist: state.denylist.clone(),
                     clients: state.clients.clone(),
                     keys: state.keys.clone(),

@@ -40,6 +40,8 @@ const RELOAD_ALL_ABOVE: usize = 100;
 #[derive(Clone)]
 pub struct Mirrors {
     pub pool: PgPool,
+    /// The listener's own connection (`database.listen_url`).
+    pub listen: PgPool,
     pub denylist: Arc<Denylist>,
     pub clients: Arc<ClientCache>,
     /// Reloaded when an entry distrusts a signing key.
@@ -74,7 +76,7 @@ async fn listen_forever(mirrors: &Mirrors) {
 
 async fn listen(m: &Mirrors) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut listener = PgListener::connect_with(&m.pool).await?;
+    let mut listener = PgListener::connect_with(&m.listen).await?;
     listener
         .listen_all([revocations::CHANNEL, clients::CHANNEL])
         .await?;

@@ -20,6 +20,11 @@ fn options(settings: &DatabaseSettings) -> anyhow::Result<(PgConnectOptions, &st
         .as_ref()
         .context("configuration: database.url is not set")?
         .expose_secret();
+    parse_url(url, "database.url")
+}
+
+/// A Postgres URL from the configuration key `name`.
+fn parse_url<'a>(url: &'a str, name: &str) -> anyhow::Result<(PgConnectOptions, &'a str)> {
     // Named only when it is plainly a scheme: the rest of the URL may hold
     // a password.
     match url.split_once("://") {
@@ -30,17 +35,37 @@ fn options(settings: &DatabaseSettings) -> anyhow::Result<(PgConnectOptions, &st
                 .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
         {
             anyhow::bail!(
-                "configuration: database.url must start with postgres:// or postgresql:// (Tessera needs Postgres), not {scheme}://"
+                "configuration: {name} must start with postgres:// or postgresql:// (Tessera needs Postgres), not {scheme}://"
             )
         }
         _ => anyhow::bail!(
-            "configuration: database.url must start with postgres:// or postgresql:// (Tessera needs Postgres)"
+            "configuration: {name} must start with postgres:// or postgresql:// (Tessera needs Postgres)"
         ),
     }
     let options = url
         .parse()
-        .context("configuration: database.url is not a valid Postgres URL")?;
+        .with_context(|| format!("configuration: {name} is not a valid Postgres URL"))?;
     Ok((options, url))
+}
+
+/// Where the change listener connects (`LISTEN` needs a session of its
+/// own, which a pooler in transaction mode never gives): `database.listen_url`,
+/// or `database.url` without one. A pool of one lazy connection, and what
+/// to log about it (never the password).
+pub fn listen_pool(settings: &DatabaseSettings) -> anyhow::Result<(PgPool, String)> {
+    let (options, from) = match &settings.listen_url {
+        Some(url) => (
+            parse_url(url.expose_secret(), "database.listen_url")?.0,
+            "database.listen_url",
+        ),
+        None => (options(settings)?.0, "database.url"),
+    };
+    let said = format!("{} ({from})", describe_target(&options));
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy_with(options);
+    Ok((pool, said))
 }
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -26,7 +26,7 @@ pub mod users;
 
 pub use connection::{
     MIGRATOR, background, cause, check_reachable, connect_once, create_database_if_missing,
-    describe_target, migrate, ping, pool, wait_until_reachable, with_backoff,
+    describe_target, listen_pool, migrate, ping, pool, wait_until_reachable, with_backoff,
 };
 
 /// True when a unique constraint rejected the write.

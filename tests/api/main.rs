@@ -28,6 +28,7 @@ mod jwks;
 mod kek;
 mod keys;
 mod lifecycle;
+mod listener;
 mod logging;
 mod login_races;
 mod metrics;
