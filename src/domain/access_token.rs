@@ -161,24 +161,25 @@ pub struct AccessTokenVerifier {
 /// the signing key is still published. Bounded: when full, it starts over.
 #[derive(Default)]
 pub struct Verified {
-    tokens: std::sync::RwLock<std::collections::HashMap<[u8; 32], (String, AccessClaims)>>,
+    /// The claims carry the kid that signed them.
+    tokens: std::sync::RwLock<std::collections::HashMap<[u8; 32], AccessClaims>>,
 }
 
 /// Most tokens remembered at once (a few MiB at most).
 const VERIFIED_CAPACITY: usize = 10_000;
 
 impl Verified {
-    fn get(&self, hash: &[u8; 32]) -> Option<(String, AccessClaims)> {
+    fn get(&self, hash: &[u8; 32]) -> Option<AccessClaims> {
         let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
         tokens.get(hash).cloned()
     }
 
-    fn insert(&self, hash: [u8; 32], kid: String, claims: AccessClaims) {
+    fn insert(&self, hash: [u8; 32], claims: AccessClaims) {
         let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
         if tokens.len() >= VERIFIED_CAPACITY {
             tokens.clear();
         }
-        tokens.insert(hash, (kid, claims));
+        tokens.insert(hash, claims);
     }
 }
 
@@ -254,14 +255,14 @@ impl AccessTokenVerifier {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest.as_ref());
-        if let Some((kid, claims)) = self.verified.get(&hash) {
-            return match self.keys.verifying_key(&kid, now) {
+        if let Some(claims) = self.verified.get(&hash) {
+            return match self.keys.verifying_key(&claims.kid, now) {
                 Some(_) => Ok(claims),
                 None => Err(InvalidToken::UnknownKey),
             };
         }
-        let (kid, claims) = decode(token, self.keys.as_ref(), &self.issuer, now)?;
-        self.verified.insert(hash, kid, claims.clone());
+        let claims = decode(token, self.keys.as_ref(), &self.issuer, now)?;
+        self.verified.insert(hash, claims.clone());
         Ok(claims)
     }
 }
@@ -270,13 +271,13 @@ impl AccessTokenVerifier {
 /// key's algorithm), `typ` and issuer, of a token no longer than
 /// `MAX_TOKEN_LEN` (checked by the caller, before hashing it). Audience,
 /// expiry and bounds are the caller's; revocation is checked separately
-/// (see `revocation::Denylist`).
+/// (see `revocation::Denylist`). The claims carry the header's `kid`.
 fn decode(
     token: &str,
     keys: &dyn VerifyingKeys,
     issuer: &str,
     now: DateTime<Utc>,
-) -> Result<(String, AccessClaims), InvalidToken> {
+) -> Result<AccessClaims, InvalidToken> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
     if header.typ.as_deref() != Some("at+jwt") {
         return Err(InvalidToken::Malformed);
@@ -299,6 +300,6 @@ fn decode(
     let mut claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
         .map_err(|_| InvalidToken::BadSignature)?
         .claims;
-    claims.kid.clone_from(&kid);
-    Ok((kid, claims))
+    claims.kid = kid;
+    Ok(claims)
 }

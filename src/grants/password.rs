@@ -179,11 +179,6 @@ impl Checked<'_> {
         };
         let scope = self.grant_scope(&user).await?;
         let (state, client, now) = (self.state, self.client, self.now);
-        let jkt = self.proof.map(|p| p.jkt.as_str());
-        let (code_challenge, target) = match self.then {
-            Then::Code { code_challenge } => (Some(code_challenge), None),
-            Then::Tokens(target) => (None, Some(target)),
-        };
         if user.second_factor {
             // A flow the client could never finish is no use to it.
             if !client.may_use(GrantType::AuthorizationCode) {
@@ -201,22 +196,23 @@ impl Checked<'_> {
                 auth_session: flow.token.expose().to_owned(),
             });
         }
-        if let Some(code_challenge) = code_challenge {
-            self.right_password(&user).await?;
-            let code = challenge::CodeFor {
-                client_id: client.id(),
-                user_id: user.id,
-                scope: &scope.to_string(),
-                code_challenge,
-                dpop_jkt: jkt,
-                amr: &[PASSWORD_AMR],
-            };
-            return Ok(Outcome::Code(
-                challenge::issue_code(state, code, now).await?,
-            ));
-        }
-        let target =
-            target.ok_or_else(|| anyhow::anyhow!("a login for tokens without a target"))?;
+        let target = match self.then {
+            Then::Tokens(target) => target,
+            Then::Code { code_challenge } => {
+                self.right_password(&user).await?;
+                let code = challenge::CodeFor {
+                    client_id: client.id(),
+                    user_id: user.id,
+                    scope: &scope.to_string(),
+                    code_challenge,
+                    dpop_jkt: self.proof.map(|p| p.jkt.as_str()),
+                    amr: &[PASSWORD_AMR],
+                };
+                return Ok(Outcome::Code(
+                    challenge::issue_code(state, code, now).await?,
+                ));
+            }
+        };
         let access_scope = match target.narrow(&scope) {
             Ok(narrowed) => narrowed,
             Err(e) => {

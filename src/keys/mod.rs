@@ -128,11 +128,6 @@ impl KeyRing {
         current.clone()
     }
 
-    /// Whether `kid` is distrusted (then never published, trusted or used).
-    pub fn is_distrusted(&self, kid: &str) -> bool {
-        self.distrusted.contains(kid)
-    }
-
     fn phases(&self, keys: &[LoadedKey], now: DateTime<Utc>) -> Vec<Phase> {
         let activations: Vec<_> = keys.iter().map(|k| k.activates_at).collect();
         schedule::phases(&activations, now, self.access_ttl)

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
-async fn audit_actions(app: &TestApp) -> Vec<String> {
+pub(crate) async fn audit_actions(app: &TestApp) -> Vec<String> {
     sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
         .fetch_all(&app.pool)
         .await

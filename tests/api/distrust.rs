@@ -78,10 +78,12 @@ async fn a_distrusted_signing_key_is_refused_everywhere_within_a_second_and_repl
     let took = started.elapsed();
     eprintln!("both instances refused the key's tokens after {took:?}");
     assert!(took < Duration::from_secs(1), "{took:?}");
-    for (path, token) in [("/admin/keys", &admin)] {
-        let refused = b.admin(Method::GET, path, token).send().await.unwrap();
-        assert_eq!(refused.status(), 401);
-    }
+    let refused = b
+        .admin(Method::GET, "/admin/keys", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     let feed = b
         .http
         .get(format!("{}/auth/revocations", b.address))
